@@ -142,6 +142,11 @@ class FrameSpec:
         return PREAMBLE_LEN + self.n_data + self.n_groups * self.pilot_len
 
     @property
+    def flush_symbols(self) -> int:
+        """Zero symbols after the last burst of a PDU (see burst_mapper)."""
+        return 2 * SYNC_LEN + self.rrc_span + 64
+
+    @property
     def burst_samples(self) -> int:
         return (self.n_symbols + self.guard) * self.sps
 
@@ -362,7 +367,6 @@ class BurstDemodulator:
             h_data = np.asarray(csi, dtype=np.complex64)
             if h_data.size != data_idx.size:
                 raise ValueError("genie CSI must give one gain per data symbol")
-            h_data = h_data * np.exp(-2j * np.pi * cfo * data_idx)
         else:
             h_data = (np.interp(data_idx, centres, hs.real) + 1j * np.interp(data_idx, centres, hs.imag)).astype(np.complex64)
         pw = np.abs(h_data) ** 2

@@ -1,0 +1,295 @@
+"""Message (PDU) blocks of the digital PHY. They carry per-frame work only;
+every per-sample operation is a GNU Radio C++ block in :mod:`phy_hier`."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import numpy as np
+import pmt
+from gnuradio import gr
+
+from ..phy import framing
+from ..phy.fec import ASYNC_DECODER_PAD, llr_to_grfec
+from ..phy.frame import BurstDemodulator, FrameSpec
+from .pdu_util import make_pdu, pdu_parts
+
+log = logging.getLogger(__name__)
+IN, OUT, STATUS = pmt.intern("in"), pmt.intern("out"), pmt.intern("status")
+
+
+def _status(**kw):
+    return pmt.to_pmt({k: (v.item() if isinstance(v, np.generic) else v) for k, v in kw.items()})
+
+
+class frame_encoder(gr.basic_block):
+    """u8 PDU -> info-bit PDUs, one per frame (segmentation, header, CRC32).
+
+    Input metadata ``payload_type`` (int) is carried in every frame header.
+    An empty or oversize PDU is reported on ``status`` and dropped.
+    """
+
+    def __init__(self, spec: FrameSpec):
+        gr.basic_block.__init__(self, "semcom_frame_encoder", None, None)
+        self.spec = spec
+        self.msg_id = 0
+        self.frames_sent = 0
+        self.message_port_register_in(IN)
+        self.message_port_register_out(OUT)
+        self.message_port_register_out(STATUS)
+        self.set_msg_handler(IN, self.handle)
+
+    def handle(self, msg):
+        try:
+            meta, data = pdu_parts(msg)
+            if data.dtype != np.uint8:
+                raise framing.FramingError("frame_encoder takes u8 PDUs")
+            ptype = int(meta.get("payload_type", 0))
+            frames = framing.segment(data.tobytes(), self.spec.capacity, self.msg_id, ptype)
+        except (ValueError, TypeError) as exc:
+            log.error("frame_encoder: %s", exc)
+            self.message_port_pub(STATUS, _status(event="tx_error", error=str(exc)))
+            return
+        nbits = self.spec.info_bits
+        for i, f in enumerate(frames):
+            bits = framing.bytes_to_bits(f)
+            if bits.size < nbits:
+                bits = np.concatenate([bits, np.zeros(nbits - bits.size, np.uint8)])
+            self.message_port_pub(OUT, make_pdu({"msg_id": self.msg_id, "seg_index": i,
+                                                 "seg_count": len(frames)}, bits))
+        self.message_port_pub(STATUS, _status(event="tx_pdu", msg_id=self.msg_id, frames=len(frames),
+                                              bytes=int(data.size)))
+        self.frames_sent += len(frames)
+        self.msg_id = (self.msg_id + 1) & 0xFFFF
+
+
+class burst_mapper(gr.basic_block):
+    """Coded-bit PDU -> complex burst symbols PDU (preamble, pilots, data, guard)."""
+
+    def __init__(self, spec: FrameSpec):
+        gr.basic_block.__init__(self, "semcom_burst_mapper", None, None)
+        self.spec = spec
+        self.message_port_register_in(IN)
+        self.message_port_register_out(OUT)
+        self.set_msg_handler(IN, self.handle)
+
+    def handle(self, msg):
+        try:
+            meta, bits = pdu_parts(msg)
+            sym = self.spec.build_symbols(bits)
+        except ValueError as exc:
+            log.error("burst_mapper: %s", exc)
+            return
+        if meta.get("seg_index", 0) + 1 >= meta.get("seg_count", 1):
+            # idle tail after a PDU's last burst: lets every filter, the
+            # correlator and the burst capture downstream run past its end
+            sym = np.concatenate([sym, np.zeros(self.spec.flush_symbols, np.complex64)])
+        self.message_port_pub(OUT, make_pdu(meta, sym))
+
+
+class burst_demod(gr.basic_block):
+    """Matched-filtered burst PDU -> soft bits for gr-fec (or hard bits if uncoded).
+
+    Output metadata: ``snr_db`` (estimated Es/N0 of the burst), ``cfo``
+    (cycles/symbol), ``timing``. Bursts that carry no preamble are reported on
+    ``status`` (``event = "burst_drop"``) and go no further.
+    ``hard_bits`` publishes hard decisions (for uncoded BER curves) on port
+    ``bits`` as well.
+    """
+
+    def __init__(self, spec: FrameSpec, search: int, genie_csi: bool = False):
+        gr.basic_block.__init__(self, "semcom_burst_demod", None, None)
+        self.spec = spec
+        self.dem = BurstDemodulator(spec, search=search)
+        self.genie = genie_csi
+        self._csi_q: list = []
+        self._x_q: list = []
+        self.bursts = 0
+        self.dropped = 0
+        self.message_port_register_in(IN)
+        self.message_port_register_out(OUT)
+        self.message_port_register_out(STATUS)
+        self.message_port_register_out(pmt.intern("bits"))
+        self.set_msg_handler(IN, self.handle)
+        if genie_csi:
+            self.message_port_register_in(pmt.intern("csi"))
+            self.set_msg_handler(pmt.intern("csi"), self.handle_csi)
+
+    def handle_csi(self, msg):
+        self._csi_q.append(pdu_parts(msg)[1])
+        self._drain()
+
+    def handle(self, msg):
+        try:
+            meta, x = pdu_parts(msg)
+        except ValueError as exc:
+            log.error("burst_demod: %s", exc)
+            return
+        if self.genie:
+            self._x_q.append((meta, x))
+            self._drain()
+        else:
+            self._process(meta, x, None)
+
+    def _drain(self):
+        while self._x_q and self._csi_q:
+            meta, x = self._x_q.pop(0)
+            self._process(meta, x, self._csi_q.pop(0))
+
+    def _process(self, meta, x, csi_burst):
+        self.bursts += 1
+        csi = None
+        if csi_burst is not None:
+            # CSI stream went through the same path; sample it at the data symbol instants
+            res0 = self.dem.demodulate(x)
+            if res0.ok:
+                data_idx = self.spec.layout[0]
+                pos = np.round(res0.timing + data_idx * self.spec.sps).astype(np.int64)
+                csi = csi_burst[np.clip(pos, 0, csi_burst.size - 1)]
+        res = self.dem.demodulate(x, csi=csi)
+        if not res.ok:
+            self.dropped += 1
+            self.message_port_pub(STATUS, _status(event="burst_drop", reason=res.reason, snr_db=res.snr_db))
+            return
+        out_meta = {"snr_db": round(res.snr_db, 3), "cfo": res.cfo, "timing": res.timing,
+                    "burst": self.bursts}
+        hard = (res.llr < 0).astype(np.uint8)
+        self.message_port_pub(pmt.intern("bits"), make_pdu(out_meta, hard))
+        if self.spec.code.alist is None:
+            self.message_port_pub(OUT, make_pdu(out_meta, hard))
+        else:
+            soft = np.concatenate([llr_to_grfec(res.llr), np.zeros(ASYNC_DECODER_PAD, np.float32)])
+            self.message_port_pub(OUT, make_pdu(out_meta, soft))
+
+
+class frame_decoder(gr.basic_block):
+    """Decoded info-bit PDUs -> CRC check, per-frame status, reassembled PDUs.
+
+    Every frame produces a ``status`` message ``{event: "frame", crc_ok, msg_id,
+    seg_index, seg_count, snr_db, cfo}``. A PDU leaves on ``out`` when all its
+    frames arrived, or after ``timeout`` seconds (or a message on ``flush``)
+    with metadata ``missing = [(start, stop), ...]`` byte ranges zero-filled,
+    ``complete`` false and ``erasures`` the number of lost frames.
+    """
+
+    def __init__(self, spec: FrameSpec, timeout: float = 2.0):
+        gr.basic_block.__init__(self, "semcom_frame_decoder", None, None)
+        self.spec = spec
+        self.timeout = timeout
+        self.reasm = framing.Reassembler(spec.capacity)
+        self.lock = threading.Lock()
+        self.frames_ok = 0
+        self.frames_bad = 0
+        self.pdus_out = 0
+        self._stop = threading.Event()
+        self._thread = None
+        self.message_port_register_in(IN)
+        self.message_port_register_in(pmt.intern("flush"))
+        self.message_port_register_out(OUT)
+        self.message_port_register_out(STATUS)
+        self.set_msg_handler(IN, self.handle)
+        self.set_msg_handler(pmt.intern("flush"), self.handle_flush)
+
+    def start(self):
+        self._stop.clear()
+        if self.timeout and self.timeout > 0:
+            self._thread = threading.Thread(target=self._timer, daemon=True)
+            self._thread.start()
+        return True
+
+    def stop(self):
+        self._stop.set()
+        return True
+
+    def _timer(self):
+        while not self._stop.wait(min(0.1, self.timeout / 4)):
+            self.flush(older_than=self.timeout)
+
+    def handle(self, msg):
+        try:
+            meta, bits = pdu_parts(msg)
+        except ValueError as exc:
+            log.error("frame_decoder: %s", exc)
+            return
+        frame = framing.bits_to_bytes(bits[: 8 * self.spec.capacity])
+        hdr, payload, status = framing.parse(frame)
+        ok = status == "ok"
+        st = {"event": "frame", "crc_ok": ok, "status": status,
+              "snr_db": meta.get("snr_db", float("nan")), "cfo": meta.get("cfo", float("nan"))}
+        if ok:
+            st.update(msg_id=hdr.msg_id, seg_index=hdr.seg_index, seg_count=hdr.seg_count)
+        self.message_port_pub(STATUS, _status(**st))
+        with self.lock:
+            if not ok:
+                self.frames_bad += 1
+                return
+            self.frames_ok += 1
+            done = self.reasm.add(hdr, payload, now=time.monotonic())
+        if done is not None:
+            self._emit(*done)
+
+    def handle_flush(self, _msg):
+        self.flush()
+
+    def flush(self, older_than=None):
+        with self.lock:
+            items = self.reasm.flush(older_than=older_than, now=time.monotonic())
+        for it in items:
+            self._emit(*it)
+
+    def _emit(self, hdr, data, missing):
+        self.pdus_out += 1
+        nmiss = sum(-(-(b - a) // max(self.reasm.per, 1)) for a, b in missing)
+        meta = {"msg_id": hdr.msg_id, "payload_type": hdr.payload_type, "complete": not missing,
+                "erasures": nmiss, "frames": hdr.seg_count, "missing": [list(m) for m in missing]}
+        self.message_port_pub(OUT, make_pdu(meta, data))
+
+
+class burst_capture(gr.sync_block):
+    """Cut a fixed-length burst out of the stream at every ``corr_start`` tag.
+
+    Written here instead of using ``pdu.tags_to_pdu_c`` because that block
+    drops the burst it is capturing when a second start tag arrives inside it
+    (a correlator false alarm in the data then costs a real frame). Here every
+    tag opens its own capture, overlapping captures are independent, and false
+    alarms are rejected later by the burst demodulator's preamble check. Work
+    is numpy slicing per ``work()`` call, never a per-sample Python loop.
+    The sink consumes its input; extra outputs: PDUs on ``pdus``.
+    """
+
+    def __init__(self, length: int, tag_key: str = "corr_start", max_active: int = 64):
+        gr.sync_block.__init__(self, "semcom_burst_capture", [np.complex64], None)
+        self.length = int(length)
+        self.key = pmt.intern(tag_key)
+        self.max_active = max_active
+        self.active: list = []  # [start_offset, list_of_chunks, filled]
+        self.captured = 0
+        self.overflows = 0
+        self.message_port_register_out(pmt.intern("pdus"))
+
+    def work(self, input_items, output_items):
+        x = input_items[0]
+        n = len(x)
+        base = self.nitems_read(0)
+        for tag in self.get_tags_in_window(0, 0, n, self.key):
+            if len(self.active) >= self.max_active:
+                self.overflows += 1
+                continue
+            self.active.append([tag.offset, [], 0])
+        still = []
+        for cap in self.active:
+            start, chunks, filled = cap
+            lo = max(start + filled - base, 0)
+            take = min(self.length - filled, n - lo)
+            if take > 0:
+                chunks.append(np.array(x[lo:lo + take], copy=True))
+                cap[2] = filled = filled + take
+            if filled >= self.length:
+                self.captured += 1
+                data = np.concatenate(chunks).astype(np.complex64)
+                self.message_port_pub(pmt.intern("pdus"), make_pdu({"offset": int(start)}, data))
+            else:
+                still.append(cap)
+        self.active = still
+        return n

@@ -1,0 +1,114 @@
+"""Transmitter and receiver hier blocks of the single-carrier digital PHY.
+
+TX (PDU in, complex baseband out)::
+
+    frame_encoder -> fec.async_encoder (gr-fec LDPC, C++) -> burst_mapper
+      -> pdu.pdu_to_stream_c (C++) -> filter.interp_fir_filter_ccf (RRC, C++)
+
+RX (complex baseband in, PDUs out)::
+
+    filter.fir_filter_ccf (matched RRC, C++) -> digital.corr_est_cc (sync word, C++)
+      -> burst_capture (numpy slices at each 'corr_start' tag) -> burst_demod
+      -> fec.async_decoder (gr-fec LDPC, C++) -> frame_decoder
+
+Message ports: TX ``in`` (u8 PDU), ``status``; RX ``out`` (reassembled PDUs),
+``status`` (per-frame and per-burst events), ``bits`` (hard decisions of the
+coded bits, for BER measurement).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pmt
+from gnuradio import digital, fec, filter, gr, pdu, blocks
+
+from ..phy.fec import make_decoder, make_encoder
+from ..phy.frame import FrameSpec
+from .phy_blocks import burst_capture, burst_demod, burst_mapper, frame_decoder, frame_encoder
+
+#: samples between the 'corr_start' tag and the first preamble sample, as
+#: measured for GNU Radio 3.10's corr_est_cc with our sync word (tests check it)
+_TAG_LEAD = 4
+
+
+def spec_from_kwargs(**kw) -> FrameSpec:
+    return FrameSpec(**{k: v for k, v in kw.items() if v is not None})
+
+
+def sync_waveform(spec: FrameSpec) -> np.ndarray:
+    """The sync word as it appears after TX RRC + RX matched filter, sps samples/symbol."""
+    up = np.zeros(spec.sync_word.size * spec.sps, np.complex64)
+    up[:: spec.sps] = spec.sync_word
+    rc = np.convolve(spec.rrc, spec.rrc)
+    d = rc.size // 2
+    return np.convolve(up, rc)[d: d + up.size].astype(np.complex64)
+
+
+class phy_tx(gr.hier_block2):
+    def __init__(self, spec: FrameSpec | None = None, **kw):
+        gr.hier_block2.__init__(self, "semcom_phy_tx", gr.io_signature(0, 0, 0),
+                                gr.io_signature(1, 1, gr.sizeof_gr_complex))
+        self.spec = spec = spec or spec_from_kwargs(**kw)
+        self.message_port_register_hier_in("in")
+        self.message_port_register_hier_out("status")
+        self.framer = frame_encoder(spec)
+        self.mapper = burst_mapper(spec)
+        self.msg_connect(self, "in", self.framer, "in")
+        self.msg_connect(self.framer, "status", self, "status")
+        if spec.code.alist is not None:
+            self.encoder = fec.async_encoder(make_encoder(spec.code), False, False, False,
+                                             spec.coded_bits + 64)
+            self.msg_connect(self.framer, "out", self.encoder, "in")
+            self.msg_connect(self.encoder, "out", self.mapper, "in")
+        else:
+            self.msg_connect(self.framer, "out", self.mapper, "in")
+        self.to_stream = pdu.pdu_to_stream_c(pdu.EARLY_BURST_APPEND, 256)
+        self.shaper = filter.interp_fir_filter_ccf(spec.sps, spec.rrc.tolist())
+        self.msg_connect(self.mapper, "out", self.to_stream, "pdus")
+        self.connect(self.to_stream, self.shaper, self)
+
+
+class phy_rx(gr.hier_block2):
+    """``threshold`` is corr_est_cc's DYNAMIC threshold (1 - false-alarm prob.)."""
+
+    def __init__(self, spec: FrameSpec | None = None, threshold: float = 0.999,
+                 timeout: float = 2.0, genie_csi: bool = False, ldpc_iterations: int = 50, **kw):
+        nin = 2 if genie_csi else 1
+        gr.hier_block2.__init__(self, "semcom_phy_rx", gr.io_signature(nin, nin, gr.sizeof_gr_complex),
+                                gr.io_signature(0, 0, 0))
+        self.spec = spec = spec or spec_from_kwargs(**kw)
+        for p in ("out", "status", "bits"):
+            self.message_port_register_hier_out(p)
+        self.message_port_register_hier_in("flush")
+        self.mf = filter.fir_filter_ccf(1, spec.rrc.tolist())
+        self.corr = digital.corr_est_cc(sync_waveform(spec).tolist(), spec.sps, 0, threshold,
+                                        digital.THRESHOLD_DYNAMIC)
+        search = 4 * spec.sps + _TAG_LEAD
+        self.demod = burst_demod(spec, search=search, genie_csi=genie_csi)
+        capture = self.demod.dem.samples_needed + 8
+        self.capture = capture
+        self.burst = burst_capture(capture)
+        self.connect(self, self.mf, self.corr, self.burst)
+        self.msg_connect(self.burst, "pdus", self.demod, "in")
+        self.deframer = frame_decoder(spec, timeout=timeout)
+        if spec.code.alist is not None:
+            self.decoder = fec.async_decoder(make_decoder(spec.code, ldpc_iterations), False, False,
+                                             spec.coded_bits + 64)
+            self.msg_connect(self.demod, "out", self.decoder, "in")
+            self.msg_connect(self.decoder, "out", self.deframer, "in")
+        else:
+            self.msg_connect(self.demod, "out", self.deframer, "in")
+        self.msg_connect(self.deframer, "out", self, "out")
+        self.msg_connect(self.deframer, "status", self, "status")
+        self.msg_connect(self.demod, "status", self, "status")
+        self.msg_connect(self.demod, "bits", self, "bits")
+        self.msg_connect(self, "flush", self.deframer, "flush")
+        if genie_csi:
+            # the true channel gain stream takes the same delays as the data and
+            # is cut into bursts by the same tags
+            self.csi_delay = filter.fir_filter_ccf(1, ([0.0] * (spec.rrc.size // 2)) + [1.0])
+            self.tag_share = blocks.tag_share(gr.sizeof_gr_complex, gr.sizeof_gr_complex)
+            self.csi_burst = burst_capture(capture)
+            self.connect((self, 1), self.csi_delay, (self.tag_share, 0))
+            self.connect(self.corr, (self.tag_share, 1))
+            self.connect(self.tag_share, self.csi_burst)
+            self.msg_connect(self.csi_burst, "pdus", self.demod, "csi")
