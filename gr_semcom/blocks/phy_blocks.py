@@ -107,6 +107,7 @@ class burst_demod(gr.basic_block):
         self._x_q: list = []
         self.bursts = 0
         self.dropped = 0
+        self._last_pos = -1e18
         self.message_port_register_in(IN)
         self.message_port_register_out(OUT)
         self.message_port_register_out(STATUS)
@@ -148,6 +149,16 @@ class burst_demod(gr.basic_block):
                 pos = np.round(res0.timing + data_idx * self.spec.sps).astype(np.int64)
                 csi = csi_burst[np.clip(pos, 0, csi_burst.size - 1)]
         res = self.dem.demodulate(x, csi=csi)
+        if res.ok and "offset" in meta:
+            # bursts never overlap in time: a capture that starts inside the
+            # last accepted burst is a second tag on its preamble or a
+            # correlator false alarm in its data (captures finish in start
+            # order, so the real burst is always judged first)
+            pos = meta["offset"] + res.timing
+            if pos < self._last_pos + 0.9 * self.spec.n_symbols * self.spec.sps:
+                res.ok, res.reason = False, "inside previous burst"
+            else:
+                self._last_pos = pos
         if not res.ok:
             self.dropped += 1
             self.message_port_pub(STATUS, _status(event="burst_drop", reason=res.reason, snr_db=res.snr_db))
@@ -258,9 +269,11 @@ class burst_capture(gr.sync_block):
     The sink consumes its input; extra outputs: PDUs on ``pdus``.
     """
 
-    def __init__(self, length: int, tag_key: str = "corr_start", max_active: int = 64):
+    def __init__(self, length: int, lead: int = 0, tag_key: str = "corr_start", max_active: int = 64):
         gr.sync_block.__init__(self, "semcom_burst_capture", [np.complex64], None)
         self.length = int(length)
+        self.lead = int(lead)  # samples kept before each tag
+        self.set_history(self.lead + 1)
         self.key = pmt.intern(tag_key)
         self.max_active = max_active
         self.active: list = []  # [start_offset, list_of_chunks, filled]
@@ -270,18 +283,19 @@ class burst_capture(gr.sync_block):
 
     def work(self, input_items, output_items):
         x = input_items[0]
-        n = len(x)
+        n = len(x) - self.lead
         base = self.nitems_read(0)
         for tag in self.get_tags_in_window(0, 0, n, self.key):
             if len(self.active) >= self.max_active:
                 self.overflows += 1
                 continue
-            self.active.append([tag.offset, [], 0])
+            self.active.append([tag.offset - self.lead, [], 0])
         still = []
         for cap in self.active:
             start, chunks, filled = cap
-            lo = max(start + filled - base, 0)
-            take = min(self.length - filled, n - lo)
+            # x[0] is absolute sample base - lead (history)
+            lo = max(start + filled - base + self.lead, 0)
+            take = min(self.length - filled, n + self.lead - lo)
             if take > 0:
                 chunks.append(np.array(x[lo:lo + take], copy=True))
                 cap[2] = filled = filled + take

@@ -25,9 +25,9 @@ from ..phy.fec import make_decoder, make_encoder
 from ..phy.frame import FrameSpec
 from .phy_blocks import burst_capture, burst_demod, burst_mapper, frame_decoder, frame_encoder
 
-#: samples between the 'corr_start' tag and the first preamble sample, as
-#: measured for GNU Radio 3.10's corr_est_cc with our sync word (tests check it)
-_TAG_LEAD = 4
+#: samples kept before each 'corr_start' tag; the demodulator searches the
+#: preamble over twice that span, which covers corr_est_cc's tag jitter
+_TAG_LEAD = 8
 
 
 def spec_from_kwargs(**kw) -> FrameSpec:
@@ -82,11 +82,11 @@ class phy_rx(gr.hier_block2):
         self.mf = filter.fir_filter_ccf(1, spec.rrc.tolist())
         self.corr = digital.corr_est_cc(sync_waveform(spec).tolist(), spec.sps, 0, threshold,
                                         digital.THRESHOLD_DYNAMIC)
-        search = 4 * spec.sps + _TAG_LEAD
+        search = 2 * _TAG_LEAD * spec.sps
         self.demod = burst_demod(spec, search=search, genie_csi=genie_csi)
         capture = self.demod.dem.samples_needed + 8
         self.capture = capture
-        self.burst = burst_capture(capture)
+        self.burst = burst_capture(capture, lead=_TAG_LEAD * spec.sps)
         self.connect(self, self.mf, self.corr, self.burst)
         self.msg_connect(self.burst, "pdus", self.demod, "in")
         self.deframer = frame_decoder(spec, timeout=timeout)
@@ -107,7 +107,7 @@ class phy_rx(gr.hier_block2):
             # is cut into bursts by the same tags
             self.csi_delay = filter.fir_filter_ccf(1, ([0.0] * (spec.rrc.size // 2)) + [1.0])
             self.tag_share = blocks.tag_share(gr.sizeof_gr_complex, gr.sizeof_gr_complex)
-            self.csi_burst = burst_capture(capture)
+            self.csi_burst = burst_capture(capture, lead=_TAG_LEAD * spec.sps)
             self.connect((self, 1), self.csi_delay, (self.tag_share, 0))
             self.connect(self.corr, (self.tag_share, 1))
             self.connect(self.tag_share, self.csi_burst)

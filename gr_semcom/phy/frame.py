@@ -284,7 +284,7 @@ class BurstDemodulator:
     preamble (the detector's tag uncertainty).
     """
 
-    def __init__(self, spec: FrameSpec, search: int | None = None, min_snr_db: float = -6.0):
+    def __init__(self, spec: FrameSpec, search: int | None = None, min_snr_db: float = -10.0):
         self.spec = spec
         self.search = search if search is not None else 8 * spec.sps
         self.min_snr_db = min_snr_db
@@ -370,8 +370,15 @@ class BurstDemodulator:
         else:
             h_data = (np.interp(data_idx, centres, hs.real) + 1j * np.interp(data_idx, centres, hs.imag)).astype(np.complex64)
         pw = np.abs(h_data) ** 2
-        # For the estimate's own noise, the pilot-averaged channel carries nv/npilots of error.
-        snr_db = float(10 * np.log10(max(np.mean(np.abs(hs) ** 2), 1e-20) / max(noise_var, 1e-20)))
+        # Signal power from the lag-1 correlation of successive pilot-group
+        # estimates: noise is independent between groups, so this carries no
+        # noise bias; on a correlator false alarm the 'pilots' are random data
+        # and it is ~0, far below any decodable SNR: that rejects false alarms.
+        if h_groups.size > 1:
+            sig = float(np.abs(np.mean(h_groups[1:] * np.conj(h_groups[:-1]))))
+        else:
+            sig = float(np.abs(h_groups[0]) ** 2) - noise_var / pl
+        snr_db = float(10 * np.log10(max(sig, 1e-20) / max(noise_var, 1e-20)))
         if snr_db < self.min_snr_db:
             return BurstResult(False, snr_db=snr_db, cfo=cfo, timing=t0, noise_var=noise_var, reason="no signal")
         pw = np.maximum(pw, 1e-12)
