@@ -89,9 +89,6 @@ def run_link(data: bytes, spec: FrameSpec, chan: ChannelSpec, timeout: float = 6
         complete = bool(meta.get("complete"))
         missing = [tuple(m) for m in (meta.get("missing") or [])]
     sts = [pmt.to_python(m) for m in status.items]
-    import os
-    if os.environ.get('SEMCOM_DEBUG'):
-        for s_ in sts: print(s_)
     frames = [s for s in sts if isinstance(s, dict) and s.get("event") == "frame"]
     drops = [s for s in sts if isinstance(s, dict) and s.get("event") == "burst_drop"]
     tx_bits = np.array([pdu_parts(m)[1] for m in sent.items]) if sent.items else np.zeros((0, 0))

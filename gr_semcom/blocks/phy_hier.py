@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import pmt
-from gnuradio import digital, fec, filter, gr, pdu, blocks
+from gnuradio import blocks, digital, fec, filter, gr, pdu
 
 from ..phy.fec import make_decoder, make_encoder
 from ..phy.frame import FrameSpec

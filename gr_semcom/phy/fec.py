@@ -92,19 +92,16 @@ def read_alist(path: str | Path) -> np.ndarray:
 
 
 def make_encoder(code: CodeSpec):
-    """gr-fec encoder object (or a dummy passthrough for 'none')."""
+    """gr-fec encoder object (uncoded frames bypass the encoder in phy_tx)."""
     from gnuradio import fec
 
-    if code.alist is None:
-        return fec.dummy_encoder_make(8192)
     return fec.ldpc_encoder_make(str(code.alist))
 
 
 def make_decoder(code: CodeSpec, max_iterations: int = 50):
+    """gr-fec decoder object (uncoded frames bypass the decoder in phy_rx)."""
     from gnuradio import fec
 
-    if code.alist is None:
-        return fec.dummy_decoder.make(8192)
     return fec.ldpc_decoder.make(str(code.alist), 0.5, int(max_iterations))
 
 
