@@ -12,13 +12,16 @@ def _add_phy_args(p: argparse.ArgumentParser) -> None:
     from .phy.constellations import MODULATIONS
     from .phy.fec import CODE_RATES
 
+    p.add_argument("--waveform", default="sc", choices=("sc", "ofdm"),
+                   help="single-carrier bursts (default) or OFDM (64-point, 16 CP, 48 data carriers)")
     p.add_argument("--mod", default="qpsk", choices=MODULATIONS, help="modulation (default qpsk)")
     p.add_argument("--rate", default="1/2", choices=CODE_RATES, help="LDPC code rate (gr-fec alist codes)")
     p.add_argument("--codewords", type=int, default=4, help="LDPC codewords per burst")
     p.add_argument("--channel", default="awgn", choices=CHANNELS)
     p.add_argument("--snr", type=float, default=10.0, help="Es/N0 in dB per complex symbol (unit-energy symbols)")
     p.add_argument("--ebn0", type=float, default=None, help="give Eb/N0 in dB instead of --snr")
-    p.add_argument("--cfo", type=float, default=0.0, help="carrier offset, cycles per symbol")
+    p.add_argument("--cfo", type=float, default=0.0,
+                   help="carrier offset: cycles per symbol (sc) or fraction of the subcarrier spacing (ofdm)")
     p.add_argument("--timing-offset", type=float, default=0.0, help="fractional sample delay (0..1)")
     p.add_argument("--sro-ppm", type=float, default=0.0, help="sample-rate offset in ppm")
     p.add_argument("--doppler", type=float, default=1e-3, help="fading fD*T per symbol")
@@ -28,8 +31,12 @@ def _add_phy_args(p: argparse.ArgumentParser) -> None:
 def _specs(args):
     from .phy.channel import ChannelSpec, ebn0_to_esn0
     from .phy.frame import FrameSpec
+    from .phy.ofdm import OfdmSpec
 
-    spec = FrameSpec(modulation=args.mod, code_rate=args.rate, codewords=args.codewords)
+    if args.waveform == "ofdm":
+        spec = OfdmSpec(modulation=args.mod, code_rate=args.rate, codewords=args.codewords)
+    else:
+        spec = FrameSpec(modulation=args.mod, code_rate=args.rate, codewords=args.codewords)
     esn0 = args.snr
     if args.ebn0 is not None:
         esn0 = ebn0_to_esn0(args.ebn0, spec.constellation.bits_per_symbol, spec.code.rate)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pmt
@@ -14,6 +14,30 @@ from .blocks.pdu_util import make_pdu, pdu_parts
 from .blocks.phy_hier import phy_rx, phy_tx
 from .phy.channel import ChannelSpec, esn0_to_ebn0, make_channel
 from .phy.frame import FrameSpec
+from .phy.ofdm import OfdmSpec
+
+
+def make_link_blocks(spec: FrameSpec | OfdmSpec, chan: ChannelSpec, rx_threshold: float | None = None,
+                     rx_timeout: float = 2.0, genie_csi: bool = False):
+    """(tx, channel, rx) hier blocks for either waveform.
+
+    For OFDM the channel runs at one sample per "symbol unit" of the FFT: ``cfo``
+    is read as a fraction of the subcarrier spacing and ``doppler`` per OFDM
+    symbol, multipath delays and timing offset are in samples.
+    """
+    if isinstance(spec, OfdmSpec):
+        from .blocks.ofdm_hier import ofdm_phy_rx, ofdm_phy_tx
+
+        if genie_csi:
+            raise ValueError("genie CSI is implemented for the single-carrier waveform only")
+        ch_spec = replace(chan, cfo=chan.cfo / spec.fft_len, doppler=chan.doppler / spec.fft_len)
+        thr = 0.9 if rx_threshold is None else rx_threshold
+        return ofdm_phy_tx(spec), make_channel(ch_spec, 1), ofdm_phy_rx(spec, threshold=thr, timeout=rx_timeout)
+    tx = phy_tx(spec)
+    ch = make_channel(chan, spec.sps, csi_output=genie_csi)
+    thr = 0.99 if rx_threshold is None else rx_threshold
+    rx = phy_rx(spec, threshold=thr, timeout=rx_timeout, genie_csi=genie_csi)
+    return tx, ch, rx
 
 
 class _collector(gr.basic_block):
@@ -45,6 +69,7 @@ class LinkResult:
     seconds: float
     esn0_db: float
     ebn0_db: float
+    lost_segments: list = field(default_factory=list)
     frame: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
@@ -53,13 +78,11 @@ class LinkResult:
         return d
 
 
-def run_link(data: bytes, spec: FrameSpec, chan: ChannelSpec, timeout: float = 60.0,
-             rx_threshold: float = 0.99, genie_csi: bool = False, payload_type: int = 0) -> LinkResult:
+def run_link(data: bytes, spec: FrameSpec | OfdmSpec, chan: ChannelSpec, timeout: float = 60.0,
+             rx_threshold: float | None = None, genie_csi: bool = False, payload_type: int = 0) -> LinkResult:
     """Send ``data`` as one PDU and wait for the reassembled PDU (or timeout)."""
     tb = gr.top_block("semcom_link")
-    tx = phy_tx(spec)
-    ch = make_channel(chan, spec.sps, csi_output=genie_csi)
-    rx = phy_rx(spec, threshold=rx_threshold, timeout=max(1.0, min(5.0, timeout / 4)), genie_csi=genie_csi)
+    tx, ch, rx = make_link_blocks(spec, chan, rx_threshold, max(1.0, min(5.0, timeout / 4)), genie_csi)
     out, status, hard, sent = _collector("out"), _collector("status"), _collector("bits"), _collector("sent")
     tb.connect(tx, ch, rx)
     if genie_csi:
@@ -109,4 +132,6 @@ def run_link(data: bytes, spec: FrameSpec, chan: ChannelSpec, timeout: float = 6
         coded_ber=errs / nbits if nbits else float("nan"), coded_bits=nbits,
         mean_snr_db=float(np.mean(snrs)) if snrs else float("nan"), seconds=seconds,
         esn0_db=chan.esn0_db, ebn0_db=esn0_to_ebn0(chan.esn0_db, bps, spec.code.rate),
+        lost_segments=sorted(set(range(len(sent.items)))
+                             - {f["seg_index"] for f in frames if f.get("crc_ok")}),
         frame=spec.describe())

@@ -18,7 +18,6 @@ coded bits, for BER measurement).
 from __future__ import annotations
 
 import numpy as np
-import pmt
 from gnuradio import blocks, digital, fec, filter, gr, pdu
 
 from ..phy.fec import make_decoder, make_encoder

@@ -74,7 +74,7 @@ def fractional_delay_taps(delay: float, half: int = 16) -> list:
 
 def make_channel(spec: ChannelSpec, sps: int, csi_output: bool = False):
     """A gr.hier_block2: complex in -> complex out (+ true channel gain if csi_output)."""
-    from gnuradio import blocks, channels, filter, gr
+    from gnuradio import blocks, channels, gr
 
     nout = 2 if csi_output else 1
 

@@ -1,0 +1,350 @@
+"""OFDM mode: frame parameters and the per-burst receiver DSP (numpy).
+
+The waveform is GNU Radio's own (``gr-digital`` OFDM blocks, 802.11a-like
+carrier plan as in ``digital.ofdm_tx``: 64-point FFT, 16-sample cyclic prefix,
+48 data and 4 pilot carriers, Schmidl & Cox sync symbols, one BPSK header
+symbol built by ``packet_header_ofdm``). What this module adds:
+
+* any of our unit-energy Gray constellations on the payload carriers (GNU
+  Radio's ``ofdm_tx`` offers BPSK/QPSK/8PSK only), with bits MSB first;
+* a burst receiver with soft output: GNU Radio's OFDM receiver ends in hard
+  decisions (``constellation_decoder_cb``); here the equalised payload
+  carriers become max-log LLRs weighted by each carrier's channel gain, so the
+  LDPC decoder sees deep fades as unreliable (the reason OFDM + LDPC works in
+  multipath). See :mod:`gr_semcom.blocks.ofdm_hier` for why GNU Radio's
+  Schmidl & Cox receiver chain is not used.
+
+SNR convention: the transmitter scales the IFFT to be unitary (1/sqrt(N)), so
+with ``channel_model`` noise voltage ``10^(-EsN0/20)`` the Es/N0 of every
+active subcarrier equals the requested Es/N0 (the cyclic prefix costs
+``cp/(fft+cp)`` of the energy on top, reported as overhead).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from .constellations import get_constellation
+from .fec import get_code
+
+#: 802.11a carrier plan, as GNU Radio's ofdm_txrx defaults
+OCCUPIED = tuple(list(range(-26, -21)) + list(range(-20, -7)) + list(range(-6, 0))
+                 + list(range(1, 7)) + list(range(8, 21)) + list(range(22, 27)))
+PILOTS = (-21, -7, 7, 21)
+# pilot polarity sequence: 127-chip m-sequence (x^7 + x^4 + 1), one value per OFDM symbol
+_LFSR_LEN = 127
+
+
+def _pilot_polarity() -> np.ndarray:
+    state = 0x7F
+    out = np.empty(_LFSR_LEN, np.int8)
+    for i in range(_LFSR_LEN):
+        b = ((state >> 6) ^ (state >> 3)) & 1
+        out[i] = 1 - 2 * (state & 1)
+        state = ((state << 1) | b) & 0x7F
+    return out
+
+
+@dataclass(frozen=True)
+class OfdmSpec:
+    modulation: str = "qpsk"
+    code_rate: str = "1/2"
+    codewords: int = 4
+    fft_len: int = 64
+    cp_len: int = 16
+    occupied: tuple = field(default=OCCUPIED)
+    pilots: tuple = field(default=PILOTS)
+
+    def __post_init__(self):
+        get_constellation(self.modulation)
+        get_code(self.code_rate)
+        if self.codewords < 1 or not 0 < self.cp_len < self.fft_len:
+            raise ValueError(f"invalid OFDM parameters: {self}")
+        if max(map(abs, self.occupied + self.pilots)) >= self.fft_len // 2:
+            raise ValueError("carrier index outside the FFT")
+        if self.payload_bytes > 4095:
+            raise ValueError("packet_header_ofdm carries at most 4095 payload bytes per frame; "
+                             "use fewer codewords")
+
+    @cached_property
+    def constellation(self):
+        return get_constellation(self.modulation)
+
+    @cached_property
+    def code(self):
+        return get_code(self.code_rate)
+
+    # sizes shared with FrameSpec so frame_encoder/frame_decoder serve both modes
+    @property
+    def info_bits(self) -> int:
+        return 8 * self.capacity if self.code.alist is None else self.code.k * self.codewords
+
+    @property
+    def capacity(self) -> int:
+        if self.code.alist is None:
+            return 1800 * self.codewords // 8
+        return (self.code.k * self.codewords) // 8
+
+    @property
+    def coded_bits(self) -> int:
+        return 1800 * self.codewords // 8 * 8 if self.code.alist is None else self.code.n * self.codewords
+
+    @property
+    def bits_per_symbol(self) -> int:
+        return self.constellation.bits_per_symbol
+
+    @property
+    def padded_bits(self) -> int:
+        """Coded bits padded to whole bytes and whole constellation symbols."""
+        step = int(np.lcm(8, self.bits_per_symbol))
+        return -(-self.coded_bits // step) * step
+
+    @property
+    def payload_bytes(self) -> int:
+        return self.padded_bits // 8
+
+    @property
+    def payload_symbols(self) -> int:
+        return self.padded_bits // self.bits_per_symbol
+
+    @property
+    def ofdm_symbols(self) -> int:
+        """OFDM symbols per frame: 2 sync + 1 header + payload."""
+        return 3 + -(-self.payload_symbols // len(self.occupied))
+
+    @property
+    def burst_samples(self) -> int:
+        return self.ofdm_symbols * (self.fft_len + self.cp_len)
+
+    @property
+    def overhead(self) -> float:
+        return 1.0 - self.coded_bits / self.bits_per_symbol / self.burst_samples
+
+    @cached_property
+    def pilot_symbols(self) -> tuple:
+        pol = _pilot_polarity()
+        return tuple(tuple(float(p) * v for v in (1, 1, 1, -1)[: len(self.pilots)]) for p in pol)
+
+    def sync_words(self) -> tuple[list, list]:
+        """The Schmidl & Cox symbols of GNU Radio's ``ofdm_tx``/``ofdm_rx`` defaults
+        (same construction: legacy NumPy RNG seeded 42, BPSK): word 1 on the odd
+        active carriers only, scaled by sqrt(2) (two time halves equal up to
+        sign), word 2 on every active carrier (channel estimate, coarse CFO).
+        Random words of our own drew timing triggers 2-3 samples early from
+        ``ofdm_sync_sc_cfb`` and lost headers; GNU Radio's words do not."""
+        n = self.fft_len
+        active = {c % n for c in self.occupied + self.pilots}
+        rs = np.random.RandomState(42)
+        w1 = [(np.sqrt(2) if rs.randint(2) == 0 else -np.sqrt(2)) if (x in active and x % 2) else 0.0
+              for x in range(n)]
+        rs = np.random.RandomState(42)
+        w2 = [(1.0 if rs.randint(2) == 0 else -1.0) if x in active else 0.0 for x in range(n)]
+        w2[0] = 0.0
+        return ([complex(v) for v in np.fft.fftshift(w1)], [complex(v) for v in np.fft.fftshift(w2)])
+
+    def gr_points(self) -> list:
+        """Constellation points ordered by integer label (MSB-first bits)."""
+        return [complex(p) for p in self.constellation.points]
+
+    def describe(self) -> dict:
+        return {"waveform": "ofdm", "modulation": self.modulation, "code_rate": self.code_rate,
+                "ldpc_n": self.code.n if self.code.alist else None,
+                "ldpc_k": self.code.k if self.code.alist else None,
+                "codewords_per_frame": self.codewords, "fft_len": self.fft_len, "cp_len": self.cp_len,
+                "data_carriers": len(self.occupied), "pilot_carriers": len(self.pilots),
+                "payload_bytes_per_frame": self.capacity, "ofdm_symbols_per_frame": self.ofdm_symbols,
+                "samples_per_burst": self.burst_samples, "overhead": round(self.overhead, 4)}
+
+    # -- soft demapping ----------------------------------------------------
+    @cached_property
+    def _smoother(self) -> np.ndarray:
+        """Projection of an active-carrier channel estimate onto delays
+        -4 .. cp_len+4 samples (least squares): a channel shorter than the cyclic
+        prefix lives there, so the noise of a one-symbol estimate drops by
+        about 10 log10(active / taps) dB."""
+        active = np.array(sorted(self.occupied + self.pilots))
+        delays = np.arange(-4, self.cp_len + 5)
+        basis = np.exp(-2j * np.pi * np.outer(active, delays) / self.fft_len)
+        return basis @ np.linalg.pinv(basis)
+
+    def equalize(self, grid: np.ndarray, chan_taps: np.ndarray | None, carr_offset: int = 0):
+        """Payload FFT grid (symbols x fft_len, shifted) -> (data symbols, their
+        carrier gains |H|^2, noise variance N0, per-symbol common phase).
+
+        The channel starts from the sync-symbol-2 estimate ``chan_taps``,
+        smoothed in the delay domain and refined decision-directed; the common phase of every OFDM symbol is tracked on the pilots
+        (residual CFO, phase noise) with a 9-symbol sliding average; N0 comes
+        from the pilot residuals.
+        """
+        n = self.fft_len
+        grid = np.asarray(grid, np.complex64).reshape(-1, n)
+        if carr_offset:
+            # integer carrier offset found by the preamble: shift back and undo
+            # the phase it accumulated across each symbol's cyclic prefix
+            grid = np.roll(grid, -carr_offset, axis=1)
+            k = np.arange(grid.shape[0])[:, None] + 3
+            grid = grid * np.exp(-2j * np.pi * carr_offset * (self.cp_len * k) / n)
+        active = np.array(sorted(self.occupied + self.pilots)) + n // 2
+        h = np.ones(n, np.complex64)
+        if chan_taps is not None and len(chan_taps) == n:
+            h = np.asarray(chan_taps, np.complex64).copy()
+            h[active] = self._smoother @ h[active]
+        occ = np.array(self.occupied) + n // 2
+        pil = np.array(self.pilots) + n // 2
+        nsym = grid.shape[0]
+        psym = np.array(self.pilot_symbols, np.complex64)[(np.arange(nsym) + 1) % len(self.pilot_symbols)]
+        pts = self.constellation.points.astype(np.complex64)
+        passes = 3
+        for it in range(passes + 1):
+            zp = grid[:, pil] / h[pil]
+            corr = np.sum(zp * np.conj(psym) * np.abs(h[pil]) ** 2, axis=1)
+            # residual CFO makes the phase a ramp: take the slope from lag-1
+            # products (no unwrapping), average the de-ramped pilots over 9
+            # symbols, put the ramp back (unbiased at the frame edges too)
+            slope = np.angle(np.sum(corr[1:] * np.conj(corr[:-1]))) if nsym > 1 else 0.0
+            j = np.arange(nsym)
+            flat = corr * np.exp(-1j * slope * j)
+            phase = np.angle(np.convolve(flat, np.ones(9), mode="same")) + slope * j
+            rot = np.exp(-1j * phase)[:, None]
+            if it == passes:
+                break
+            # decision-directed refinement: every payload symbol re-estimates its
+            # carrier (the preamble counts as one observation), then the same
+            # delay-domain smoothing; repeated because better channels give
+            # better decisions (one pass from a one-symbol estimate leaves the
+            # symbol error rate about twice the ideal at 7 dB)
+            y = (grid[:, occ] / h[occ]) * rot
+            dec = pts[np.argmin(np.abs(y[..., None] - pts), axis=-1)]
+            num = np.zeros(n, np.complex64)
+            den = np.ones(n, np.float32)
+            num[active] = h[active]
+            num[occ] += np.sum(grid[:, occ] * rot * np.conj(dec), axis=0)
+            den[occ] += np.sum(np.abs(dec) ** 2, axis=0)
+            num[pil] += np.sum(grid[:, pil] * rot * np.conj(psym), axis=0)
+            den[pil] += np.sum(np.abs(psym) ** 2, axis=0)
+            h = h.copy()
+            h[active] = self._smoother @ (num[active] / den[active])
+        gp = np.abs(h[pil]) ** 2
+        # residual per pilot carrier minus its mean (the channel-estimate error,
+        # common to all symbols of that carrier): what is left is noise
+        r = (zp * rot - psym) * np.conj(psym)
+        r = r - r.mean(axis=0, keepdims=True)
+        n0 = float(np.mean(np.abs(r) ** 2 * gp[None, :])) * nsym / max(nsym - 1, 1)
+        y = (grid[:, occ] / h[occ]) * rot
+        g = np.broadcast_to(np.abs(h[occ]) ** 2, y.shape)
+        return y.ravel(), g.ravel(), max(n0, 1e-9), phase
+
+    def soft_demap(self, grid: np.ndarray, chan_taps: np.ndarray | None = None,
+                   carr_offset: int = 0) -> tuple[np.ndarray, float]:
+        """Payload FFT grid -> (LLRs of the coded bits, estimated Es/N0 in dB).
+
+        After zero-forcing, a carrier with gain g has noise variance N0/g, so
+        each LLR is weighted by its carrier's gain (max-log, Gray tables)."""
+        y, g, n0, _ = self.equalize(grid, chan_taps, carr_offset)
+        y, g = y[: self.payload_symbols], g[: self.payload_symbols]
+        llr = self.constellation.llr(y, n0 / np.maximum(g, 1e-6))
+        es = float(np.mean(g))
+        return llr[: self.coded_bits], 10 * np.log10(es / n0)
+
+
+@dataclass
+class OfdmBurstResult:
+    ok: bool
+    llr: np.ndarray | None = None
+    snr_db: float = float("nan")
+    cfo: float = float("nan")  # in subcarrier spacings
+    timing: float = float("nan")
+    quality: float = float("nan")
+    reason: str = ""
+
+
+class OfdmBurstDemodulator:
+    """One captured OFDM burst (samples) -> LLRs of its coded bits.
+
+    Timing: correlation with both known sync symbols over ``search`` candidate
+    starts (four non-coherent segments each, tolerant to CFO); CFO: Schmidl &
+    Cox phase between the two halves of sync symbol 1 (range +-1 subcarrier
+    spacing); then a numpy FFT of every symbol, channel from sync symbol 2,
+    and :meth:`OfdmSpec.soft_demap`. A candidate whose Schmidl & Cox plateau
+    value is below ``min_quality``, or whose pilots do not add up coherently
+    (``min_coherence``), is not a frame (a correlator false alarm).
+    """
+
+    BACKOFF = 3  # FFT window starts this many samples inside the cyclic prefix
+
+    def __init__(self, spec: OfdmSpec, search: int = 64, min_quality: float = 0.25,
+                 min_coherence: float = 0.3):
+        self.spec = spec
+        self.min_coherence = min_coherence
+        self.search = search
+        self.min_quality = min_quality
+        w1, w2 = spec.sync_words()
+        self.w2 = np.asarray(w2, np.complex64)
+        self.s1 = sync_waveform(spec, w1)
+        self.s2 = sync_waveform(spec, w2)
+
+    @property
+    def samples_needed(self) -> int:
+        return self.search + self.spec.burst_samples
+
+    def _metric(self, x, starts):
+        n, L = self.spec.fft_len, self.spec.fft_len + self.spec.cp_len
+        idx = starts[:, None] + np.arange(n)[None, :]
+        z1 = (x[idx] * np.conj(self.s1)).reshape(len(starts), 4, -1).sum(-1)
+        z2 = (x[idx + L] * np.conj(self.s2)).reshape(len(starts), 4, -1).sum(-1)
+        return (np.abs(z1) ** 2).sum(-1) + (np.abs(z2) ** 2).sum(-1)
+
+    def demodulate(self, x: np.ndarray) -> OfdmBurstResult:
+        spec = self.spec
+        n, cp = spec.fft_len, spec.cp_len
+        L = n + cp
+        x = np.asarray(x, np.complex64)
+        if x.size < self.samples_needed or not np.all(np.isfinite(x)):
+            return OfdmBurstResult(False, reason="short burst" if x.size < self.samples_needed
+                                   else "non-finite samples")
+        starts = np.arange(self.BACKOFF, self.search + 1)
+        p = int(starts[np.argmax(self._metric(x, starts))])
+        if p >= starts[-1] - 1 or p <= starts[0] + 1:
+            # the peak may lie outside this capture (a false alarm just before a
+            # real frame): leave it to the capture of the real frame's own tag
+            return OfdmBurstResult(False, timing=p, reason="preamble at the search edge")
+        h1, h2 = x[p:p + n // 2], x[p + n // 2:p + n]
+        pc = np.sum(np.conj(h1) * h2)
+        quality = float(np.abs(pc) ** 2 / max(np.sum(np.abs(h1) ** 2) * np.sum(np.abs(h2) ** 2), 1e-30))
+        if quality < self.min_quality:
+            return OfdmBurstResult(False, quality=quality, timing=p, reason="no preamble")
+        # halves differ by a sign (odd carriers) and by the CFO rotation over n/2 samples
+        cfo = float(np.angle(-pc) / np.pi)
+        raw = x[p - self.BACKOFF:p - self.BACKOFF + spec.ofdm_symbols * L]
+        idx = np.arange(spec.ofdm_symbols)[:, None] * L + np.arange(n)[None, :]
+        active = np.array(sorted(spec.occupied + spec.pilots)) + n // 2
+        pil = np.array(spec.pilots) + n // 2
+        nsym = spec.ofdm_symbols - 3
+        psym = np.array(spec.pilot_symbols, np.complex64)[(np.arange(nsym) + 1) % len(spec.pilot_symbols)]
+        for _ in range(2):
+            body = raw * np.exp(-2j * np.pi * cfo * np.arange(raw.size) / n).astype(np.complex64)
+            grid = np.fft.fftshift(np.fft.fft(body[idx], axis=1), axes=1)
+            h = np.zeros(n, np.complex64)
+            h[active] = grid[1, active] / self.w2[active]
+            # fine CFO: pilot phase drift over the whole frame (a baseline of
+            # the frame length instead of half a symbol), then redo the FFTs
+            corr = np.sum(grid[3:, pil] * np.conj(h[pil] * psym), axis=1)
+            drift = np.angle(np.sum(corr[1:] * np.conj(corr[:-1]))) if nsym > 1 else 0.0
+            cfo += float(drift / (2 * np.pi * L / n))
+        # pilot coherence: ~1 for a real frame (even at 0 dB), ~1/sqrt(4 * symbols)
+        # for a correlator false alarm that happened to pass the plateau check
+        ramp = np.exp(-1j * drift * np.arange(nsym))
+        coherence = float(np.abs(np.sum(corr * ramp)) / max(np.sum(np.abs(corr)), 1e-30))
+        if coherence < self.min_coherence:
+            return OfdmBurstResult(False, quality=quality, timing=p, reason="incoherent pilots")
+        llr, snr_db = spec.soft_demap(grid[3:], h)
+        return OfdmBurstResult(True, llr=llr, snr_db=snr_db, cfo=cfo, timing=float(p), quality=quality)
+
+
+def sync_waveform(spec: OfdmSpec, word) -> np.ndarray:
+    """Time-domain body (no cyclic prefix) of a sync symbol as the TX sends it:
+    ``fft_vcc`` inverse with shift, scaled to a unitary IFFT."""
+    n = spec.fft_len
+    return (np.fft.ifft(np.fft.ifftshift(np.asarray(word, np.complex64))) * np.sqrt(n)).astype(np.complex64)
