@@ -39,7 +39,7 @@ from gnuradio import blocks, digital, fec, fft, gr, pdu
 from ..phy.fec import ASYNC_DECODER_PAD, llr_to_grfec, make_decoder, make_encoder
 from ..phy.ofdm import OfdmBurstDemodulator, OfdmSpec, sync_waveform
 from .pdu_util import make_pdu, pdu_parts
-from .phy_blocks import STATUS, _status, burst_capture, frame_decoder, frame_encoder
+from .phy_blocks import STATUS, _status, burst_capture, frame_decoder, frame_encoder, sanitize_cc
 
 log = logging.getLogger(__name__)
 IN, OUT = pmt.intern("in"), pmt.intern("out")
@@ -229,7 +229,9 @@ class ofdm_phy_rx(gr.hier_block2):
         lead = 2 * spec.fft_len + spec.cp_len - 1 + margin
         self.demod = ofdm_burst_demod(spec, search=2 * margin)
         self.capture = burst_capture(self.demod.dem.samples_needed + 8, lead=lead)
-        self.connect(self, self.corr, self.capture)
+        self.sanitize = sanitize_cc()
+        self.connect(self, self.sanitize, self.corr, self.capture)
+        self.msg_connect(self.sanitize, "status", self, "status")
         self.msg_connect(self.capture, "pdus", self.demod, "in")
         self.deframer = frame_decoder(spec, timeout=timeout)
         if spec.code.alist is not None:

@@ -7,7 +7,7 @@ TX (PDU in, complex baseband out)::
 
 RX (complex baseband in, PDUs out)::
 
-    filter.fir_filter_ccf (matched RRC, C++) -> digital.corr_est_cc (sync word, C++)
+    sanitize_cc (NaN/inf -> 0) -> filter.fir_filter_ccf (matched RRC, C++) -> digital.corr_est_cc (sync word, C++)
       -> burst_capture (numpy slices at each 'corr_start' tag) -> burst_demod
       -> fec.async_decoder (gr-fec LDPC, C++) -> frame_decoder
 
@@ -22,7 +22,7 @@ from gnuradio import blocks, digital, fec, filter, gr, pdu
 
 from ..phy.fec import make_decoder, make_encoder
 from ..phy.frame import FrameSpec
-from .phy_blocks import burst_capture, burst_demod, burst_mapper, frame_decoder, frame_encoder
+from .phy_blocks import burst_capture, burst_demod, burst_mapper, frame_decoder, frame_encoder, sanitize_cc
 
 #: samples kept before each 'corr_start' tag; the demodulator searches the
 #: preamble over twice that span, which covers corr_est_cc's tag jitter
@@ -86,7 +86,9 @@ class phy_rx(gr.hier_block2):
         capture = self.demod.dem.samples_needed + 8
         self.capture = capture
         self.burst = burst_capture(capture, lead=_TAG_LEAD * spec.sps)
-        self.connect(self, self.mf, self.corr, self.burst)
+        self.sanitize = sanitize_cc()
+        self.connect(self, self.sanitize, self.mf, self.corr, self.burst)
+        self.msg_connect(self.sanitize, "status", self, "status")
         self.msg_connect(self.burst, "pdus", self.demod, "in")
         self.deframer = frame_decoder(spec, timeout=timeout)
         if spec.code.alist is not None:
@@ -107,7 +109,7 @@ class phy_rx(gr.hier_block2):
             self.csi_delay = filter.fir_filter_ccf(1, ([0.0] * (spec.rrc.size // 2)) + [1.0])
             self.tag_share = blocks.tag_share(gr.sizeof_gr_complex, gr.sizeof_gr_complex)
             self.csi_burst = burst_capture(capture, lead=_TAG_LEAD * spec.sps)
-            self.connect((self, 1), self.csi_delay, (self.tag_share, 0))
+            self.connect((self, 1), self.csi_delay, (self.tag_share, 0))  # genie CSI is trusted
             self.connect(self.corr, (self.tag_share, 1))
             self.connect(self.tag_share, self.csi_burst)
             self.msg_connect(self.csi_burst, "pdus", self.demod, "csi")
