@@ -96,8 +96,15 @@ def run_link(data: bytes, spec: FrameSpec | OfdmSpec, chan: ChannelSpec, timeout
     try:
         tx.framer._post(pmt.intern("in"), make_pdu({"payload_type": payload_type}, data))
         deadline = t0 + timeout
+        all_bursts_at = None
         while not out.items and time.monotonic() < deadline:
             out.event.wait(0.05)
+            # every burst demodulated but no PDU (all frames failed CRC, so the
+            # reassembler has nothing): stop after a short grace period
+            if sent.items and len(hard.items) >= len(sent.items):
+                all_bursts_at = all_bursts_at or time.monotonic()
+                if time.monotonic() - all_bursts_at > 0.5:
+                    break
         if not out.items:
             rx.deframer.flush()
             time.sleep(0.1)

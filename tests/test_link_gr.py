@@ -52,3 +52,12 @@ def test_lost_frames_are_reported_as_erasures():
         for a, b in res.missing:
             good[a:b] = False
         assert np.array_equal(np.frombuffer(res.received, np.uint8)[good], np.frombuffer(data, np.uint8)[good])
+
+
+def test_more_frames_than_the_old_stream_queue():
+    """>256 bursts in one PDU: pdu_to_stream_c used to drop bursts past its queue depth."""
+    spec = FrameSpec(modulation="qpsk", code_rate="1/4", codewords=2)
+    data = np.random.default_rng(11).integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    r = run_link(data, spec, ChannelSpec(esn0_db=10.0), timeout=60)
+    assert r.frames_sent > 256
+    assert r.complete and r.received == data, r.summary()

@@ -185,7 +185,7 @@ class ofdm_phy_tx(gr.hier_block2):
         self.cp = digital.ofdm_cyclic_prefixer(spec.fft_len, spec.fft_len + spec.cp_len, 0, LEN_KEY)
         self.scale = blocks.multiply_const_cc(1.0 / np.sqrt(spec.fft_len))
         self.to_pdu = pdu.tagged_stream_to_pdu(gr.types.complex_t, LEN_KEY)
-        self.to_stream = pdu.pdu_to_stream_c(pdu.EARLY_BURST_APPEND, 256)
+        self.to_stream = pdu.pdu_to_stream_c(pdu.EARLY_BURST_APPEND, 1 << 16)
         # tagged-stream blocks need a whole frame in their output buffer
         # (GNU Radio's default holds 64 vectors of 64 carriers: too few)
         nsym = spec.payload_symbols + len(spec.occupied)

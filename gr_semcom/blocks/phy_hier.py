@@ -60,7 +60,7 @@ class phy_tx(gr.hier_block2):
             self.msg_connect(self.encoder, "out", self.mapper, "in")
         else:
             self.msg_connect(self.framer, "out", self.mapper, "in")
-        self.to_stream = pdu.pdu_to_stream_c(pdu.EARLY_BURST_APPEND, 256)
+        self.to_stream = pdu.pdu_to_stream_c(pdu.EARLY_BURST_APPEND, 1 << 16)
         self.shaper = filter.interp_fir_filter_ccf(spec.sps, spec.rrc.tolist())
         self.msg_connect(self.mapper, "out", self.to_stream, "pdus")
         self.connect(self.to_stream, self.shaper, self)

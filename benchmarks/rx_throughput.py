@@ -1,0 +1,98 @@
+"""Receiver throughput of the GNU Radio PHY in complex samples per second, and memory.
+
+Builds bursts with phy_tx once, adds AWGN in numpy, then times phy_rx (or the
+OFDM receiver) from the first sample in to the last frame's status out.
+Run it pinned to one core to get the one-core figure:
+
+    taskset -c 0 .venv/bin/python benchmarks/rx_throughput.py --mod qpsk --rate 1/2 --mbytes 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import numpy as np
+import pmt
+from gnuradio import blocks, gr, pdu
+
+from gr_semcom.blocks.pdu_util import make_pdu
+from gr_semcom.sim import _collector
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mod", default="qpsk")
+    ap.add_argument("--rate", default="1/2")
+    ap.add_argument("--waveform", default="sc", choices=("sc", "ofdm"))
+    ap.add_argument("--mbytes", type=float, default=1.0, help="payload megabytes to receive")
+    ap.add_argument("--snr", type=float, default=10.0)
+    args = ap.parse_args(argv)
+    if args.waveform == "ofdm":
+        from gr_semcom.blocks.ofdm_hier import ofdm_phy_rx as RX, ofdm_phy_tx as TX
+        from gr_semcom.phy.ofdm import OfdmSpec as Spec
+    else:
+        from gr_semcom.blocks.phy_hier import phy_rx as RX, phy_tx as TX
+        from gr_semcom.phy.frame import FrameSpec as Spec
+    spec = Spec(modulation=args.mod, code_rate=args.rate)
+    data = np.random.default_rng(0).integers(0, 256, int(args.mbytes * 1e6), dtype=np.uint8).tobytes()
+    # -- transmit once
+    tb = gr.top_block()
+    tx, snk, st_tx = TX(spec), blocks.vector_sink_c(), _collector()
+    tb.connect(tx, snk)
+    tb.msg_connect(tx, "status", st_tx, "in")
+    tb.start()
+    tx.framer._post(pmt.intern("in"), make_pdu({}, data))
+    n_frames = None
+    last, stable = -1, 0
+    while stable < 20:
+        time.sleep(0.05)
+        n = len(snk.data())
+        stable = stable + 1 if n == last else 0
+        last = n
+    tb.stop()
+    tb.wait()
+    n_frames = pmt.to_python(st_tx.items[0])["frames"]
+    x = np.array(snk.data(), np.complex64)
+    rng = np.random.default_rng(1)
+    sigma = 10 ** (-args.snr / 20) / np.sqrt(2)
+    x = x + (sigma * (rng.standard_normal(x.size) + 1j * rng.standard_normal(x.size))).astype(np.complex64)
+    x = np.concatenate([x, np.zeros(20000, np.complex64)])
+    # -- receive, timed
+    tb = gr.top_block()
+    src = pdu.pdu_to_stream_c(pdu.EARLY_BURST_APPEND, 64)
+    rx = RX(spec)
+    st = _collector()
+    tb.connect(src, rx)
+    tb.msg_connect(rx, "status", st, "in")
+    msg = make_pdu({}, x)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tb.start()
+    t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    src._post(pmt.intern("pdus"), msg)
+
+    def frames_done():
+        return sum(1 for m in list(st.items) if pmt.to_python(m).get("event") == "frame")
+
+    while frames_done() < n_frames and time.perf_counter() - t0 < 600:
+        time.sleep(0.01)
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    tb.stop()
+    tb.wait()
+    ok = sum(1 for m in st.items if pmt.to_python(m).get("crc_ok"))
+    res = {"waveform": args.waveform, "modulation": args.mod, "code_rate": args.rate, "snr_db": args.snr,
+           "samples": int(x.size), "frames": n_frames, "frames_ok": ok, "wall_s": round(wall, 3),
+           "cpu_s": round(cpu, 3), "msps_wall": round(x.size / wall / 1e6, 3),
+           "msps_per_cpu_second": round(x.size / cpu / 1e6, 3),
+           "payload_mbit_s": round(8 * len(data) / wall / 1e6, 3),
+           "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+           "rss_before_rx_mib": round(rss0 / 1024, 1)}
+    print(json.dumps(res))
+    return res
+
+
+if __name__ == "__main__":
+    main()
