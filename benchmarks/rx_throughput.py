@@ -73,11 +73,14 @@ def main(argv=None):
     cpu0 = time.process_time()
     src._post(pmt.intern("pdus"), msg)
 
-    def frames_done():
-        return sum(1 for m in list(st.items) if pmt.to_python(m).get("event") == "frame")
-
-    while frames_done() < n_frames and time.perf_counter() - t0 < 600:
+    # count incrementally: converting every status message on each poll would
+    # compete for the GIL with the receiver's Python blocks
+    seen, done = 0, 0
+    while done < n_frames and time.perf_counter() - t0 < 600:
         time.sleep(0.01)
+        items = st.items[seen:]
+        seen += len(items)
+        done += sum(1 for m in items if pmt.to_python(m).get("event") == "frame")
     wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     tb.stop()

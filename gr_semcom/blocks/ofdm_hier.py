@@ -134,7 +134,7 @@ class ofdm_burst_demod(gr.basic_block):
         res = self.dem.demodulate(x)
         if res.ok and "offset" in meta:
             pos = meta["offset"] + res.timing
-            if pos < self._last_pos + 0.9 * self.spec.burst_samples:
+            if pos < self._last_pos + self.spec.burst_samples - 16:
                 res.ok, res.reason = False, "inside previous burst"
             else:
                 self._last_pos = pos

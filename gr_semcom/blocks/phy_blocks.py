@@ -155,7 +155,7 @@ class burst_demod(gr.basic_block):
             # correlator false alarm in its data (captures finish in start
             # order, so the real burst is always judged first)
             pos = meta["offset"] + res.timing
-            if pos < self._last_pos + 0.9 * self.spec.n_symbols * self.spec.sps:
+            if pos < self._last_pos + self.spec.n_symbols * self.spec.sps - 4 * self.spec.sps:
                 res.ok, res.reason = False, "inside previous burst"
             else:
                 self._last_pos = pos

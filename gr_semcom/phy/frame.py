@@ -284,7 +284,7 @@ class BurstDemodulator:
     preamble (the detector's tag uncertainty).
     """
 
-    def __init__(self, spec: FrameSpec, search: int | None = None, min_snr_db: float = -10.0):
+    def __init__(self, spec: FrameSpec, search: int | None = None, min_snr_db: float = -5.0):
         self.spec = spec
         self.search = search if search is not None else 8 * spec.sps
         self.min_snr_db = min_snr_db
