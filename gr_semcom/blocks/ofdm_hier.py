@@ -36,10 +36,11 @@ import numpy as np
 import pmt
 from gnuradio import blocks, digital, fec, fft, gr, pdu
 
-from ..phy.fec import ASYNC_DECODER_PAD, llr_to_grfec, make_decoder, make_encoder
+from ..phy.fec import make_encoder
 from ..phy.ofdm import OfdmBurstDemodulator, OfdmSpec, sync_waveform
 from .pdu_util import make_pdu, pdu_parts
-from .phy_blocks import STATUS, _status, burst_capture, frame_decoder, frame_encoder, sanitize_cc
+from .phy_hier import wire_decoder
+from .phy_blocks import burst_capture, burst_demod_base, frame_encoder, sanitize_cc
 
 log = logging.getLogger(__name__)
 IN, OUT = pmt.intern("in"), pmt.intern("out")
@@ -106,23 +107,13 @@ class ofdm_packer(gr.basic_block):
         self.message_port_pub(OUT, make_pdu({}, np.packbits(padded)))
 
 
-class ofdm_burst_demod(gr.basic_block):
+class ofdm_burst_demod(burst_demod_base):
     """Captured OFDM burst PDU -> LLRs for gr-fec (hard bits if uncoded), see
-    :class:`OfdmBurstDemodulator`. Bursts without a preamble, or starting
-    inside the last accepted burst, are reported on ``status`` and dropped."""
+    :class:`OfdmBurstDemodulator`; outputs and drop rules as ``burst_demod``."""
 
     def __init__(self, spec: OfdmSpec, search: int):
-        gr.basic_block.__init__(self, "semcom_ofdm_burst_demod", None, None)
-        self.spec = spec
+        burst_demod_base.__init__(self, "semcom_ofdm_burst_demod", spec, spec.burst_samples - 16)
         self.dem = OfdmBurstDemodulator(spec, search=search)
-        self.bursts = 0
-        self.dropped = 0
-        self._last_pos = -1e18
-        self.message_port_register_in(IN)
-        self.message_port_register_out(OUT)
-        self.message_port_register_out(STATUS)
-        self.message_port_register_out(pmt.intern("bits"))
-        self.set_msg_handler(IN, self.handle)
 
     def handle(self, msg):
         try:
@@ -131,25 +122,7 @@ class ofdm_burst_demod(gr.basic_block):
             log.error("ofdm_burst_demod: %s", exc)
             return
         self.bursts += 1
-        res = self.dem.demodulate(x)
-        if res.ok and "offset" in meta:
-            pos = meta["offset"] + res.timing
-            if pos < self._last_pos + self.spec.burst_samples - 16:
-                res.ok, res.reason = False, "inside previous burst"
-            else:
-                self._last_pos = pos
-        if not res.ok:
-            self.dropped += 1
-            self.message_port_pub(STATUS, _status(event="burst_drop", reason=res.reason, snr_db=res.snr_db))
-            return
-        out_meta = {"snr_db": round(res.snr_db, 3), "cfo": res.cfo, "timing": res.timing, "burst": self.bursts}
-        hard = (res.llr < 0).astype(np.uint8)
-        self.message_port_pub(pmt.intern("bits"), make_pdu(out_meta, hard))
-        if self.spec.code.alist is None:
-            self.message_port_pub(OUT, make_pdu(out_meta, hard))
-        else:
-            soft = np.concatenate([llr_to_grfec(res.llr), np.zeros(ASYNC_DECODER_PAD, np.float32)])
-            self.message_port_pub(OUT, make_pdu(out_meta, soft))
+        self.publish(meta, self.dem.demodulate(x))
 
 
 class ofdm_phy_tx(gr.hier_block2):
@@ -233,16 +206,4 @@ class ofdm_phy_rx(gr.hier_block2):
         self.connect(self, self.sanitize, self.corr, self.capture)
         self.msg_connect(self.sanitize, "status", self, "status")
         self.msg_connect(self.capture, "pdus", self.demod, "in")
-        self.deframer = frame_decoder(spec, timeout=timeout)
-        if spec.code.alist is not None:
-            self.decoder = fec.async_decoder(make_decoder(spec.code, ldpc_iterations), False, False,
-                                             spec.coded_bits + 64)
-            self.msg_connect(self.demod, "out", self.decoder, "in")
-            self.msg_connect(self.decoder, "out", self.deframer, "in")
-        else:
-            self.msg_connect(self.demod, "out", self.deframer, "in")
-        self.msg_connect(self.deframer, "out", self, "out")
-        self.msg_connect(self.deframer, "status", self, "status")
-        self.msg_connect(self.demod, "status", self, "status")
-        self.msg_connect(self.demod, "bits", self, "bits")
-        self.msg_connect(self, "flush", self.deframer, "flush")
+        wire_decoder(self, spec, self.demod, timeout, ldpc_iterations)

@@ -88,7 +88,54 @@ class burst_mapper(gr.basic_block):
         self.message_port_pub(OUT, make_pdu(meta, sym))
 
 
-class burst_demod(gr.basic_block):
+class burst_demod_base(gr.basic_block):
+    """Shared tail of the burst demodulators: the non-overlap rule, drop
+    reports on ``status``, hard bits on ``bits`` and soft bits on ``out``.
+
+    Bursts never overlap in time: a capture whose burst starts less than
+    ``min_spacing`` samples after the last accepted one is a second tag on
+    its preamble or a correlator false alarm in its data (captures finish in
+    start order, so the real burst is judged first). The spacing is the
+    full burst length: at 0.9 of it, BPSK false alarms in a burst's last
+    tenth were accepted and the real next burst then rejected.
+    """
+
+    def __init__(self, name: str, spec, min_spacing: float):
+        gr.basic_block.__init__(self, name, None, None)
+        self.spec = spec
+        self.min_spacing = min_spacing
+        self.bursts = 0
+        self.dropped = 0
+        self._last_pos = -1e18
+        self.message_port_register_in(IN)
+        self.message_port_register_out(OUT)
+        self.message_port_register_out(STATUS)
+        self.message_port_register_out(pmt.intern("bits"))
+        self.set_msg_handler(IN, self.handle)
+
+    def publish(self, meta: dict, res) -> None:
+        if res.ok and "offset" in meta:
+            pos = meta["offset"] + res.timing
+            if pos < self._last_pos + self.min_spacing:
+                res.ok, res.reason = False, "inside previous burst"
+            else:
+                self._last_pos = pos
+        if not res.ok:
+            self.dropped += 1
+            self.message_port_pub(STATUS, _status(event="burst_drop", reason=res.reason, snr_db=res.snr_db))
+            return
+        out_meta = {"snr_db": round(res.snr_db, 3), "cfo": res.cfo, "timing": res.timing,
+                    "burst": self.bursts}
+        hard = (res.llr < 0).astype(np.uint8)
+        self.message_port_pub(pmt.intern("bits"), make_pdu(out_meta, hard))
+        if self.spec.code.alist is None:
+            self.message_port_pub(OUT, make_pdu(out_meta, hard))
+        else:
+            soft = np.concatenate([llr_to_grfec(res.llr), np.zeros(ASYNC_DECODER_PAD, np.float32)])
+            self.message_port_pub(OUT, make_pdu(out_meta, soft))
+
+
+class burst_demod(burst_demod_base):
     """Matched-filtered burst PDU -> soft bits for gr-fec (or hard bits if uncoded).
 
     Output metadata: ``snr_db`` (estimated Es/N0 of the burst), ``cfo``
@@ -99,20 +146,12 @@ class burst_demod(gr.basic_block):
     """
 
     def __init__(self, spec: FrameSpec, search: int, genie_csi: bool = False):
-        gr.basic_block.__init__(self, "semcom_burst_demod", None, None)
-        self.spec = spec
+        burst_demod_base.__init__(self, "semcom_burst_demod", spec,
+                                  (spec.n_symbols - 4) * spec.sps)
         self.dem = BurstDemodulator(spec, search=search)
         self.genie = genie_csi
         self._csi_q: list = []
         self._x_q: list = []
-        self.bursts = 0
-        self.dropped = 0
-        self._last_pos = -1e18
-        self.message_port_register_in(IN)
-        self.message_port_register_out(OUT)
-        self.message_port_register_out(STATUS)
-        self.message_port_register_out(pmt.intern("bits"))
-        self.set_msg_handler(IN, self.handle)
         if genie_csi:
             self.message_port_register_in(pmt.intern("csi"))
             self.set_msg_handler(pmt.intern("csi"), self.handle_csi)
@@ -149,29 +188,7 @@ class burst_demod(gr.basic_block):
                 pos = np.round(res0.timing + data_idx * self.spec.sps).astype(np.int64)
                 csi = csi_burst[np.clip(pos, 0, csi_burst.size - 1)]
         res = self.dem.demodulate(x, csi=csi)
-        if res.ok and "offset" in meta:
-            # bursts never overlap in time: a capture that starts inside the
-            # last accepted burst is a second tag on its preamble or a
-            # correlator false alarm in its data (captures finish in start
-            # order, so the real burst is always judged first)
-            pos = meta["offset"] + res.timing
-            if pos < self._last_pos + self.spec.n_symbols * self.spec.sps - 4 * self.spec.sps:
-                res.ok, res.reason = False, "inside previous burst"
-            else:
-                self._last_pos = pos
-        if not res.ok:
-            self.dropped += 1
-            self.message_port_pub(STATUS, _status(event="burst_drop", reason=res.reason, snr_db=res.snr_db))
-            return
-        out_meta = {"snr_db": round(res.snr_db, 3), "cfo": res.cfo, "timing": res.timing,
-                    "burst": self.bursts}
-        hard = (res.llr < 0).astype(np.uint8)
-        self.message_port_pub(pmt.intern("bits"), make_pdu(out_meta, hard))
-        if self.spec.code.alist is None:
-            self.message_port_pub(OUT, make_pdu(out_meta, hard))
-        else:
-            soft = np.concatenate([llr_to_grfec(res.llr), np.zeros(ASYNC_DECODER_PAD, np.float32)])
-            self.message_port_pub(OUT, make_pdu(out_meta, soft))
+        self.publish(meta, res)
 
 
 class frame_decoder(gr.basic_block):

@@ -42,6 +42,24 @@ def sync_waveform(spec: FrameSpec) -> np.ndarray:
     return np.convolve(up, rc)[d: d + up.size].astype(np.complex64)
 
 
+def wire_decoder(hier, spec, demod, timeout: float, ldpc_iterations: int) -> None:
+    """demod -> gr-fec async_decoder (if coded) -> frame_decoder, and the RX
+    hier ports ``out``, ``status``, ``bits``, ``flush`` (shared by both waveforms)."""
+    hier.deframer = frame_decoder(spec, timeout=timeout)
+    if spec.code.alist is not None:
+        hier.decoder = fec.async_decoder(make_decoder(spec.code, ldpc_iterations), False, False,
+                                         spec.coded_bits + 64)
+        hier.msg_connect(demod, "out", hier.decoder, "in")
+        hier.msg_connect(hier.decoder, "out", hier.deframer, "in")
+    else:
+        hier.msg_connect(demod, "out", hier.deframer, "in")
+    hier.msg_connect(hier.deframer, "out", hier, "out")
+    hier.msg_connect(hier.deframer, "status", hier, "status")
+    hier.msg_connect(demod, "status", hier, "status")
+    hier.msg_connect(demod, "bits", hier, "bits")
+    hier.msg_connect(hier, "flush", hier.deframer, "flush")
+
+
 class phy_tx(gr.hier_block2):
     def __init__(self, spec: FrameSpec | None = None, **kw):
         gr.hier_block2.__init__(self, "semcom_phy_tx", gr.io_signature(0, 0, 0),
@@ -90,19 +108,7 @@ class phy_rx(gr.hier_block2):
         self.connect(self, self.sanitize, self.mf, self.corr, self.burst)
         self.msg_connect(self.sanitize, "status", self, "status")
         self.msg_connect(self.burst, "pdus", self.demod, "in")
-        self.deframer = frame_decoder(spec, timeout=timeout)
-        if spec.code.alist is not None:
-            self.decoder = fec.async_decoder(make_decoder(spec.code, ldpc_iterations), False, False,
-                                             spec.coded_bits + 64)
-            self.msg_connect(self.demod, "out", self.decoder, "in")
-            self.msg_connect(self.decoder, "out", self.deframer, "in")
-        else:
-            self.msg_connect(self.demod, "out", self.deframer, "in")
-        self.msg_connect(self.deframer, "out", self, "out")
-        self.msg_connect(self.deframer, "status", self, "status")
-        self.msg_connect(self.demod, "status", self, "status")
-        self.msg_connect(self.demod, "bits", self, "bits")
-        self.msg_connect(self, "flush", self.deframer, "flush")
+        wire_decoder(self, spec, self.demod, timeout, ldpc_iterations)
         if genie_csi:
             # the true channel gain stream takes the same delays as the data and
             # is cut into bursts by the same tags
