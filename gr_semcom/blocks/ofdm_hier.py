@@ -34,13 +34,12 @@ import threading
 
 import numpy as np
 import pmt
-from gnuradio import blocks, digital, fec, fft, gr, pdu
+from gnuradio import blocks, digital, fft, gr, pdu
 
-from ..phy.fec import make_encoder
 from ..phy.ofdm import OfdmBurstDemodulator, OfdmSpec, sync_waveform
 from .pdu_util import make_pdu, pdu_parts
-from .phy_hier import wire_decoder
-from .phy_blocks import burst_capture, burst_demod_base, frame_encoder, sanitize_cc
+from .phy_hier import wire_decoder, wire_encoder
+from .phy_blocks import burst_capture, burst_demod_base, sanitize_cc
 
 log = logging.getLogger(__name__)
 IN, OUT = pmt.intern("in"), pmt.intern("out")
@@ -130,19 +129,9 @@ class ofdm_phy_tx(gr.hier_block2):
         gr.hier_block2.__init__(self, "semcom_ofdm_tx", gr.io_signature(0, 0, 0),
                                 gr.io_signature(1, 1, gr.sizeof_gr_complex))
         self.spec = spec = spec or OfdmSpec(**{k: v for k, v in kw.items() if v is not None})
-        self.message_port_register_hier_in("in")
-        self.message_port_register_hier_out("status")
-        self.framer = frame_encoder(spec)
         self.tail = ofdm_burst_tail(16 * (spec.fft_len + spec.cp_len))
         self.packer = ofdm_packer(spec, self.tail)
-        self.msg_connect(self, "in", self.framer, "in")
-        self.msg_connect(self.framer, "status", self, "status")
-        if spec.code.alist is not None:
-            self.encoder = fec.async_encoder(make_encoder(spec.code), False, False, False, spec.coded_bits + 64)
-            self.msg_connect(self.framer, "out", self.encoder, "in")
-            self.msg_connect(self.encoder, "out", self.packer, "in")
-        else:
-            self.msg_connect(self.framer, "out", self.packer, "in")
+        wire_encoder(self, spec, self.packer)
         self.to_tsb = pdu.pdu_to_tagged_stream(gr.types.byte_t, LEN_KEY)
         self.msg_connect(self.packer, "out", self.to_tsb, "pdus")
         self.header_gen = digital.packet_headergenerator_bb(_header_formatter(spec).base(), LEN_KEY)

@@ -42,6 +42,22 @@ def sync_waveform(spec: FrameSpec) -> np.ndarray:
     return np.convolve(up, rc)[d: d + up.size].astype(np.complex64)
 
 
+def wire_encoder(hier, spec, sink) -> None:
+    """TX hier ports ``in``/``status`` -> frame_encoder -> gr-fec async_encoder
+    (if coded) -> ``sink`` (shared by both waveforms)."""
+    hier.message_port_register_hier_in("in")
+    hier.message_port_register_hier_out("status")
+    hier.framer = frame_encoder(spec)
+    hier.msg_connect(hier, "in", hier.framer, "in")
+    hier.msg_connect(hier.framer, "status", hier, "status")
+    if spec.code.alist is not None:
+        hier.encoder = fec.async_encoder(make_encoder(spec.code), False, False, False, spec.coded_bits + 64)
+        hier.msg_connect(hier.framer, "out", hier.encoder, "in")
+        hier.msg_connect(hier.encoder, "out", sink, "in")
+    else:
+        hier.msg_connect(hier.framer, "out", sink, "in")
+
+
 def wire_decoder(hier, spec, demod, timeout: float, ldpc_iterations: int) -> None:
     """demod -> gr-fec async_decoder (if coded) -> frame_decoder, and the RX
     hier ports ``out``, ``status``, ``bits``, ``flush`` (shared by both waveforms)."""
@@ -65,19 +81,8 @@ class phy_tx(gr.hier_block2):
         gr.hier_block2.__init__(self, "semcom_phy_tx", gr.io_signature(0, 0, 0),
                                 gr.io_signature(1, 1, gr.sizeof_gr_complex))
         self.spec = spec = spec or spec_from_kwargs(**kw)
-        self.message_port_register_hier_in("in")
-        self.message_port_register_hier_out("status")
-        self.framer = frame_encoder(spec)
         self.mapper = burst_mapper(spec)
-        self.msg_connect(self, "in", self.framer, "in")
-        self.msg_connect(self.framer, "status", self, "status")
-        if spec.code.alist is not None:
-            self.encoder = fec.async_encoder(make_encoder(spec.code), False, False, False,
-                                             spec.coded_bits + 64)
-            self.msg_connect(self.framer, "out", self.encoder, "in")
-            self.msg_connect(self.encoder, "out", self.mapper, "in")
-        else:
-            self.msg_connect(self.framer, "out", self.mapper, "in")
+        wire_encoder(self, spec, self.mapper)
         self.to_stream = pdu.pdu_to_stream_c(pdu.EARLY_BURST_APPEND, 1 << 16)
         self.shaper = filter.interp_fir_filter_ccf(spec.sps, spec.rrc.tolist())
         self.msg_connect(self.mapper, "out", self.to_stream, "pdus")

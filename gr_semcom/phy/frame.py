@@ -72,27 +72,11 @@ def rrc_taps(sps: int, rolloff: float, span: int) -> np.ndarray:
     return (h / np.sqrt(np.sum(h * h))).astype(np.float32)
 
 
-@dataclass(frozen=True)
-class FrameSpec:
-    """Everything both ends must agree on. One object drives TX, RX, CLI and GRC."""
+class CodedFrame:
+    """Per-frame sizes shared by the single-carrier and OFDM specs, so that
+    ``frame_encoder``/``frame_decoder`` serve both. Needs ``modulation``,
+    ``code_rate`` and ``codewords`` on the dataclass that mixes it in."""
 
-    modulation: str = "qpsk"
-    code_rate: str = "1/2"
-    codewords: int = 4
-    sps: int = 2
-    rolloff: float = 0.35
-    rrc_span: int = 11
-    pilot_spacing: int = 48
-    pilot_len: int = 4
-    guard: int = 24  # zero symbols after each burst
-
-    def __post_init__(self):
-        get_constellation(self.modulation)
-        get_code(self.code_rate)
-        if self.codewords < 1 or self.sps < 2 or self.pilot_spacing < 1 or self.pilot_len < 1:
-            raise ValueError(f"invalid frame parameters: {self}")
-
-    # -- sizes -------------------------------------------------------------
     @cached_property
     def constellation(self):
         return get_constellation(self.modulation)
@@ -126,6 +110,28 @@ class FrameSpec:
             return self.code_bits_uncoded
         return self.code.n * self.codewords
 
+
+@dataclass(frozen=True)
+class FrameSpec(CodedFrame):
+    """Everything both ends must agree on. One object drives TX, RX, CLI and GRC."""
+
+    modulation: str = "qpsk"
+    code_rate: str = "1/2"
+    codewords: int = 4
+    sps: int = 2
+    rolloff: float = 0.35
+    rrc_span: int = 11
+    pilot_spacing: int = 48
+    pilot_len: int = 4
+    guard: int = 24  # zero symbols after each burst
+
+    def __post_init__(self):
+        get_constellation(self.modulation)
+        get_code(self.code_rate)
+        if self.codewords < 1 or self.sps < 2 or self.pilot_spacing < 1 or self.pilot_len < 1:
+            raise ValueError(f"invalid frame parameters: {self}")
+
+    # -- sizes (constellation, code, info_bits, capacity, coded_bits: CodedFrame)
     @property
     def n_data(self) -> int:
         bps = self.constellation.bits_per_symbol

@@ -28,6 +28,7 @@ import numpy as np
 
 from .constellations import get_constellation
 from .fec import get_code
+from .frame import CodedFrame
 
 #: 802.11a carrier plan, as GNU Radio's ofdm_txrx defaults
 OCCUPIED = tuple(list(range(-26, -21)) + list(range(-20, -7)) + list(range(-6, 0))
@@ -48,7 +49,7 @@ def _pilot_polarity() -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class OfdmSpec:
+class OfdmSpec(CodedFrame):
     modulation: str = "qpsk"
     code_rate: str = "1/2"
     codewords: int = 4
@@ -67,29 +68,6 @@ class OfdmSpec:
         if self.payload_bytes > 4095:
             raise ValueError("packet_header_ofdm carries at most 4095 payload bytes per frame; "
                              "use fewer codewords")
-
-    @cached_property
-    def constellation(self):
-        return get_constellation(self.modulation)
-
-    @cached_property
-    def code(self):
-        return get_code(self.code_rate)
-
-    # sizes shared with FrameSpec so frame_encoder/frame_decoder serve both modes
-    @property
-    def info_bits(self) -> int:
-        return 8 * self.capacity if self.code.alist is None else self.code.k * self.codewords
-
-    @property
-    def capacity(self) -> int:
-        if self.code.alist is None:
-            return 1800 * self.codewords // 8
-        return (self.code.k * self.codewords) // 8
-
-    @property
-    def coded_bits(self) -> int:
-        return 1800 * self.codewords // 8 * 8 if self.code.alist is None else self.code.n * self.codewords
 
     @property
     def bits_per_symbol(self) -> int:
@@ -169,7 +147,21 @@ class OfdmSpec:
         basis = np.exp(-2j * np.pi * np.outer(active, delays) / self.fft_len)
         return basis @ np.linalg.pinv(basis)
 
-    def equalize(self, grid: np.ndarray, chan_taps: np.ndarray | None, carr_offset: int = 0):
+    def pilot_values(self, nsym: int) -> np.ndarray:
+        """Known pilot symbols of ``nsym`` payload OFDM symbols (the header
+        symbol takes the allocator's first pilot set, payload symbol j set j+1)."""
+        return np.array(self.pilot_symbols, np.complex64)[(np.arange(nsym) + 1) % len(self.pilot_symbols)]
+
+    def pilot_phase(self, grid: np.ndarray, h: np.ndarray, psym: np.ndarray) -> tuple[np.ndarray, float]:
+        """Per-symbol pilot correlation with the channel ``h`` (its angle is the
+        common phase of each payload symbol) and the phase slope per symbol
+        from lag-1 products (no unwrapping needed)."""
+        pil = np.array(self.pilots) + self.fft_len // 2
+        corr = np.sum(grid[:, pil] * np.conj(h[pil] * psym), axis=1)
+        slope = float(np.angle(np.sum(corr[1:] * np.conj(corr[:-1])))) if corr.size > 1 else 0.0
+        return corr, slope
+
+    def equalize(self, grid: np.ndarray, chan_taps: np.ndarray | None):
         """Payload FFT grid (symbols x fft_len, shifted) -> (data symbols, their
         carrier gains |H|^2, noise variance N0, per-symbol common phase).
 
@@ -180,12 +172,6 @@ class OfdmSpec:
         """
         n = self.fft_len
         grid = np.asarray(grid, np.complex64).reshape(-1, n)
-        if carr_offset:
-            # integer carrier offset found by the preamble: shift back and undo
-            # the phase it accumulated across each symbol's cyclic prefix
-            grid = np.roll(grid, -carr_offset, axis=1)
-            k = np.arange(grid.shape[0])[:, None] + 3
-            grid = grid * np.exp(-2j * np.pi * carr_offset * (self.cp_len * k) / n)
         active = np.array(sorted(self.occupied + self.pilots)) + n // 2
         h = np.ones(n, np.complex64)
         if chan_taps is not None and len(chan_taps) == n:
@@ -194,16 +180,13 @@ class OfdmSpec:
         occ = np.array(self.occupied) + n // 2
         pil = np.array(self.pilots) + n // 2
         nsym = grid.shape[0]
-        psym = np.array(self.pilot_symbols, np.complex64)[(np.arange(nsym) + 1) % len(self.pilot_symbols)]
+        psym = self.pilot_values(nsym)
         pts = self.constellation.points.astype(np.complex64)
         passes = 3
         for it in range(passes + 1):
-            zp = grid[:, pil] / h[pil]
-            corr = np.sum(zp * np.conj(psym) * np.abs(h[pil]) ** 2, axis=1)
-            # residual CFO makes the phase a ramp: take the slope from lag-1
-            # products (no unwrapping), average the de-ramped pilots over 9
-            # symbols, put the ramp back (unbiased at the frame edges too)
-            slope = np.angle(np.sum(corr[1:] * np.conj(corr[:-1]))) if nsym > 1 else 0.0
+            # residual CFO makes the phase a ramp: average the de-ramped pilots
+            # over 9 symbols, put the ramp back (unbiased at the frame edges too)
+            corr, slope = self.pilot_phase(grid, h, psym)
             j = np.arange(nsym)
             flat = corr * np.exp(-1j * slope * j)
             phase = np.angle(np.convolve(flat, np.ones(9), mode="same")) + slope * j
@@ -227,6 +210,7 @@ class OfdmSpec:
             h = h.copy()
             h[active] = self._smoother @ (num[active] / den[active])
         gp = np.abs(h[pil]) ** 2
+        zp = grid[:, pil] / h[pil]
         # residual per pilot carrier minus its mean (the channel-estimate error,
         # common to all symbols of that carrier): what is left is noise
         r = (zp * rot - psym) * np.conj(psym)
@@ -236,13 +220,12 @@ class OfdmSpec:
         g = np.broadcast_to(np.abs(h[occ]) ** 2, y.shape)
         return y.ravel(), g.ravel(), max(n0, 1e-9), phase
 
-    def soft_demap(self, grid: np.ndarray, chan_taps: np.ndarray | None = None,
-                   carr_offset: int = 0) -> tuple[np.ndarray, float]:
+    def soft_demap(self, grid: np.ndarray, chan_taps: np.ndarray | None = None) -> tuple[np.ndarray, float]:
         """Payload FFT grid -> (LLRs of the coded bits, estimated Es/N0 in dB).
 
         After zero-forcing, a carrier with gain g has noise variance N0/g, so
         each LLR is weighted by its carrier's gain (max-log, Gray tables)."""
-        y, g, n0, _ = self.equalize(grid, chan_taps, carr_offset)
+        y, g, n0, _ = self.equalize(grid, chan_taps)
         y, g = y[: self.payload_symbols], g[: self.payload_symbols]
         llr = self.constellation.llr(y, n0 / np.maximum(g, 1e-6))
         es = float(np.mean(g))
@@ -320,9 +303,7 @@ class OfdmBurstDemodulator:
         raw = x[p - self.BACKOFF:p - self.BACKOFF + spec.ofdm_symbols * L]
         idx = np.arange(spec.ofdm_symbols)[:, None] * L + np.arange(n)[None, :]
         active = np.array(sorted(spec.occupied + spec.pilots)) + n // 2
-        pil = np.array(spec.pilots) + n // 2
-        nsym = spec.ofdm_symbols - 3
-        psym = np.array(spec.pilot_symbols, np.complex64)[(np.arange(nsym) + 1) % len(spec.pilot_symbols)]
+        psym = spec.pilot_values(spec.ofdm_symbols - 3)
         for _ in range(2):
             body = raw * np.exp(-2j * np.pi * cfo * np.arange(raw.size) / n).astype(np.complex64)
             grid = np.fft.fftshift(np.fft.fft(body[idx], axis=1), axes=1)
@@ -330,12 +311,11 @@ class OfdmBurstDemodulator:
             h[active] = grid[1, active] / self.w2[active]
             # fine CFO: pilot phase drift over the whole frame (a baseline of
             # the frame length instead of half a symbol), then redo the FFTs
-            corr = np.sum(grid[3:, pil] * np.conj(h[pil] * psym), axis=1)
-            drift = np.angle(np.sum(corr[1:] * np.conj(corr[:-1]))) if nsym > 1 else 0.0
-            cfo += float(drift / (2 * np.pi * L / n))
+            corr, drift = spec.pilot_phase(grid[3:], h, psym)
+            cfo += drift / (2 * np.pi * L / n)
         # pilot coherence: ~1 for a real frame (even at 0 dB), ~1/sqrt(4 * symbols)
         # for a correlator false alarm that happened to pass the plateau check
-        ramp = np.exp(-1j * drift * np.arange(nsym))
+        ramp = np.exp(-1j * drift * np.arange(corr.size))
         coherence = float(np.abs(np.sum(corr * ramp)) / max(np.sum(np.abs(corr)), 1e-30))
         if coherence < self.min_coherence:
             return OfdmBurstResult(False, quality=quality, timing=p, reason="incoherent pilots")
