@@ -31,11 +31,11 @@ def make_link_blocks(spec: FrameSpec | OfdmSpec, chan: ChannelSpec, rx_threshold
         if genie_csi:
             raise ValueError("genie CSI is implemented for the single-carrier waveform only")
         ch_spec = replace(chan, cfo=chan.cfo / spec.fft_len, doppler=chan.doppler / spec.fft_len)
-        thr = 0.9 if rx_threshold is None else rx_threshold
+        thr = 0.2 if rx_threshold is None else rx_threshold
         return ofdm_phy_tx(spec), make_channel(ch_spec, 1), ofdm_phy_rx(spec, threshold=thr, timeout=rx_timeout)
     tx = phy_tx(spec)
     ch = make_channel(chan, spec.sps, csi_output=genie_csi)
-    thr = 0.99 if rx_threshold is None else rx_threshold
+    thr = 0.3 if rx_threshold is None else rx_threshold
     rx = phy_rx(spec, threshold=thr, timeout=rx_timeout, genie_csi=genie_csi)
     return tx, ch, rx
 
@@ -96,15 +96,24 @@ def run_link(data: bytes, spec: FrameSpec | OfdmSpec, chan: ChannelSpec, timeout
     try:
         tx.framer._post(pmt.intern("in"), make_pdu({"payload_type": payload_type}, data))
         deadline = t0 + timeout
-        all_bursts_at = None
-        while not out.items and time.monotonic() < deadline:
+        seen, progress_at, all_bursts_at = -1, time.monotonic(), None
+        while time.monotonic() < deadline:
             out.event.wait(0.05)
-            # every burst demodulated but no PDU (all frames failed CRC, so the
-            # reassembler has nothing): stop after a short grace period
-            if sent.items and len(hard.items) >= len(sent.items):
-                all_bursts_at = all_bursts_at or time.monotonic()
-                if time.monotonic() - all_bursts_at > 0.5:
-                    break
+            now = time.monotonic()
+            n = len(hard.items) + len(status.items)
+            if n != seen:
+                seen, progress_at = n, now
+            all_bursts = bool(sent.items) and len(hard.items) >= len(sent.items)
+            if all_bursts:
+                all_bursts_at = all_bursts_at or now
+            # done: the PDU is out and every burst was demodulated (or the
+            # receiver has been idle for 1 s: the rest were lost); or every
+            # burst demodulated and no PDU (all frames failed CRC, so the
+            # reassembler has nothing) after a short grace period
+            if out.items and (all_bursts or now - progress_at > 1.0):
+                break
+            if all_bursts and now - all_bursts_at > 0.5:
+                break
         if not out.items:
             rx.deframer.flush()
             time.sleep(0.1)

@@ -32,6 +32,23 @@ def test_uncoded_ber_within_half_db_of_theory_at_1e3(mod, grid):
     assert abs(gap) < 0.5, (bers, gap)
 
 
+@pytest.mark.parametrize("genie", [False, True], ids=["pilot_csi", "genie_csi"])
+def test_bpsk_flat_rayleigh_within_half_db_at_1e3(genie):
+    """BPSK over channels.fading_model (fD*T = 1e-3), ~1e6 bits per point
+    (about a thousand coherence times), with the receiver's own pilot channel
+    estimate and with the true channel (genie)."""
+    grid = [18.0, 26.0]
+    res = [ber_curves.measure_ber("bpsk", "rayleigh", e, min_errors=300, max_bits=1_000_000, genie=genie)
+           for e in grid]
+    bers = [r[0] for r in res]
+    assert all(r[1] >= 500_000 for r in res)
+    assert all(r[2] <= 3 for r in res), res  # bursts lost to fades on the preamble
+    fine = np.linspace(grid[0], grid[-1], 400)
+    gap = ber_curves.ebn0_at(1e-3, np.array(grid), np.array(bers)) - ber_curves.ebn0_at(
+        1e-3, fine, ber_curves.theory_ber("bpsk", "rayleigh", fine))
+    assert abs(gap) < 0.5, (bers, gap)
+
+
 @pytest.mark.slow
 def test_full_curves_including_rayleigh(tmp_path):
     summary = ber_curves.main(["--out", str(tmp_path)])

@@ -38,7 +38,7 @@ from gnuradio import blocks, digital, fft, gr, pdu
 
 from ..phy.ofdm import OfdmBurstDemodulator, OfdmSpec, sync_waveform
 from .pdu_util import make_pdu, pdu_parts
-from .phy_hier import wire_decoder, wire_encoder
+from .phy_hier import preamble_detector, wire_decoder, wire_encoder
 from .phy_blocks import burst_capture, burst_demod_base, sanitize_cc
 
 log = logging.getLogger(__name__)
@@ -165,14 +165,16 @@ class ofdm_phy_tx(gr.hier_block2):
 
 
 class ofdm_phy_rx(gr.hier_block2):
-    """``threshold``: corr_est_cc DYNAMIC threshold on sync symbol 2 (random
-    BPSK on every carrier: one sharp peak; sync symbol 1's sign-flipped halves
-    give side peaks every n/2 samples). 0.9 rather than the single-carrier
-    0.99 because multipath splits the correlation peak (0.99 missed 14 of 47
-    frames on a 4-tap channel at 10 dB); the extra false alarms are rejected
-    by the Schmidl & Cox plateau check in :class:`OfdmBurstDemodulator`."""
+    """``threshold``: normalised correlation rho^2 (see
+    :class:`~gr_semcom.blocks.phy_hier.preamble_detector`) with sync symbol 2
+    (random BPSK on every carrier: one sharp peak; sync symbol 1's
+    sign-flipped halves give side peaks every n/2 samples). 0.2: on noise
+    rho^2 of the 64-sample symbol is ~Exp(1/64), so false alarms ~exp(-12.8)
+    per sample; multipath splits the peak, so it stays well below the
+    single-carrier 0.3. False alarms that get through are rejected by the
+    Schmidl & Cox plateau check in :class:`OfdmBurstDemodulator`."""
 
-    def __init__(self, spec: OfdmSpec | None = None, threshold: float = 0.9, timeout: float = 2.0,
+    def __init__(self, spec: OfdmSpec | None = None, threshold: float = 0.2, timeout: float = 2.0,
                  ldpc_iterations: int = 50, **kw):
         gr.hier_block2.__init__(self, "semcom_ofdm_rx", gr.io_signature(1, 1, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
@@ -181,8 +183,7 @@ class ofdm_phy_rx(gr.hier_block2):
             self.message_port_register_hier_out(p)
         self.message_port_register_hier_in("flush")
         _, w2 = spec.sync_words()
-        self.corr = digital.corr_est_cc(sync_waveform(spec, w2).tolist(), 1, 0, threshold,
-                                        digital.THRESHOLD_DYNAMIC)
+        self.corr = preamble_detector(sync_waveform(spec, w2), 1, rho2=threshold)
         # corr_est_cc (sps 1) tags the last sample of the matched symbol body,
         # 2*fft_len + cp_len - 1 samples after the start of sync symbol 1's body;
         # the tag lands up to a symbol early on clean input (dynamic threshold
@@ -190,7 +191,7 @@ class ofdm_phy_rx(gr.hier_block2):
         margin = 96
         lead = 2 * spec.fft_len + spec.cp_len - 1 + margin
         self.demod = ofdm_burst_demod(spec, search=2 * margin)
-        self.capture = burst_capture(self.demod.dem.samples_needed + 8, lead=lead)
+        self.capture = burst_capture(self.demod.dem.samples_needed + 8, lead=lead, min_gap=margin)
         self.sanitize = sanitize_cc()
         self.connect(self, self.sanitize, self.corr, self.capture)
         self.msg_connect(self.sanitize, "status", self, "status")

@@ -196,7 +196,8 @@ class frame_decoder(gr.basic_block):
 
     Every frame produces a ``status`` message ``{event: "frame", crc_ok, msg_id,
     seg_index, seg_count, snr_db, cfo}``. A PDU leaves on ``out`` when all its
-    frames arrived, or after ``timeout`` seconds (or a message on ``flush``)
+    frames arrived, or ``timeout`` seconds after its last good frame (or on a
+    message on ``flush``)
     with metadata ``missing = [(start, stop), ...]`` byte ranges zero-filled,
     ``complete`` false and ``erasures`` the number of lost frames.
     """
@@ -286,10 +287,18 @@ class burst_capture(gr.sync_block):
     The sink consumes its input; extra outputs: PDUs on ``pdus``.
     """
 
-    def __init__(self, length: int, lead: int = 0, tag_key: str = "corr_start", max_active: int = 64):
+    def __init__(self, length: int, lead: int = 0, tag_key: str = "corr_start", max_active: int = 64,
+                 min_gap: int | None = None):
         gr.sync_block.__init__(self, "semcom_burst_capture", [np.complex64], None)
         self.length = int(length)
         self.lead = int(lead)  # samples kept before each tag
+        # corr_est_cc tags every sps samples while the correlation stays above
+        # threshold on the falling side of a peak; a tag within ``min_gap``
+        # of the last one (give the demodulator's search half-width: it then
+        # lies inside that capture's search window) is redundant and skipped
+        self.min_gap = 0 if min_gap is None else int(min_gap)
+        self._last_tag = -(1 << 62)
+        self.skipped = 0
         self.set_history(self.lead + 1)
         self.key = pmt.intern(tag_key)
         self.max_active = max_active
@@ -303,6 +312,10 @@ class burst_capture(gr.sync_block):
         n = len(x) - self.lead
         base = self.nitems_read(0)
         for tag in self.get_tags_in_window(0, 0, n, self.key):
+            if tag.offset - self._last_tag <= self.min_gap:
+                self.skipped += 1
+                continue
+            self._last_tag = tag.offset
             if len(self.active) >= self.max_active:
                 self.overflows += 1
                 continue

@@ -7,7 +7,7 @@ TX (PDU in, complex baseband out)::
 
 RX (complex baseband in, PDUs out)::
 
-    sanitize_cc (NaN/inf -> 0) -> filter.fir_filter_ccf (matched RRC, C++) -> digital.corr_est_cc (sync word, C++)
+    sanitize_cc (NaN/inf -> 0) -> filter.fir_filter_ccf (matched RRC, C++) -> preamble_detector (RMS-normalised corr_est_cc, C++)
       -> burst_capture (numpy slices at each 'corr_start' tag) -> burst_demod
       -> fec.async_decoder (gr-fec LDPC, C++) -> frame_decoder
 
@@ -76,6 +76,49 @@ def wire_decoder(hier, spec, demod, timeout: float, ldpc_iterations: int) -> Non
     hier.msg_connect(hier, "flush", hier.deframer, "flush")
 
 
+class preamble_detector(gr.hier_block2):
+    """Complex in -> the same samples out, tagged ``corr_start`` at each sync word.
+
+    GNU Radio's ``corr_est_cc`` compares |correlation|^2 either with a fixed
+    level (ABSOLUTE: depends on the received amplitude) or with ``-ln(1-t)``
+    times the mean over its work buffer (DYNAMIC: measured to miss every
+    burst whose preamble sits in a fade, because the buffer mean is set by the
+    strong parts around it). Here the correlator input is first normalised to
+    unit power by a running RMS (``blocks.rms_cf`` -> ``divide_cc``), so the
+    ABSOLUTE threshold becomes a threshold on the normalised correlation
+    rho^2 = |<x, s>|^2 / (|x|^2 |s|^2) in [0, 1], independent of gain and
+    fading. On noise alone rho^2 is about exponential with mean 1/L for an
+    L-symbol word (false alarms ~ exp(-rho2 L) per sample); a signal at
+    per-symbol SNR s gives about s/(1+s). All C++ blocks; the data path is
+    delayed by the correlator's own delay so tags land on the raw samples.
+    """
+
+    def __init__(self, waveform: np.ndarray, sps: float, rho2: float = 0.3, avg_symbols: int = 32):
+        gr.hier_block2.__init__(self, "semcom_preamble_detector", gr.io_signature(1, 1, gr.sizeof_gr_complex),
+                                gr.io_signature(1, 1, gr.sizeof_gr_complex))
+        w = np.asarray(waveform, dtype=np.complex64)
+        if not 0 < rho2 < 1:
+            raise ValueError("rho2 must be in (0, 1)")
+        self.rho2 = rho2
+        # |corr|^2 <= |s|^2 * sum_window |x|^2 = |s|^2 * len(w) for unit-power x;
+        # corr_est ABSOLUTE fires when |corr|^2 > t * |s|^2^2
+        es = float(np.sum(np.abs(w) ** 2))
+        t = rho2 * len(w) / es
+        self.rms = blocks.rms_cf(1.0 / (avg_symbols * sps))
+        self.floor = blocks.add_const_ff(1e-12)  # all-zero input: 0/eps = 0, never NaN
+        self.f2c = blocks.float_to_complex()
+        self.norm = blocks.divide_cc()
+        self.corr = digital.corr_est_cc(w.tolist(), sps, 0, t, digital.THRESHOLD_ABSOLUTE)
+        self.delay_samples = len(w)  # output lags input by this much
+        self.delay = blocks.delay(gr.sizeof_gr_complex, len(w))
+        self.share = blocks.tag_share(gr.sizeof_gr_complex, gr.sizeof_gr_complex)
+        self.connect(self, (self.norm, 0))
+        self.connect(self, self.rms, self.floor, self.f2c, (self.norm, 1))
+        self.connect(self.norm, self.corr, (self.share, 1))
+        self.connect(self, self.delay, (self.share, 0))
+        self.connect(self.share, self)
+
+
 class phy_tx(gr.hier_block2):
     def __init__(self, spec: FrameSpec | None = None, **kw):
         gr.hier_block2.__init__(self, "semcom_phy_tx", gr.io_signature(0, 0, 0),
@@ -90,9 +133,10 @@ class phy_tx(gr.hier_block2):
 
 
 class phy_rx(gr.hier_block2):
-    """``threshold`` is corr_est_cc's DYNAMIC threshold (1 - false-alarm prob.)."""
+    """``threshold``: normalised correlation rho^2 of the 32-symbol sync word
+    (see :class:`preamble_detector`)."""
 
-    def __init__(self, spec: FrameSpec | None = None, threshold: float = 0.999,
+    def __init__(self, spec: FrameSpec | None = None, threshold: float = 0.3,
                  timeout: float = 2.0, genie_csi: bool = False, ldpc_iterations: int = 50, **kw):
         nin = 2 if genie_csi else 1
         gr.hier_block2.__init__(self, "semcom_phy_rx", gr.io_signature(nin, nin, gr.sizeof_gr_complex),
@@ -102,13 +146,12 @@ class phy_rx(gr.hier_block2):
             self.message_port_register_hier_out(p)
         self.message_port_register_hier_in("flush")
         self.mf = filter.fir_filter_ccf(1, spec.rrc.tolist())
-        self.corr = digital.corr_est_cc(sync_waveform(spec).tolist(), spec.sps, 0, threshold,
-                                        digital.THRESHOLD_DYNAMIC)
+        self.corr = preamble_detector(sync_waveform(spec), spec.sps, rho2=threshold)
         search = 2 * _TAG_LEAD * spec.sps
         self.demod = burst_demod(spec, search=search, genie_csi=genie_csi)
         capture = self.demod.dem.samples_needed + 8
         self.capture = capture
-        self.burst = burst_capture(capture, lead=_TAG_LEAD * spec.sps)
+        self.burst = burst_capture(capture, lead=_TAG_LEAD * spec.sps, min_gap=_TAG_LEAD * spec.sps)
         self.sanitize = sanitize_cc()
         self.connect(self, self.sanitize, self.mf, self.corr, self.burst)
         self.msg_connect(self.sanitize, "status", self, "status")
@@ -117,9 +160,10 @@ class phy_rx(gr.hier_block2):
         if genie_csi:
             # the true channel gain stream takes the same delays as the data and
             # is cut into bursts by the same tags
-            self.csi_delay = filter.fir_filter_ccf(1, ([0.0] * (spec.rrc.size // 2)) + [1.0])
+            # (matched-filter group delay + the detector's correlator delay)
+            self.csi_delay = blocks.delay(gr.sizeof_gr_complex, spec.rrc.size // 2 + self.corr.delay_samples)
             self.tag_share = blocks.tag_share(gr.sizeof_gr_complex, gr.sizeof_gr_complex)
-            self.csi_burst = burst_capture(capture, lead=_TAG_LEAD * spec.sps)
+            self.csi_burst = burst_capture(capture, lead=_TAG_LEAD * spec.sps, min_gap=_TAG_LEAD * spec.sps)
             self.connect((self, 1), self.csi_delay, (self.tag_share, 0))  # genie CSI is trusted
             self.connect(self.corr, (self.tag_share, 1))
             self.connect(self.tag_share, self.csi_burst)

@@ -103,6 +103,7 @@ class _Partial:
     got: np.ndarray  # bool per segment
     first_seen: float
     frames: list = field(default_factory=list)
+    last_seen: float = 0.0
 
 
 class Reassembler:
@@ -128,6 +129,7 @@ class Reassembler:
             return done
         if p is None:
             p = self.partial[header.msg_id] = self._new(header, now)
+        p.last_seen = max(p.last_seen, now)
         self._put(p, header, payload)
         if p.got.all():
             return self._finish(header.msg_id)
@@ -135,7 +137,7 @@ class Reassembler:
 
     def _new(self, header: FrameHeader, now: float) -> _Partial:
         return _Partial(header, self.per, bytearray(header.total_len),
-                        np.zeros(header.seg_count, dtype=bool), now)
+                        np.zeros(header.seg_count, dtype=bool), now, last_seen=now)
 
     @staticmethod
     def _put(p: _Partial, header: FrameHeader, payload: bytes) -> None:
@@ -156,10 +158,12 @@ class Reassembler:
         return p.header, bytes(p.data), missing
 
     def flush(self, older_than: float | None = None, now: float = 0.0):
-        """Emit incomplete PDUs (all, or those first seen before ``now - older_than``)."""
+        """Emit incomplete PDUs (all, or those with no new segment since
+        ``now - older_than``: an inactivity timeout, so a long PDU that is
+        still arriving is never cut short)."""
         out = []
         for mid in list(self.partial):
-            if older_than is None or now - self.partial[mid].first_seen >= older_than:
+            if older_than is None or now - self.partial[mid].last_seen >= older_than:
                 out.append(self._finish(mid))
         return out
 
