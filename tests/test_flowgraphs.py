@@ -4,6 +4,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -54,3 +55,41 @@ def test_headless_runs_and_delivers(grc, tmp_path):
     assert n >= 3, f"only {n} PDUs in 30 s"
     metas = [pmt.to_python(pmt.car(tb.pdus_out.get_message(i))) for i in range(n)]
     assert sum(bool(m.get("complete")) for m in metas) >= 2, metas
+
+
+_GUI_RUNNER = r"""
+import importlib.util, sys, time
+from PyQt5 import Qt
+app = Qt.QApplication(sys.argv)
+spec = importlib.util.spec_from_file_location(sys.argv[2], sys.argv[1])
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+tb = getattr(mod, sys.argv[2])()
+tb.start()
+tb.show()
+t0 = time.monotonic()
+while tb.pdus_out.num_messages() < 3 and time.monotonic() - t0 < 30:
+    app.processEvents()
+    time.sleep(0.05)
+n = tb.pdus_out.num_messages()
+tb.stop()
+tb.wait()
+print("PDUS", n)
+"""
+
+
+@pytest.mark.parametrize("grc", [g for g in FLOWGRAPHS if g.stem.endswith("_gui")],
+                         ids=[g.stem for g in FLOWGRAPHS if g.stem.endswith("_gui")])
+def test_gui_variant_runs_offscreen(grc, tmp_path):
+    """The Qt GUI variants run (Qt's offscreen platform, no display) and deliver PDUs
+    while the spectrum and constellation sinks are fed."""
+    pytest.importorskip("PyQt5")
+    py = _compile(grc, tmp_path)
+    runner = tmp_path / "run_gui.py"
+    runner.write_text(_GUI_RUNNER)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    r = subprocess.run([sys.executable, str(runner), str(py), grc.stem], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    n = int(r.stdout.split("PDUS")[-1])
+    assert n >= 3, r.stdout + r.stderr[-2000:]

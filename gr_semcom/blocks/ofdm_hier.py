@@ -179,7 +179,7 @@ class ofdm_phy_rx(gr.hier_block2):
         gr.hier_block2.__init__(self, "semcom_ofdm_rx", gr.io_signature(1, 1, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
         self.spec = spec = spec or OfdmSpec(**{k: v for k, v in kw.items() if v is not None})
-        for p in ("out", "status", "bits"):
+        for p in ("out", "status", "bits", "symbols"):
             self.message_port_register_hier_out(p)
         self.message_port_register_hier_in("flush")
         _, w2 = spec.sync_words()

@@ -111,6 +111,7 @@ class burst_demod_base(gr.basic_block):
         self.message_port_register_out(OUT)
         self.message_port_register_out(STATUS)
         self.message_port_register_out(pmt.intern("bits"))
+        self.message_port_register_out(pmt.intern("symbols"))
         self.set_msg_handler(IN, self.handle)
 
     def publish(self, meta: dict, res) -> None:
@@ -128,6 +129,8 @@ class burst_demod_base(gr.basic_block):
                     "burst": self.bursts}
         hard = (res.llr < 0).astype(np.uint8)
         self.message_port_pub(pmt.intern("bits"), make_pdu(out_meta, hard))
+        if res.symbols is not None:  # equalised data symbols, for constellation displays
+            self.message_port_pub(pmt.intern("symbols"), make_pdu(out_meta, np.asarray(res.symbols, np.complex64)))
         if self.spec.code.alist is None:
             self.message_port_pub(OUT, make_pdu(out_meta, hard))
         else:

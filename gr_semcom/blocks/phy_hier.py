@@ -12,7 +12,8 @@ RX (complex baseband in, PDUs out)::
       -> fec.async_decoder (gr-fec LDPC, C++) -> frame_decoder
 
 Message ports: TX ``in`` (u8 PDU), ``status``; RX ``out`` (reassembled PDUs),
-``status`` (per-frame and per-burst events), ``bits`` (hard decisions of the
+``status`` (per-frame and per-burst events), ``symbols`` (equalised data
+symbols per burst, c32 PDU), ``bits`` (hard decisions of the
 coded bits, for BER measurement).
 """
 from __future__ import annotations
@@ -73,6 +74,7 @@ def wire_decoder(hier, spec, demod, timeout: float, ldpc_iterations: int) -> Non
     hier.msg_connect(hier.deframer, "status", hier, "status")
     hier.msg_connect(demod, "status", hier, "status")
     hier.msg_connect(demod, "bits", hier, "bits")
+    hier.msg_connect(demod, "symbols", hier, "symbols")
     hier.msg_connect(hier, "flush", hier.deframer, "flush")
 
 
@@ -142,7 +144,7 @@ class phy_rx(gr.hier_block2):
         gr.hier_block2.__init__(self, "semcom_phy_rx", gr.io_signature(nin, nin, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
         self.spec = spec = spec or spec_from_kwargs(**kw)
-        for p in ("out", "status", "bits"):
+        for p in ("out", "status", "bits", "symbols"):
             self.message_port_register_hier_out(p)
         self.message_port_register_hier_in("flush")
         self.mf = filter.fir_filter_ccf(1, spec.rrc.tolist())

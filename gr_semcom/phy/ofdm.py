@@ -220,8 +220,10 @@ class OfdmSpec(CodedFrame):
         g = np.broadcast_to(np.abs(h[occ]) ** 2, y.shape)
         return y.ravel(), g.ravel(), max(n0, 1e-9), phase
 
-    def soft_demap(self, grid: np.ndarray, chan_taps: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-        """Payload FFT grid -> (LLRs of the coded bits, estimated Es/N0 in dB).
+    def soft_demap(self, grid: np.ndarray, chan_taps: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, float, np.ndarray]:
+        """Payload FFT grid -> (LLRs of the coded bits, estimated Es/N0 in dB,
+        equalised payload symbols).
 
         After zero-forcing, a carrier with gain g has noise variance N0/g, so
         each LLR is weighted by its carrier's gain (max-log, Gray tables)."""
@@ -229,7 +231,7 @@ class OfdmSpec(CodedFrame):
         y, g = y[: self.payload_symbols], g[: self.payload_symbols]
         llr = self.constellation.llr(y, n0 / np.maximum(g, 1e-6))
         es = float(np.mean(g))
-        return llr[: self.coded_bits], 10 * np.log10(es / n0)
+        return llr[: self.coded_bits], 10 * np.log10(es / n0), y
 
 
 @dataclass
@@ -241,6 +243,7 @@ class OfdmBurstResult:
     timing: float = float("nan")
     quality: float = float("nan")
     reason: str = ""
+    symbols: np.ndarray | None = None  # equalised payload symbols
 
 
 class OfdmBurstDemodulator:
@@ -319,8 +322,9 @@ class OfdmBurstDemodulator:
         coherence = float(np.abs(np.sum(corr * ramp)) / max(np.sum(np.abs(corr)), 1e-30))
         if coherence < self.min_coherence:
             return OfdmBurstResult(False, quality=quality, timing=p, reason="incoherent pilots")
-        llr, snr_db = spec.soft_demap(grid[3:], h)
-        return OfdmBurstResult(True, llr=llr, snr_db=snr_db, cfo=cfo, timing=float(p), quality=quality)
+        llr, snr_db, y = spec.soft_demap(grid[3:], h)
+        return OfdmBurstResult(True, llr=llr, snr_db=snr_db, cfo=cfo, timing=float(p), quality=quality,
+                               symbols=y.astype(np.complex64))
 
 
 def sync_waveform(spec: OfdmSpec, word) -> np.ndarray:
