@@ -92,6 +92,47 @@ def cmd_grc_path(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    import logging
+
+    from .bridge.generators import MissingWeights, make_generator
+    from .bridge.server import GeneratorServer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    def factory():
+        return make_generator(args.pipeline, tiny=args.tiny, model=args.model, controlnet=args.controlnet,
+                              ip_adapter=args.ip_adapter, device=args.device,
+                              fp16=None if args.fp16 is None else args.fp16 == "on")
+
+    try:
+        srv = GeneratorServer(factory, args.endpoint, workers=args.workers, queue_max=args.queue)
+        print(f"semcom serve: {args.pipeline}{' (tiny random weights)' if args.tiny else ''} on {args.device}, "
+              f"{args.workers} worker(s), listening on {', '.join(args.endpoint)}", flush=True)
+        srv.serve_forever()
+    except MissingWeights as exc:
+        print(f"semcom serve: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_models_download(args) -> int:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        print("semcom models download needs huggingface_hub (pip install huggingface_hub)", file=sys.stderr)
+        return 2
+    try:
+        path = snapshot_download(args.repo_id, local_dir=args.to, allow_patterns=args.allow or None)
+    except Exception as exc:
+        print(f"semcom models download: could not fetch {args.repo_id!r} ({type(exc).__name__}: {exc}). "
+              "This needs internet access to huggingface.co; on an offline machine copy the directory "
+              "from one that has it.", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="semcom", description="gr_semcom: semantic communication over GNU Radio")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -105,7 +146,29 @@ def main(argv=None) -> int:
     g = sub.add_parser("grc-path", help="print (or --install into GRC's config) the directory of our GRC block YAML")
     g.add_argument("--install", action="store_true")
     g.set_defaults(func=cmd_grc_path)
+    s = sub.add_parser("serve", help="run the ZeroMQ generator server (diffusers pipeline) for the receivers")
+    s.add_argument("--endpoint", action="append", default=None,
+                   help="ZeroMQ endpoint to bind (repeatable; default tcp://*:5555), e.g. ipc:///tmp/semcom.ipc")
+    s.add_argument("--pipeline", choices=["text", "controlnet", "ip_adapter", "echo"], default="controlnet")
+    s.add_argument("--model", help="Stable Diffusion directory or HF id (default SD 1.5)")
+    s.add_argument("--controlnet", help="ControlNet directory or HF id")
+    s.add_argument("--ip-adapter", dest="ip_adapter", help="IP-Adapter directory or HF id (h94/IP-Adapter layout)")
+    s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    s.add_argument("--fp16", choices=["on", "off"], default=None, help="default: on for CUDA")
+    s.add_argument("--workers", type=int, default=1, help="worker threads, each with its own pipeline")
+    s.add_argument("--queue", type=int, default=64, help="requests queued before 'busy' replies")
+    s.add_argument("--tiny", action="store_true", help="tiny random-weight pipeline (tests, no weights needed)")
+    s.set_defaults(func=cmd_serve)
+    m = sub.add_parser("models", help="model utilities")
+    msub = m.add_subparsers(dest="models_cmd", required=True)
+    d = msub.add_parser("download", help="fetch a Hugging Face repo into a local directory (needs internet)")
+    d.add_argument("repo_id")
+    d.add_argument("--to", default=None, help="local directory (default: the HF cache)")
+    d.add_argument("--allow", action="append", help="glob of files to fetch (repeatable)")
+    d.set_defaults(func=cmd_models_download)
     args = ap.parse_args(argv)
+    if getattr(args, "cmd", None) == "serve" and not args.endpoint:
+        args.endpoint = ["tcp://*:5555"]
     return args.func(args)
 
 

@@ -12,8 +12,8 @@ if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
 PY=.venv/bin/python
-if ! $PY -c "import gr_semcom, commpy, pytest, torch" 2>/dev/null; then
+if ! $PY -c "import gr_semcom, commpy, pytest, torch, diffusers, transformers, zmq, PIL" 2>/dev/null; then
   $PY -m pip install -q --upgrade pip >/dev/null 2>&1 || true
   $PY -m pip install -q "torch==2.13.0" "numpy<2"
-  $PY -m pip install -q -e ".[test]" "numpy<2"
+  $PY -m pip install -q -e ".[test,ml]" "torch==2.13.0" "numpy<2"
 fi

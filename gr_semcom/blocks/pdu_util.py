@@ -27,17 +27,16 @@ def dict_to_meta(d: dict):
 def make_pdu(meta: dict, data: np.ndarray | bytes):
     if isinstance(data, (bytes, bytearray)):
         data = np.frombuffer(bytes(data), dtype=np.uint8)
-    if True:
-        arr = np.ascontiguousarray(data)
-        if arr.dtype == np.uint8:
-            vec = pmt.init_u8vector(arr.size, arr)
-        elif arr.dtype == np.float32:
-            vec = pmt.init_f32vector(arr.size, arr)
-        elif arr.dtype == np.complex64:
-            # measured on GR 3.10.5: a list is ~10x faster than the numpy buffer path here
-            vec = pmt.init_c32vector(arr.size, arr.tolist())
-        else:
-            raise TypeError(f"unsupported PDU dtype {arr.dtype}")
+    arr = np.ascontiguousarray(data).ravel()  # PDUs are flat vectors; shapes travel in the metadata
+    if arr.dtype == np.uint8:
+        vec = pmt.init_u8vector(arr.size, arr)
+    elif arr.dtype == np.float32:
+        vec = pmt.init_f32vector(arr.size, arr)
+    elif arr.dtype == np.complex64:
+        # measured on GR 3.10.5: a list is ~10x faster than the numpy buffer path here
+        vec = pmt.init_c32vector(arr.size, arr.tolist())
+    else:
+        raise TypeError(f"unsupported PDU dtype {arr.dtype}")
     return pmt.cons(dict_to_meta(meta), vec)
 
 
