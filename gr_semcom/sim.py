@@ -25,18 +25,17 @@ def make_link_blocks(spec: FrameSpec | OfdmSpec, chan: ChannelSpec, rx_threshold
     is read as a fraction of the subcarrier spacing and ``doppler`` per OFDM
     symbol, multipath delays and timing offset are in samples.
     """
+    thr = {} if rx_threshold is None else {"threshold": rx_threshold}  # else each receiver's default
     if isinstance(spec, OfdmSpec):
         from .blocks.ofdm_hier import ofdm_phy_rx, ofdm_phy_tx
 
         if genie_csi:
             raise ValueError("genie CSI is implemented for the single-carrier waveform only")
         ch_spec = replace(chan, cfo=chan.cfo / spec.fft_len, doppler=chan.doppler / spec.fft_len)
-        thr = 0.2 if rx_threshold is None else rx_threshold
-        return ofdm_phy_tx(spec), make_channel(ch_spec, 1), ofdm_phy_rx(spec, threshold=thr, timeout=rx_timeout)
+        return ofdm_phy_tx(spec), make_channel(ch_spec, 1), ofdm_phy_rx(spec, timeout=rx_timeout, **thr)
     tx = phy_tx(spec)
     ch = make_channel(chan, spec.sps, csi_output=genie_csi)
-    thr = 0.3 if rx_threshold is None else rx_threshold
-    rx = phy_rx(spec, threshold=thr, timeout=rx_timeout, genie_csi=genie_csi)
+    rx = phy_rx(spec, timeout=rx_timeout, genie_csi=genie_csi, **thr)
     return tx, ch, rx
 
 

@@ -15,7 +15,8 @@ TX::
 
 RX::
 
-    digital.corr_est_cc (sync symbol 2, C++) -> burst_capture (numpy slices)
+    sanitize_cc -> preamble_detector (RMS-normalised corr_est_cc on sync
+      symbol 2, C++) -> burst_capture (numpy slices)
       -> ofdm_burst_demod (per burst, numpy: timing, Schmidl & Cox CFO + pilot
          drift, FFT, channel from sync symbol 2 refined decision-directed,
          pilot phase tracking, CSI-weighted LLRs)
@@ -39,7 +40,7 @@ from gnuradio import blocks, digital, fft, gr, pdu
 from ..phy.ofdm import OfdmBurstDemodulator, OfdmSpec, sync_waveform
 from .pdu_util import make_pdu, pdu_parts
 from .phy_hier import preamble_detector, wire_decoder, wire_encoder
-from .phy_blocks import burst_capture, burst_demod_base, sanitize_cc
+from .phy_blocks import burst_capture, burst_demod_base, last_of_pdu, sanitize_cc
 
 log = logging.getLogger(__name__)
 IN, OUT = pmt.intern("in"), pmt.intern("out")
@@ -102,7 +103,7 @@ class ofdm_packer(gr.basic_block):
         padded = np.zeros(self.spec.padded_bits, np.uint8)
         padded[: bits.size] = bits
         if self.tail is not None:
-            self.tail.announce(meta.get("seg_index", 0) + 1 >= meta.get("seg_count", 1))
+            self.tail.announce(last_of_pdu(meta))
         self.message_port_pub(OUT, make_pdu({}, np.packbits(padded)))
 
 
@@ -113,15 +114,6 @@ class ofdm_burst_demod(burst_demod_base):
     def __init__(self, spec: OfdmSpec, search: int):
         burst_demod_base.__init__(self, "semcom_ofdm_burst_demod", spec, spec.burst_samples - 16)
         self.dem = OfdmBurstDemodulator(spec, search=search)
-
-    def handle(self, msg):
-        try:
-            meta, x = pdu_parts(msg)
-        except ValueError as exc:
-            log.error("ofdm_burst_demod: %s", exc)
-            return
-        self.bursts += 1
-        self.publish(meta, self.dem.demodulate(x))
 
 
 class ofdm_phy_tx(gr.hier_block2):
@@ -179,14 +171,11 @@ class ofdm_phy_rx(gr.hier_block2):
         gr.hier_block2.__init__(self, "semcom_ofdm_rx", gr.io_signature(1, 1, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
         self.spec = spec = spec or OfdmSpec(**{k: v for k, v in kw.items() if v is not None})
-        for p in ("out", "status", "bits", "symbols"):
-            self.message_port_register_hier_out(p)
-        self.message_port_register_hier_in("flush")
         _, w2 = spec.sync_words()
         self.corr = preamble_detector(sync_waveform(spec, w2), 1, rho2=threshold)
         # corr_est_cc (sps 1) tags the last sample of the matched symbol body,
         # 2*fft_len + cp_len - 1 samples after the start of sync symbol 1's body;
-        # the tag lands up to a symbol early on clean input (dynamic threshold
+        # the tag can land up to a symbol early on clean input (threshold
         # crossed on partial overlap), so the demodulator searches +-96 samples
         margin = 96
         lead = 2 * spec.fft_len + spec.cp_len - 1 + margin
@@ -194,6 +183,6 @@ class ofdm_phy_rx(gr.hier_block2):
         self.capture = burst_capture(self.demod.dem.samples_needed + 8, lead=lead, min_gap=margin)
         self.sanitize = sanitize_cc()
         self.connect(self, self.sanitize, self.corr, self.capture)
-        self.msg_connect(self.sanitize, "status", self, "status")
         self.msg_connect(self.capture, "pdus", self.demod, "in")
         wire_decoder(self, spec, self.demod, timeout, ldpc_iterations)
+        self.msg_connect(self.sanitize, "status", self, "status")

@@ -64,6 +64,12 @@ class frame_encoder(gr.basic_block):
         self.msg_id = (self.msg_id + 1) & 0xFFFF
 
 
+def last_of_pdu(meta: dict) -> bool:
+    """Whether a frame (metadata set by ``frame_encoder``) is its PDU's last:
+    the transmitters append an idle tail after it."""
+    return meta.get("seg_index", 0) + 1 >= meta.get("seg_count", 1)
+
+
 class burst_mapper(gr.basic_block):
     """Coded-bit PDU -> complex burst symbols PDU (preamble, pilots, data, guard)."""
 
@@ -81,7 +87,7 @@ class burst_mapper(gr.basic_block):
         except ValueError as exc:
             log.error("burst_mapper: %s", exc)
             return
-        if meta.get("seg_index", 0) + 1 >= meta.get("seg_count", 1):
+        if last_of_pdu(meta):
             # idle tail after a PDU's last burst: lets every filter, the
             # correlator and the burst capture downstream run past its end
             sym = np.concatenate([sym, np.zeros(self.spec.flush_symbols, np.complex64)])
@@ -89,7 +95,8 @@ class burst_mapper(gr.basic_block):
 
 
 class burst_demod_base(gr.basic_block):
-    """Shared tail of the burst demodulators: the non-overlap rule, drop
+    """Shared tail of the burst demodulators (subclasses set ``self.dem``, an
+    object with ``demodulate(x)``): the non-overlap rule, drop
     reports on ``status``, hard bits on ``bits`` and soft bits on ``out``.
 
     Bursts never overlap in time: a capture whose burst starts less than
@@ -114,7 +121,19 @@ class burst_demod_base(gr.basic_block):
         self.message_port_register_out(pmt.intern("symbols"))
         self.set_msg_handler(IN, self.handle)
 
+    def handle(self, msg):
+        try:
+            meta, x = pdu_parts(msg)
+        except ValueError as exc:
+            log.error("%s: %s", self.name(), exc)
+            return
+        self.on_burst(meta, x)
+
+    def on_burst(self, meta: dict, x: np.ndarray) -> None:
+        self.publish(meta, self.dem.demodulate(x))
+
     def publish(self, meta: dict, res) -> None:
+        self.bursts += 1
         if res.ok and "offset" in meta:
             pos = meta["offset"] + res.timing
             if pos < self._last_pos + self.min_spacing:
@@ -163,35 +182,18 @@ class burst_demod(burst_demod_base):
         self._csi_q.append(pdu_parts(msg)[1])
         self._drain()
 
-    def handle(self, msg):
-        try:
-            meta, x = pdu_parts(msg)
-        except ValueError as exc:
-            log.error("burst_demod: %s", exc)
-            return
+    def on_burst(self, meta, x):
         if self.genie:
             self._x_q.append((meta, x))
             self._drain()
         else:
-            self._process(meta, x, None)
+            super().on_burst(meta, x)
 
     def _drain(self):
+        # the CSI stream went through the same path and the same capture tags as x
         while self._x_q and self._csi_q:
             meta, x = self._x_q.pop(0)
-            self._process(meta, x, self._csi_q.pop(0))
-
-    def _process(self, meta, x, csi_burst):
-        self.bursts += 1
-        csi = None
-        if csi_burst is not None:
-            # CSI stream went through the same path; sample it at the data symbol instants
-            res0 = self.dem.demodulate(x)
-            if res0.ok:
-                data_idx = self.spec.layout[0]
-                pos = np.round(res0.timing + data_idx * self.spec.sps).astype(np.int64)
-                csi = csi_burst[np.clip(pos, 0, csi_burst.size - 1)]
-        res = self.dem.demodulate(x, csi=csi)
-        self.publish(meta, res)
+            self.publish(meta, self.dem.demodulate(x, csi=self._csi_q.pop(0)))
 
 
 class frame_decoder(gr.basic_block):
@@ -291,7 +293,7 @@ class burst_capture(gr.sync_block):
     """
 
     def __init__(self, length: int, lead: int = 0, tag_key: str = "corr_start", max_active: int = 64,
-                 min_gap: int | None = None):
+                 min_gap: int = 0):
         gr.sync_block.__init__(self, "semcom_burst_capture", [np.complex64], None)
         self.length = int(length)
         self.lead = int(lead)  # samples kept before each tag
@@ -299,7 +301,7 @@ class burst_capture(gr.sync_block):
         # threshold on the falling side of a peak; a tag within ``min_gap``
         # of the last one (give the demodulator's search half-width: it then
         # lies inside that capture's search window) is redundant and skipped
-        self.min_gap = 0 if min_gap is None else int(min_gap)
+        self.min_gap = int(min_gap)
         self._last_tag = -(1 << 62)
         self.skipped = 0
         self.set_history(self.lead + 1)

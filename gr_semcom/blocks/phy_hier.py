@@ -61,7 +61,11 @@ def wire_encoder(hier, spec, sink) -> None:
 
 def wire_decoder(hier, spec, demod, timeout: float, ldpc_iterations: int) -> None:
     """demod -> gr-fec async_decoder (if coded) -> frame_decoder, and the RX
-    hier ports ``out``, ``status``, ``bits``, ``flush`` (shared by both waveforms)."""
+    hier ports ``out``, ``status``, ``bits``, ``symbols``, ``flush`` (shared by
+    both waveforms; call it before connecting anything else to those ports)."""
+    for p in ("out", "status", "bits", "symbols"):
+        hier.message_port_register_hier_out(p)
+    hier.message_port_register_hier_in("flush")
     hier.deframer = frame_decoder(spec, timeout=timeout)
     if spec.code.alist is not None:
         hier.decoder = fec.async_decoder(make_decoder(spec.code, ldpc_iterations), False, False,
@@ -144,9 +148,6 @@ class phy_rx(gr.hier_block2):
         gr.hier_block2.__init__(self, "semcom_phy_rx", gr.io_signature(nin, nin, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
         self.spec = spec = spec or spec_from_kwargs(**kw)
-        for p in ("out", "status", "bits", "symbols"):
-            self.message_port_register_hier_out(p)
-        self.message_port_register_hier_in("flush")
         self.mf = filter.fir_filter_ccf(1, spec.rrc.tolist())
         self.corr = preamble_detector(sync_waveform(spec), spec.sps, rho2=threshold)
         search = 2 * _TAG_LEAD * spec.sps
@@ -156,9 +157,9 @@ class phy_rx(gr.hier_block2):
         self.burst = burst_capture(capture, lead=_TAG_LEAD * spec.sps, min_gap=_TAG_LEAD * spec.sps)
         self.sanitize = sanitize_cc()
         self.connect(self, self.sanitize, self.mf, self.corr, self.burst)
-        self.msg_connect(self.sanitize, "status", self, "status")
         self.msg_connect(self.burst, "pdus", self.demod, "in")
         wire_decoder(self, spec, self.demod, timeout, ldpc_iterations)
+        self.msg_connect(self.sanitize, "status", self, "status")
         if genie_csi:
             # the true channel gain stream takes the same delays as the data and
             # is cut into bursts by the same tags

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,15 +36,18 @@ class MissingWeights(RuntimeError):
         self.what, self.where = what, where
 
 
-def _local_only() -> bool:
-    return True  # the server never downloads; `semcom models download` is the only path that does
-
-
 def _load(cls, what: str, where: str, **kw):
+    # the server never downloads; `semcom models download` is the only path that does
     try:
-        return cls.from_pretrained(where, local_files_only=_local_only(), **kw)
+        return cls.from_pretrained(where, local_files_only=True, **kw)
     except (OSError, ValueError, EnvironmentError) as exc:
         raise MissingWeights(what, where, exc) from None
+
+
+def _rgb(a: np.ndarray) -> np.ndarray:
+    """HxW or HxWx3 uint8 -> HxWx3 (control maps may be single-channel)."""
+    a = np.asarray(a, dtype=np.uint8)
+    return a if a.ndim == 3 else np.repeat(a[..., None], 3, axis=2)
 
 
 class EchoGenerator:
@@ -57,8 +59,7 @@ class EchoGenerator:
 
     def generate(self, req: GenerateRequest) -> np.ndarray:
         if req.control is not None:
-            c = np.asarray(req.control, dtype=np.uint8)
-            c = c if c.ndim == 3 else np.repeat(c[..., None], 3, axis=2)
+            c = _rgb(req.control)
             ys = np.linspace(0, c.shape[0] - 1, req.height).astype(int)
             xs = np.linspace(0, c.shape[1] - 1, req.width).astype(int)
             return np.ascontiguousarray(c[ys][:, xs, :3])
@@ -114,9 +115,7 @@ class DiffusersGenerator:
         if self.kind == "controlnet":
             if req.control is None:
                 raise ValueError("the controlnet pipeline needs a 'control' map")
-            c = np.asarray(req.control, dtype=np.uint8)
-            c = c if c.ndim == 3 else np.repeat(c[..., None], 3, axis=2)
-            kw["image"] = Image.fromarray(c).resize((req.width, req.height), Image.BILINEAR)
+            kw["image"] = Image.fromarray(_rgb(req.control)).resize((req.width, req.height), Image.BILINEAR)
         elif self.kind == "ip_adapter":
             if req.image_prompt is None:
                 raise ValueError("the ip_adapter pipeline needs an 'image_prompt'")
@@ -260,8 +259,3 @@ def make_generator(kind: str, tiny: bool = False, **kw):
         return tiny_generator(kind)
     return DiffusersGenerator.from_pretrained(kind, **kw)
 
-
-def timed(gen, req: GenerateRequest) -> tuple[np.ndarray, float]:
-    t = time.perf_counter()
-    img = gen.generate(req)
-    return img, time.perf_counter() - t

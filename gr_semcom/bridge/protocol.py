@@ -85,7 +85,8 @@ def png_decode(data: bytes) -> np.ndarray:
 
 
 def encode(header: dict, arrays: dict | None = None, png: dict | None = None) -> list[bytes]:
-    """Header dict + named arrays (sent raw) + named images (sent as PNG) -> frames."""
+    """Header dict + named arrays (sent raw) + named images (sent as PNG;
+    ``bytes`` values are taken as already-encoded PNG) -> frames."""
     header = dict(header)
     header.setdefault("schema", SCHEMA)
     frames, descr = [], []
@@ -97,7 +98,7 @@ def encode(header: dict, arrays: dict | None = None, png: dict | None = None) ->
         frames.append(a.tobytes())
     for name, img in (png or {}).items():
         descr.append({"name": name, "encoding": "png"})
-        frames.append(png_encode(img))
+        frames.append(img if isinstance(img, bytes) else png_encode(img))
     header["frames"] = descr
     return [json.dumps(header).encode()] + frames
 

@@ -99,11 +99,12 @@ class GeneratorServer:
                 try:
                     img = gen.generate(req)
                     t1 = time.perf_counter()
+                    image = {"arrays": {"image": img}} if req.reply == "raw" else {"png": {"image": P.png_encode(img)}}
+                    # server time = queue wait + generation + image encoding
                     frames = P.encode({"id": req.id, "ok": True, "op": "generate", "pipeline": self.kind,
-                                       "prompt": req.prompt, "seed": req.seed,
-                                       "shape": list(img.shape),
-                                       "seconds": {"generate": t1 - t0}, "_t_in": t_in},
-                                      **({"arrays": {"image": img}} if req.reply == "raw" else {"png": {"image": img}}))
+                                       "prompt": req.prompt, "seed": req.seed, "shape": list(img.shape),
+                                       "seconds": {"generate": t1 - t0, "server": time.perf_counter() - t_in}},
+                                      **image)
                 except Exception as exc:  # a failing request must not take the worker down
                     log.exception("generation failed for request %s", req.id)
                     frames = P.error_reply(req.id, "generation_failed", f"{type(exc).__name__}: {exc}")
@@ -142,7 +143,8 @@ class GeneratorServer:
                             msg = self._pull.recv_multipart(zmq.NOBLOCK)
                         except zmq.Again:
                             break
-                        router.send_multipart(self._finish_reply(msg))
+                        self.served += 1
+                        router.send_multipart(msg)
                 if router in events:
                     while True:
                         try:
@@ -162,22 +164,6 @@ class GeneratorServer:
         if len(msg) >= 2 and msg[1] == b"":
             return msg[:2], msg[2:]
         return msg[:1], msg[1:]
-
-    def _finish_reply(self, msg):
-        # stamp the server-side time (queue + generation) into successful replies
-        route, body = self._split(msg)
-        try:
-            import json
-
-            h = json.loads(body[0])
-            t_in = h.pop("_t_in", None)
-            if t_in is not None:
-                h.setdefault("seconds", {})["server"] = time.perf_counter() - t_in
-                body = [json.dumps(h).encode()] + body[1:]
-            self.served += 1
-        except Exception:
-            pass
-        return route + body
 
     def _handle(self, msg):
         t_in = time.perf_counter()

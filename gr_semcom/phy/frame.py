@@ -2,7 +2,7 @@
 
 Burst, in symbols (rate 1/T)::
 
-    | preamble (64 BPSK) | P pilots | D data | P pilots | D data | ... | P pilots | guard zeros |
+    | preamble (64 QPSK) | P pilots | D data | P pilots | D data | ... | P pilots | guard zeros |
 
 * preamble: 64 pseudo-random QPSK chips; the first 32 are the sync word that
   GNU Radio's ``corr_est_cc`` correlates against; the whole 64 serve fine
@@ -70,10 +70,14 @@ def rrc_taps(sps: int, rolloff: float, span: int) -> np.ndarray:
     return (h / np.sqrt(np.sum(h * h))).astype(np.float32)
 
 
+@dataclass(frozen=True)
 class CodedFrame:
-    """Per-frame sizes shared by the single-carrier and OFDM specs, so that
-    ``frame_encoder``/``frame_decoder`` serve both. Needs ``modulation``,
-    ``code_rate`` and ``codewords`` on the dataclass that mixes it in."""
+    """The fields and per-frame sizes shared by the single-carrier and OFDM
+    specs, so that ``frame_encoder``/``frame_decoder`` serve both."""
+
+    modulation: str = "qpsk"
+    code_rate: str = "1/2"
+    codewords: int = 4
 
     @cached_property
     def constellation(self):
@@ -113,9 +117,6 @@ class CodedFrame:
 class FrameSpec(CodedFrame):
     """Everything both ends must agree on. One object drives TX, RX, CLI and GRC."""
 
-    modulation: str = "qpsk"
-    code_rate: str = "1/2"
-    codewords: int = 4
     sps: int = 2
     rolloff: float = 0.35
     rrc_span: int = 11
@@ -309,6 +310,9 @@ class BurstDemodulator:
         return (np.abs(z.reshape(len(starts), self._segs, seg).sum(-1)) ** 2).sum(-1)
 
     def demodulate(self, x: np.ndarray, csi: np.ndarray | None = None) -> BurstResult:
+        """``csi`` (genie mode): the true channel gain stream cut out like
+        ``x`` (same start, same delays); it is read at the data symbol
+        instants this burst's timing estimate finds."""
         spec = self.spec
         sps = spec.sps
         x = np.asarray(x, dtype=np.complex64)
@@ -380,10 +384,10 @@ class BurstDemodulator:
         else:
             noise_var = float(nv_pre)
         hs = _smooth_loo(hs, noise_var / pl)
-        if csi is not None:  # genie: the true channel at the symbol instants
-            h_data = np.asarray(csi, dtype=np.complex64)
-            if h_data.size != data_idx.size:
-                raise ValueError("genie CSI must give one gain per data symbol")
+        if csi is not None:  # genie: the true channel at the data symbol instants
+            csi = np.asarray(csi, dtype=np.complex64)
+            pos = np.round(t0 + data_idx * sps).astype(np.int64)
+            h_data = csi[np.clip(pos, 0, csi.size - 1)]
         else:
             h_data = (np.interp(data_idx, centres, hs.real) + 1j * np.interp(data_idx, centres, hs.imag)).astype(np.complex64)
         pw = np.abs(h_data) ** 2

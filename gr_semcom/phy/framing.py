@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -101,9 +101,7 @@ class _Partial:
     per: int
     data: bytearray
     got: np.ndarray  # bool per segment
-    first_seen: float
-    frames: list = field(default_factory=list)
-    last_seen: float = 0.0
+    last_seen: float  # time of the last good segment (the flush timeout counts from it)
 
 
 class Reassembler:
@@ -137,7 +135,7 @@ class Reassembler:
 
     def _new(self, header: FrameHeader, now: float) -> _Partial:
         return _Partial(header, self.per, bytearray(header.total_len),
-                        np.zeros(header.seg_count, dtype=bool), now, last_seen=now)
+                        np.zeros(header.seg_count, dtype=bool), now)
 
     @staticmethod
     def _put(p: _Partial, header: FrameHeader, payload: bytes) -> None:

@@ -50,9 +50,6 @@ def _pilot_polarity() -> np.ndarray:
 
 @dataclass(frozen=True)
 class OfdmSpec(CodedFrame):
-    modulation: str = "qpsk"
-    code_rate: str = "1/2"
-    codewords: int = 4
     fft_len: int = 64
     cp_len: int = 16
     occupied: tuple = field(default=OCCUPIED)
