@@ -7,6 +7,10 @@ import sys
 from pathlib import Path
 
 
+def _models() -> Path:
+    return Path(__file__).resolve().parents[1] / "models"
+
+
 def _add_phy_args(p: argparse.ArgumentParser) -> None:
     from .phy.channel import CHANNELS
     from .phy.constellations import MODULATIONS
@@ -46,6 +50,8 @@ def _specs(args):
 
 
 def cmd_transmit(args) -> int:
+    if args.scheme == "ulbsc":
+        return cmd_transmit_ulbsc(args)
     from .sim import run_link
 
     src = Path(args.input)
@@ -79,6 +85,78 @@ def cmd_transmit(args) -> int:
                                               "mean_snr_db", "seconds")}, default=str))
     print(f"wrote {out / 'metrics.json'}")
     return 0 if res.received is not None else 1
+
+
+def cmd_transmit_ulbsc(args) -> int:
+    from .hub import MissingWeights
+    from .semantic.captioner import make_captioner
+    from .semantic.images import ImageError, load_image
+    from .semantic.saliency import make_detector
+    from .semantic.ulbsc.codec import UlbscCodec
+    from .ulbsc_link import send_ulbsc, write_outputs
+
+    src = Path(args.input)
+    try:
+        img = load_image(src)
+        detector = make_detector(args.saliency)
+        captioner = make_captioner(args.captioner, str(src), args.caption, args.blip_model)
+        codec = UlbscCodec.from_files(args.vq, args.deepsc, args.caption_mode, detector, captioner)
+        payload = codec.encode(img)
+    except (ImageError, MissingWeights, FileNotFoundError, ValueError) as exc:
+        print(f"semcom: {exc}", file=sys.stderr)
+        return 2
+    spec, chan = _specs(args)
+    res = send_ulbsc(codec, payload, spec, chan, timeout=args.timeout, generator=args.generator,
+                     generator_timeout=args.generator_timeout, steps=args.steps, seed=args.seed)
+    out = Path(args.out)
+    summary = write_outputs(res, out, src.stat().st_size)
+    m = res.metrics
+    print(f"caption sent:     {payload.caption!r} ({captioner.name})")
+    print(f"caption received: {res.recon.caption!r}")
+    print(f"saliency ({detector.name}): {len(payload.indices)} index(es) {list(map(int, payload.indices))} -> "
+          f"{list(map(int, res.recon.indices))}; MAE {m['saliency_mae']:.4f}, F-measure {m['saliency_fmeasure']:.4f}"
+          + (" (ERASED: prior map)" if res.recon.saliency_erased else ""))
+    print(f"bytes sent: {summary['bytes_sent']} over the digital PHY"
+          + (f" + {summary['analog_symbols_sent']} analog DeepSC symbols" if summary['analog_symbols_sent'] else "")
+          + f"; source {h_w(payload.shape)} = {summary['raw_image_bytes']} raw bytes, file {src.stat().st_size} B; "
+          f"compression ratio {100 * summary['compression_ratio_vs_raw']:.4f} % of raw, "
+          f"{100 * summary['compression_ratio_vs_file']:.3f} % of the file")
+    print(f"PHY: {res.link['frames_ok']}/{res.link['frames_sent']} frames ok, Es/N0 {chan.esn0_db} dB "
+          f"({chan.model}), estimated {res.link['mean_snr_db']:.2f} dB")
+    if args.generator:
+        print("generated image: " + ("generated.png" if res.generated is not None else
+                                      f"none ({res.generator_error}); caption and map written"))
+    print(f"wrote {out}/metrics.json, received.json, source_saliency.png, received_saliency.png")
+    return 0 if res.link.get("frames_ok") else 1
+
+
+def h_w(shape) -> str:
+    return f"{shape[1]}x{shape[0]}"
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.what == "saliency-vq":
+        from .semantic.train import train_saliency_vq
+
+        m = train_saliency_vq(args.out, grid=args.grid, codebook=args.codebook, epochs=args.epochs,
+                              ae_epochs=args.ae_epochs, seed=args.seed)
+        print(json.dumps({k: m[k] for k in ("bits_per_map", "codes_used", "test", "mean_map_baseline")}))
+    elif args.what == "saliency-jscc":
+        from .semantic.train import train_saliency_jscc
+
+        m = train_saliency_jscc(args.out, epochs=args.epochs, seed=args.seed)
+        print(json.dumps(m["test_awgn"]))
+    else:
+        from .semantic.train import train_deepsc_model
+
+        m = train_deepsc_model(args.out, epochs=args.epochs, seed=args.seed, n_debian=args.sentences,
+                               n_synthetic=args.captions, vocab=args.vocab, max_len=args.max_len)
+        print(json.dumps(m["eval"][:6]))
+    print(f"wrote {args.out}/model.safetensors, metrics.json, README.md")
+    return 0
 
 
 def cmd_grc_path(args) -> int:
@@ -116,6 +194,18 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_gateway(args) -> int:
+    from .bridge.gr_gateway import GrGateway
+
+    gw = GrGateway(args.server, args.pull, args.push, timeout=args.timeout)
+    print(f"semcom gateway: PULL {args.pull} -> server {args.server} -> PUSH {args.push}", flush=True)
+    try:
+        gw.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def cmd_models_download(args) -> int:
     try:
         from huggingface_hub import snapshot_download
@@ -141,8 +231,38 @@ def main(argv=None) -> int:
     t.add_argument("--random-bytes", type=int, default=4096)
     t.add_argument("--out", default="out/transmit")
     t.add_argument("--timeout", type=float, default=120.0)
+    t.add_argument("--scheme", default="file", choices=("file", "ulbsc"),
+                   help="file: send the bytes; ulbsc: INPUT is an image sent as caption + saliency codebook indices")
+    u = t.add_argument_group("ULBSC (--scheme ulbsc)")
+    u.add_argument("--caption-mode", default="digital", choices=("digital", "analog"),
+                   help="caption as UTF-8 through LDPC+QAM, or as DeepSC symbols over an analog burst")
+    u.add_argument("--caption", default=None, help="use this caption instead of a captioner")
+    u.add_argument("--captioner", default="auto", choices=("auto", "blip", "sidecar"),
+                   help="auto: IMAGE.txt next to the image if present, else BLIP")
+    u.add_argument("--blip-model", default="Salesforce/blip-image-captioning-base",
+                   help="BLIP directory or HF id (local files / HF cache only)")
+    u.add_argument("--saliency", default="auto", choices=("auto", "u2netp", "spectral"))
+    u.add_argument("--vq", default=str(_models() / "ulbsc_saliency_vq" / "model.safetensors"))
+    u.add_argument("--deepsc", default=str(_models() / "deepsc_text" / "model.safetensors"))
+    u.add_argument("--generator", default=None, help="ZeroMQ endpoint of `semcom serve --pipeline controlnet`")
+    u.add_argument("--generator-timeout", type=float, default=60.0)
+    u.add_argument("--steps", type=int, default=20)
     _add_phy_args(t)
     t.set_defaults(func=cmd_transmit)
+    tr = sub.add_parser("train", help="train a model the project ships (writes safetensors + model card)")
+    tr.add_argument("what", choices=("saliency-vq", "saliency-jscc", "deepsc"))
+    tr.add_argument("--out", required=True)
+    tr.add_argument("--epochs", type=int, default=12)
+    tr.add_argument("--ae-epochs", type=int, default=8, help="saliency-vq: autoencoder epochs before the codebook")
+    tr.add_argument("--grid", type=int, default=1, help="saliency-vq: indices per side (1 = the paper's one index)")
+    tr.add_argument("--codebook", type=int, default=1024, help="saliency-vq: codebook size N_idx")
+    tr.add_argument("--sentences", type=int, default=30000, help="deepsc: Debian description sentences")
+    tr.add_argument("--captions", type=int, default=15000, help="deepsc: synthetic captions")
+    tr.add_argument("--vocab", type=int, default=4000, help="deepsc: vocabulary size")
+    tr.add_argument("--max-len", type=int, default=24, help="deepsc: tokens per sentence incl. start/end")
+    tr.add_argument("--threads", type=int, default=2)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.set_defaults(func=cmd_train)
     g = sub.add_parser("grc-path", help="print (or --install into GRC's config) the directory of our GRC block YAML")
     g.add_argument("--install", action="store_true")
     g.set_defaults(func=cmd_grc_path)
@@ -159,6 +279,13 @@ def main(argv=None) -> int:
     s.add_argument("--queue", type=int, default=64, help="requests queued before 'busy' replies")
     s.add_argument("--tiny", action="store_true", help="tiny random-weight pipeline (tests, no weights needed)")
     s.set_defaults(func=cmd_serve)
+    gw = sub.add_parser("gateway", help="bridge GNU Radio's stock ZMQ PUSH/PULL message blocks to the server")
+    gw.add_argument("--server", default="tcp://127.0.0.1:5555", help="generator server endpoint")
+    gw.add_argument("--pull", default="tcp://127.0.0.1:5560", help="address of the flowgraph's ZMQ PUSH Message Sink")
+    gw.add_argument("--push", default="tcp://127.0.0.1:5561",
+                    help="address of the flowgraph's ZMQ PULL Message Source")
+    gw.add_argument("--timeout", type=float, default=60.0)
+    gw.set_defaults(func=cmd_gateway)
     m = sub.add_parser("models", help="model utilities")
     msub = m.add_subparsers(dest="models_cmd", required=True)
     d = msub.add_parser("download", help="fetch a Hugging Face repo into a local directory (needs internet)")

@@ -251,3 +251,63 @@ def test_gnuradio_client_block_times_out_keeps_running_and_recovers(tmp_path):
     assert files and files[0].read_bytes()[:4] == b"\x89PNG"
     assert json.loads(files[0].with_suffix(".json").read_text())["captions"] == ["a boat"]
     assert P.png_decode(files[0].read_bytes()).shape == (32, 32, 3)
+
+
+def test_stock_gnuradio_zmq_message_blocks_through_the_gateway(tiny_server):
+    """GRC users without our client block: ZMQ PUSH Message Sink -> semcom
+    gateway -> server -> ZMQ PULL Message Source, pmt.serialize_str frames."""
+    pytest.importorskip("gnuradio.zeromq")
+    import pmt
+    from gnuradio import gr, zeromq
+
+    from gr_semcom.blocks.pdu_util import make_pdu
+    from gr_semcom.bridge.gr_gateway import GrGateway
+    from gr_semcom.sim import _collector
+
+    _, tcp, _ = tiny_server
+    a, b = f"tcp://127.0.0.1:{_port()}", f"tcp://127.0.0.1:{_port()}"
+    class relay(gr.basic_block):  # stands in for the decoder that feeds the sink
+        def __init__(self):
+            gr.basic_block.__init__(self, "relay", None, None)
+            self.message_port_register_in(pmt.intern("in"))
+            self.message_port_register_out(pmt.intern("out"))
+            self.set_msg_handler(pmt.intern("in"), self.handle)
+
+        def handle(self, m):
+            self.message_port_pub(pmt.intern("out"), m)
+
+    tb = gr.top_block()
+    snk = zeromq.push_msg_sink(a, 100, True)
+    src = zeromq.pull_msg_source(b, 100, True)
+    got, rel = _collector("got"), relay()
+    tb.msg_connect(rel, "out", snk, "in")
+    tb.msg_connect(src, "out", got, "in")
+    gw = GrGateway(tcp, a, b, timeout=30)
+    th = threading.Thread(target=gw.serve_forever, daemon=True)
+    tb.start()
+    th.start()
+    try:
+        ctrl = np.zeros((16, 16), np.uint8)
+        good = make_pdu({"captions": ["a boat"], "control_shape": [16, 16], "width": 32, "height": 32,
+                         "steps": 2}, ctrl)
+        rel._post(pmt.intern("in"), good)
+        rel._post(pmt.intern("in"), make_pdu({"captions": ["x"], "control_shape": [3, 3]}, ctrl))
+        t0 = time.monotonic()
+        while len(got.items) < 2 and time.monotonic() - t0 < 30:
+            time.sleep(0.05)
+    finally:
+        gw.stop()
+        th.join(5)
+        tb.stop()
+        tb.wait()
+    metas = [pmt.to_python(pmt.car(m)) for m in got.items]
+    assert len(metas) == 2, metas
+    ok = [m for m in metas if "error" not in m]
+    assert len(ok) == 1 and ok[0]["captions"] == ["a boat"]
+    png = bytes(pmt.u8vector_elements(pmt.cdr(got.items[metas.index(ok[0])])))
+    assert P.png_decode(png).shape == (32, 32, 3)
+    assert [m["error"] for m in metas if "error" in m] == ["bad_input"]
+    # bytes that are no serialised PMT: an error PDU back, the gateway carries on
+    bad = pmt.to_python(pmt.car(pmt.deserialize_str(gw.handle(b"\x00 not a pmt", None))))
+    assert bad["error"] == "bad_input"
+    assert gw.handled == 1 and gw.errors == 2

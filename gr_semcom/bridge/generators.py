@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..hub import MissingWeights, load_pretrained  # noqa: F401 (re-exported)
 from .protocol import GenerateRequest
 
 DEFAULTS = {
@@ -26,22 +27,7 @@ DEFAULTS = {
 }
 
 
-class MissingWeights(RuntimeError):
-    def __init__(self, what: str, where: str, exc: Exception | None = None):
-        super().__init__(
-            f"weights for {what} not found at {where!r} (local directory or Hugging Face cache; this machine "
-            f"does not download at run time). On a machine with internet run\n"
-            f"    semcom models download {where}\nand copy the directory here, or pass a local path."
-            + (f"\n({type(exc).__name__}: {str(exc)[:300]})" if exc else ""))
-        self.what, self.where = what, where
-
-
-def _load(cls, what: str, where: str, **kw):
-    # the server never downloads; `semcom models download` is the only path that does
-    try:
-        return cls.from_pretrained(where, local_files_only=True, **kw)
-    except (OSError, ValueError, EnvironmentError) as exc:
-        raise MissingWeights(what, where, exc) from None
+_load = load_pretrained
 
 
 def _rgb(a: np.ndarray) -> np.ndarray:
