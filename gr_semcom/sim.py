@@ -78,8 +78,11 @@ class LinkResult:
 
 
 def run_link(data: bytes, spec: FrameSpec | OfdmSpec, chan: ChannelSpec, timeout: float = 60.0,
-             rx_threshold: float | None = None, genie_csi: bool = False, payload_type: int = 0) -> LinkResult:
-    """Send ``data`` as one PDU and wait for the reassembled PDU (or timeout)."""
+             rx_threshold: float | None = None, genie_csi: bool = False, payload_type: int = 0,
+             idle_s: float = 3.0) -> LinkResult:
+    """Send ``data`` as one PDU and wait for the reassembled PDU, for every
+    burst to be demodulated, for ``idle_s`` without receiver activity after
+    the last frame was sent, or for ``timeout``."""
     tb = gr.top_block("semcom_link")
     tx, ch, rx = make_link_blocks(spec, chan, rx_threshold, max(1.0, min(5.0, timeout / 4)), genie_csi)
     out, status, hard, sent = _collector("out"), _collector("status"), _collector("bits"), _collector("sent")
@@ -112,6 +115,10 @@ def run_link(data: bytes, spec: FrameSpec | OfdmSpec, chan: ChannelSpec, timeout
             if out.items and (all_bursts or now - progress_at > 1.0):
                 break
             if all_bursts and now - all_bursts_at > 0.5:
+                break
+            # every frame went out and the receiver has been idle for idle_s:
+            # the remaining bursts were never detected (deep noise or fade)
+            if sent.items and now - progress_at > idle_s:
                 break
         if not out.items:
             rx.deframer.flush()
@@ -150,3 +157,48 @@ def run_link(data: bytes, spec: FrameSpec | OfdmSpec, chan: ChannelSpec, timeout
         lost_segments=sorted(set(range(len(sent.items)))
                              - {f["seg_index"] for f in frames if f.get("crc_ok")}),
         frame=spec.describe())
+
+
+@dataclass
+class AnalogResult:
+    symbols: np.ndarray | None  # equalised received symbols (None: burst lost)
+    snr_db: float
+    seconds: float
+    bursts_dropped: int
+
+
+def run_analog(symbols: np.ndarray, chan: ChannelSpec, spec: FrameSpec | None = None,
+               timeout: float = 10.0, idle_s: float = 2.0) -> AnalogResult:
+    """Send complex JSCC symbols as one uncoded burst (blocks/analog.py)
+    through the channel; wait for the equalised symbols (or timeout)."""
+    from .blocks.analog import analog_rx, analog_spec, analog_tx
+
+    spec = spec or analog_spec()
+    x = np.asarray(symbols, np.complex64).ravel()
+    tb = gr.top_block("semcom_analog")
+    tx = analog_tx(spec)
+    ch = make_channel(chan, spec.sps)
+    rx = analog_rx(spec, n_symbols=x.size)
+    out, status = _collector("out"), _collector("status")
+    tb.connect(tx, ch, rx)
+    tb.msg_connect(rx, "out", out, "in")
+    tb.msg_connect(rx, "status", status, "in")
+    t0 = time.monotonic()
+    tb.start()
+    try:
+        tx.mapper._post(pmt.intern("in"), make_pdu({}, x))
+        deadline = t0 + timeout
+        while time.monotonic() < deadline and not out.items:
+            out.event.wait(0.05)
+            # the burst leaves at once: nothing within idle_s means it was dropped or never detected
+            if time.monotonic() - t0 > idle_s:
+                break
+    finally:
+        tb.stop()
+        tb.wait()
+    drops = sum(1 for m in status.items if (pmt.to_python(m) or {}).get("event") == "burst_drop")
+    if not out.items:
+        return AnalogResult(None, float("nan"), time.monotonic() - t0, drops)
+    meta, y = pdu_parts(out.items[0])
+    return AnalogResult(np.asarray(y, np.complex64), float(meta.get("snr_db", float("nan"))),
+                        time.monotonic() - t0, drops)

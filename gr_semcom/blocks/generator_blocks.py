@@ -20,11 +20,9 @@ so a slow or absent server never blocks GNU Radio's scheduler; at most
 """
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
-from pathlib import Path
 
 import numpy as np
 import pmt
@@ -32,7 +30,7 @@ from gnuradio import gr
 
 from ..bridge import protocol as P
 from ..bridge.client import BridgeError, GeneratorClient
-from .pdu_util import make_pdu, pdu_parts
+from .pdu_util import make_pdu, numbered_file_sink, pdu_parts
 
 log = logging.getLogger("gr_semcom.generator")
 _IN, _OUT, _ERR = pmt.intern("in"), pmt.intern("out"), pmt.intern("error")
@@ -133,15 +131,12 @@ class generator_client(gr.basic_block):
             client.close()
 
 
-class png_file_sink(gr.basic_block):
+class png_file_sink(gr.basic_block, numbered_file_sink):
     """Image PDUs (PNG bytes) -> ``<dir>/<prefix>_<n>.png`` + ``.json`` metadata."""
 
     def __init__(self, directory: str = "out/images", prefix: str = "rx"):
         gr.basic_block.__init__(self, "semcom_png_file_sink", None, None)
-        self.dir = Path(directory)
-        self.prefix = prefix
-        self.n = 0
-        self.written: list = []
+        self._init_files(directory, prefix)
         self.message_port_register_in(_IN)
         self.set_msg_handler(_IN, self.handle)
 
@@ -153,9 +148,4 @@ class png_file_sink(gr.basic_block):
         except (ValueError, P.ProtocolError) as exc:
             log.error("png_file_sink: %s", exc)
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / f"{self.prefix}_{self.n:05d}.png"
-        path.write_bytes(png)
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=1, default=str))
-        self.n += 1
-        self.written.append(path)
+        self.write_files(meta, {".png": png})

@@ -49,3 +49,29 @@ def pdu_parts(msg):
         raise ValueError("PDU vector must be u8, f32 or c32")
     arr = np.asarray(pmt.to_python(vec))
     return meta_to_dict(meta), arr
+
+
+class numbered_file_sink:
+    """Mixin of the file-writing sinks: ``<dir>/<prefix>_<n><suffix>`` per
+    message plus ``<prefix>_<n>.json`` of its metadata."""
+
+    def _init_files(self, directory: str, prefix: str) -> None:
+        from pathlib import Path
+
+        self.dir = Path(directory)
+        self.prefix = prefix
+        self.n = 0
+        self.written: list = []
+
+    def write_files(self, meta: dict, files: dict):
+        """``files``: suffix -> bytes. Returns the common stem (a Path)."""
+        import json
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        stem = self.dir / f"{self.prefix}_{self.n:05d}"
+        for suffix, data in files.items():
+            stem.with_name(stem.name + suffix).write_bytes(data)
+        stem.with_name(stem.name + ".json").write_text(json.dumps(meta, indent=1, default=str))
+        self.n += 1
+        self.written.append(stem)
+        return stem

@@ -1,0 +1,305 @@
+"""ULBSC as GNU Radio message blocks: thin wrappers over
+:class:`gr_semcom.semantic.ulbsc.codec.UlbscCodec` (the same object the CLI
+and the tests use). Model work runs on each block's own worker thread, never
+on GNU Radio's scheduler thread.
+
+* ``image_source``: a file or every image of a directory -> PDUs (metadata
+  ``path``, ``name``; data = the file's bytes). Unreadable files are reported
+  on ``status`` and skipped.
+* ``ulbsc_encoder``: image PDU -> ``out``: u8 PDU of the ULBSC payload
+  (metadata ``scheme``, ``fields`` = [{name, offset, length, ..}], sizes,
+  the sent caption) for ``phy_tx``; ``analog``: c32 PDU of DeepSC symbols
+  (analog caption mode) for ``analog_tx``; ``status``: errors.
+* ``ulbsc_decoder``: ``in`` = reassembled PDUs from ``phy_rx`` (their
+  ``missing`` byte ranges are erasures), ``analog`` = symbols from
+  ``analog_rx`` -> ``out``: PDU with metadata ``captions``, ``caption``,
+  ``control_shape``, ``saliency_erased``, ``caption_erased``, ``indices``
+  and data = the saliency map as u8 HxW: exactly what ``generator_client``
+  takes, so the decoder feeds the generator bridge directly.
+* ``semantic_image_sink``: decoder PDUs -> ``<prefix>_<n>_saliency.png`` +
+  ``<prefix>_<n>.json`` of the received fields.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pmt
+from gnuradio import gr
+
+from .pdu_util import make_pdu, numbered_file_sink, pdu_parts
+
+log = logging.getLogger("gr_semcom.ulbsc")
+_IN, _OUT, _STATUS, _ANALOG = (pmt.intern(s) for s in ("in", "out", "status", "analog"))
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+
+
+def _status(**kw):
+    return pmt.to_pmt(kw)
+
+
+class image_source(gr.basic_block):
+    """Emits each image file (sorted, if a directory) once, ``interval`` s apart,
+    starting when the flowgraph starts; ``repeat`` cycles forever."""
+
+    def __init__(self, path: str = "examples", interval: float = 1.0, repeat: bool = False):
+        gr.basic_block.__init__(self, "semcom_image_source", None, None)
+        self.path = Path(path)
+        self.interval = float(interval)
+        self.repeat = bool(repeat)
+        self.sent = 0
+        self.message_port_register_out(_OUT)
+        self.message_port_register_out(_STATUS)
+        self._stop = threading.Event()
+        self._thread = None
+
+    def files(self) -> list[Path]:
+        if self.path.is_dir():
+            return sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        return [self.path]
+
+    def start(self):
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="semcom-image-source")
+        self._thread.start()
+        return True
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        return True
+
+    def _run(self):
+        while not self._stop.is_set():
+            for p in self.files():
+                if self._stop.is_set():
+                    return
+                try:
+                    data = p.read_bytes()
+                    if not data:
+                        raise OSError("empty file")
+                except OSError as exc:
+                    self.message_port_pub(_STATUS, _status(event="source_error", path=str(p), error=str(exc)))
+                    continue
+                self.message_port_pub(_OUT, make_pdu({"path": str(p), "name": p.name}, data))
+                self.sent += 1
+                self._stop.wait(self.interval)
+            if not self.repeat:
+                self.message_port_pub(_STATUS, _status(event="source_done", images=self.sent))
+                return
+
+
+class _worker_block(gr.basic_block):
+    """Queue + worker thread: ``work_item(meta, data)`` runs off the scheduler."""
+
+    def __init__(self, name: str, max_pending: int = 16):
+        gr.basic_block.__init__(self, name, None, None)
+        self._q: queue.Queue = queue.Queue(max_pending)
+        self._stop = threading.Event()
+        self._thread = None
+        self.message_port_register_out(_STATUS)
+
+    def start(self):
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=self.name())
+        self._thread.start()
+        return True
+
+    def stop(self):
+        # wait for the item in progress: a daemon thread killed inside native
+        # model code (onnxruntime, torch) at interpreter exit aborts the process
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+        return True
+
+    def enqueue(self, item):
+        try:
+            self._q.put_nowait(item)
+        except queue.Full:
+            self.message_port_pub(_STATUS, _status(event="busy", block=self.name()))
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                item = self._q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            try:
+                self.work_item(*item)
+            except Exception as exc:  # report, keep the flowgraph alive
+                log.error("%s: %s", self.name(), exc)
+                self.message_port_pub(_STATUS, _status(event="error", block=self.name(),
+                                                       error=f"{type(exc).__name__}: {exc}"))
+
+
+def make_codec(vq: str = "", deepsc: str = "", caption_mode: str = "digital", saliency: str = "auto",
+               captioner: str = "auto", blip_model: str = "", caption: str = ""):
+    from ..semantic.captioner import DEFAULT_BLIP, make_captioner
+    from ..semantic.saliency import make_detector
+    from ..semantic.ulbsc.codec import DEFAULT_DEEPSC, DEFAULT_VQ, UlbscCodec
+
+    det = make_detector(saliency) if saliency else None
+    cap = None
+    if caption or captioner == "blip":
+        cap = make_captioner(captioner, None, caption or None, blip_model or DEFAULT_BLIP)
+    codec = UlbscCodec.from_files(vq or DEFAULT_VQ, deepsc or DEFAULT_DEEPSC, caption_mode, det, cap)
+    codec.captioner_kind = captioner
+    codec.blip_model = blip_model or DEFAULT_BLIP
+    return codec
+
+
+class ulbsc_encoder(_worker_block):
+    def __init__(self, vq: str = "", deepsc: str = "", caption_mode: str = "digital", saliency: str = "auto",
+                 captioner: str = "auto", blip_model: str = "", caption: str = ""):
+        _worker_block.__init__(self, "semcom_ulbsc_encoder")
+        self.codec = make_codec(vq, deepsc, caption_mode, saliency, captioner, blip_model, caption)
+        self.encoded = 0
+        self.message_port_register_in(_IN)
+        self.message_port_register_out(_OUT)
+        self.message_port_register_out(_ANALOG)
+        self.set_msg_handler(_IN, self.handle)
+
+    def handle(self, msg):
+        self.enqueue((msg,))
+
+    def work_item(self, msg):
+        from ..semantic.captioner import make_captioner
+        from ..semantic.images import ImageError, load_image
+
+        meta: dict = {}
+        try:
+            meta, data = pdu_parts(msg)
+            if data.dtype != np.uint8:
+                raise ValueError("image PDUs carry the file's bytes (u8)")
+            img = load_image(data.tobytes())
+            cap = meta.get("caption")
+            if cap is None and self.codec.captioner is None:
+                self.codec.captioner = make_captioner(self.codec.captioner_kind, meta.get("path"), None,
+                                                      self.codec.blip_model)
+            elif cap is None and meta.get("path") and self.codec.captioner.name == "sidecar":
+                self.codec.captioner = make_captioner("sidecar", meta.get("path"))
+            t = time.perf_counter()
+            p = self.codec.encode(img, caption=cap)
+            seconds = time.perf_counter() - t
+        except (ImageError, ValueError, FileNotFoundError) as exc:
+            self.message_port_pub(_STATUS, _status(event="encode_error", name=str(meta.get("name", "")),
+                                                   error=str(exc)))
+            return
+        out = p.meta()
+        out.update(name=meta.get("name", ""), caption=p.caption, encode_seconds=seconds, payload_type=0x51)
+        self.message_port_pub(_OUT, make_pdu(out, p.data))
+        if p.symbols is not None:
+            self.message_port_pub(_ANALOG, make_pdu({"name": meta.get("name", ""), "scheme": "ulbsc"},
+                                                    p.symbols.astype(np.complex64)))
+        self.encoded += 1
+
+
+class ulbsc_decoder(_worker_block):
+    """Digital PDU (+ analog symbols in analog caption mode) -> fields PDU.
+    In analog mode a digital PDU waits up to ``pair_timeout`` s for its
+    symbols (and vice versa); unpaired halves decode as erasures."""
+
+    def __init__(self, vq: str = "", deepsc: str = "", caption_mode: str = "digital", pair_timeout: float = 2.0):
+        _worker_block.__init__(self, "semcom_ulbsc_decoder")
+        self.codec = make_codec(vq, deepsc, caption_mode, saliency="", captioner="none")
+        self.pair_timeout = pair_timeout
+        self.decoded = 0
+        self._digital: list = []
+        self._analog: list = []
+        self._lock = threading.Lock()
+        self.message_port_register_in(_IN)
+        self.message_port_register_in(_ANALOG)
+        self.message_port_register_out(_OUT)
+        self.set_msg_handler(_IN, self.handle_digital)
+        self.set_msg_handler(_ANALOG, self.handle_analog)
+
+    def handle_digital(self, msg):
+        self._arrive(self._digital, msg)
+
+    def handle_analog(self, msg):
+        self._arrive(self._analog, msg)
+
+    def _arrive(self, lst, msg):
+        try:
+            meta, data = pdu_parts(msg)
+        except ValueError as exc:
+            self.message_port_pub(_STATUS, _status(event="decode_error", error=str(exc)))
+            return
+        with self._lock:
+            lst.append((time.monotonic(), meta, data))
+        self.enqueue(("poll",))
+
+    def _run(self):
+        # the worker also polls, so unpaired halves time out
+        while not self._stop.is_set():
+            try:
+                self._q.get(timeout=0.1)
+            except queue.Empty:
+                pass
+            try:
+                self._pair()
+            except Exception as exc:
+                log.error("ulbsc_decoder: %s", exc)
+                self.message_port_pub(_STATUS, _status(event="error", error=f"{type(exc).__name__}: {exc}"))
+
+    def _pair(self):
+        analog = self.codec.caption_mode == "analog"
+        now = time.monotonic()
+        while True:
+            with self._lock:
+                if self._digital and (not analog or self._analog):
+                    d = self._digital.pop(0)
+                    a = self._analog.pop(0) if analog else None
+                elif self._digital and now - self._digital[0][0] > self.pair_timeout:
+                    d, a = self._digital.pop(0), None
+                elif self._analog and now - self._analog[0][0] > self.pair_timeout:
+                    d, a = None, self._analog.pop(0)
+                else:
+                    return
+            self.decode_one(d, a)
+
+    def decode_one(self, d, a):
+        data, missing, meta = b"", [], {}
+        if d is not None:
+            _, meta, arr = d
+            data = np.asarray(arr, np.uint8).tobytes()
+            missing = [tuple(m) for m in (meta.get("missing") or [])]
+        symbols = None if a is None else np.asarray(a[2], np.complex64)
+        rec = self.codec.decode(data if d is not None else None, missing, symbols)
+        out = rec.meta()
+        link_complete = bool(meta.get("complete", d is not None)) if d is not None else False
+        out.update(captions=[rec.caption], control_shape=list(rec.saliency.shape), link_complete=link_complete,
+                   complete=link_complete and not rec.saliency_erased and not rec.caption_erased,
+                   analog_snr_db=None if a is None else a[1].get("snr_db"))
+        m8 = (np.clip(rec.saliency, 0, 1) * 255).round().astype(np.uint8)
+        self.message_port_pub(_OUT, make_pdu(out, m8))
+        self.decoded += 1
+
+
+class semantic_image_sink(gr.basic_block, numbered_file_sink):
+    """Decoder PDUs -> ``<dir>/<prefix>_<n>_saliency.png`` + ``<prefix>_<n>.json``."""
+
+    def __init__(self, directory: str = "out/ulbsc", prefix: str = "rx"):
+        gr.basic_block.__init__(self, "semcom_semantic_image_sink", None, None)
+        self._init_files(directory, prefix)
+        self.message_port_register_in(_IN)
+        self.set_msg_handler(_IN, self.handle)
+
+    def handle(self, msg):
+        from ..semantic.images import png_bytes
+
+        try:
+            meta, data = pdu_parts(msg)
+            shape = [int(v) for v in meta.get("control_shape", [])]
+            if len(shape) != 2 or int(np.prod(shape)) != data.size:
+                raise ValueError(f"control_shape {shape} does not match {data.size} bytes")
+        except ValueError as exc:
+            log.error("semantic_image_sink: %s", exc)
+            return
+        self.write_files(meta, {"_saliency.png": png_bytes(np.asarray(data, np.uint8).reshape(shape))})

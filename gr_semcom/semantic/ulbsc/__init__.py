@@ -1,0 +1,1 @@
+"""ULBSC (Low-Rate Semantic Communication with Codebook-based Conditional Generative Models)."""
