@@ -168,7 +168,7 @@ class AnalogResult:
 
 
 def run_analog(symbols: np.ndarray, chan: ChannelSpec, spec: FrameSpec | None = None,
-               timeout: float = 10.0, idle_s: float = 2.0) -> AnalogResult:
+               timeout: float = 10.0, idle_s: float = 2.0, rx_threshold: float = 0.3) -> AnalogResult:
     """Send complex JSCC symbols as one uncoded burst (blocks/analog.py)
     through the channel; wait for the equalised symbols (or timeout)."""
     from .blocks.analog import analog_rx, analog_spec, analog_tx
@@ -178,7 +178,7 @@ def run_analog(symbols: np.ndarray, chan: ChannelSpec, spec: FrameSpec | None = 
     tb = gr.top_block("semcom_analog")
     tx = analog_tx(spec)
     ch = make_channel(chan, spec.sps)
-    rx = analog_rx(spec, n_symbols=x.size)
+    rx = analog_rx(spec, n_symbols=x.size, threshold=rx_threshold)
     out, status = _collector("out"), _collector("status")
     tb.connect(tx, ch, rx)
     tb.msg_connect(rx, "out", out, "in")
