@@ -114,7 +114,8 @@ def cmd_transmit_ulbsc(args) -> int:
     print(f"caption sent:     {payload.caption!r} ({captioner.name})")
     print(f"caption received: {res.recon.caption!r}")
     print(f"saliency ({detector.name}): {len(payload.indices)} index(es) {list(map(int, payload.indices))} -> "
-          f"{list(map(int, res.recon.indices))}; MAE {m['saliency_mae']:.4f}, F-measure {m['saliency_fmeasure']:.4f}"
+          f"{list(map(int, res.recon.indices))}; MAE {m['saliency_mae']:.4f}, F-measure {m['saliency_fmeasure']:.4f} "
+          f"(adaptive threshold; {m['saliency_fmeasure_t05']:.4f} at 0.5)"
           + (" (ERASED: prior map)" if res.recon.saliency_erased else ""))
     print(f"bytes sent: {summary['bytes_sent']} over the digital PHY"
           + (f" + {summary['analog_symbols_sent']} analog DeepSC symbols" if summary['analog_symbols_sent'] else "")

@@ -123,3 +123,27 @@ def test_cli_transmit_ulbsc(tmp_path):
     bad.write_text("nope")
     p = subprocess.run(cmd[:4] + [str(bad)] + cmd[5:], capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "not an image" in p.stderr
+
+
+def test_cli_transmit_ulbsc_with_a_generator(tmp_path):
+    """--generator: the received caption + map go through the ZeroMQ bridge
+    (echo pipeline: returns the control map, so the image is checkable)."""
+    ep = f"ipc://{tmp_path}/gen.ipc"
+    srv = subprocess.Popen([sys.executable, "-m", "gr_semcom.cli", "serve", "--pipeline", "echo", "--endpoint", ep],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out = tmp_path / "run"
+        p = subprocess.run([sys.executable, "-m", "gr_semcom.cli", "transmit", os.path.join(EXAMPLES, "coffee.jpg"),
+                            "--scheme", "ulbsc", "--snr", "10", "--out", str(out), "--generator", ep,
+                            "--generator-timeout", "30"], capture_output=True, text=True, timeout=180)
+    finally:
+        srv.kill()
+        srv.wait()
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "generated image: generated.png" in p.stdout
+    from PIL import Image
+
+    gen = np.asarray(Image.open(out / "generated.png"))
+    ctrl = np.asarray(Image.open(out / "received_saliency.png").resize((512, 512)))
+    assert gen.shape == (512, 512, 3)
+    assert np.corrcoef(gen[:, :, 0].ravel().astype(float), ctrl.ravel().astype(float))[0, 1] > 0.9
