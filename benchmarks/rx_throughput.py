@@ -28,6 +28,7 @@ def main(argv=None):
     ap.add_argument("--waveform", default="sc", choices=("sc", "ofdm"))
     ap.add_argument("--mbytes", type=float, default=1.0, help="payload megabytes to receive")
     ap.add_argument("--snr", type=float, default=10.0)
+    ap.add_argument("--ldpc-iterations", type=int, default=50, help="gr-fec ldpc_decoder max iterations (sc)")
     args = ap.parse_args(argv)
     if args.waveform == "ofdm":
         from gr_semcom.blocks.ofdm_hier import ofdm_phy_rx as RX, ofdm_phy_tx as TX
@@ -62,7 +63,7 @@ def main(argv=None):
     # -- receive, timed
     tb = gr.top_block()
     src = pdu.pdu_to_stream_c(pdu.EARLY_BURST_APPEND, 64)
-    rx = RX(spec)
+    rx = RX(spec, ldpc_iterations=args.ldpc_iterations) if args.waveform == "sc" else RX(spec)
     st = _collector()
     tb.connect(src, rx)
     tb.msg_connect(rx, "status", st, "in")
