@@ -113,7 +113,8 @@ def _point(ch, snr, seed, threshold, names, captions, maps):
     from gr_semcom.semantic.metrics import f_measure, mae
     from gr_semcom.semantic.ulbsc.codec import DEFAULT_DEEPSC, DEFAULT_VQ, MODELS, UlbscCodec
     from gr_semcom.semantic.ulbsc.jscc import SaliencyJSCC
-    from gr_semcom.sim import run_analog, run_link
+    from gr_semcom.sim import run_analog
+    from gr_semcom.ulbsc_link import send_ulbsc
 
     torch.set_num_threads(1)
     codec = UlbscCodec.from_files(DEFAULT_VQ, DEFAULT_DEEPSC, "analog")
@@ -126,9 +127,7 @@ def _point(ch, snr, seed, threshold, names, captions, maps):
         m, cap = maps[name], captions[i]
         chan = ChannelSpec(model=ch, esn0_db=snr, seed=seed + i, cfo=0.002, timing_offset=0.3)
         pay = codec.encode_fields(cap, m, (size, size))
-        link = run_link(pay.data, spec, chan, timeout=20, rx_threshold=threshold)
-        an = run_analog(pay.symbols, chan, timeout=5, rx_threshold=threshold)
-        rec = codec.decode(link.received, link.missing if link.received is not None else (), an.symbols)
+        rec = send_ulbsc(codec, pay, spec, chan, timeout=20, rx_threshold=threshold).recon
         if rec.saliency.shape != m.shape:  # header lost: the size is unknown to the receiver, not to us
             rec.saliency = codec.decode_map(rec.indices, m.shape)
         js = run_analog(jscc.encode_symbols(torch.from_numpy(m)[None, None])[0], chan, timeout=5,

@@ -36,15 +36,17 @@ def saliency_metrics(pred: np.ndarray, ref: np.ndarray) -> dict:
 
 def send_ulbsc(codec: UlbscCodec, payload: UlbscPayload, spec, chan: ChannelSpec, timeout: float = 60.0,
                generator: str | None = None, generator_timeout: float = 60.0, steps: int = 20,
-               seed: int = 0) -> UlbscResult:
+               seed: int = 0, rx_threshold: float | None = None) -> UlbscResult:
+    """``rx_threshold``: preamble detector rho^2 of both receivers (None: their default)."""
     from .sim import run_analog, run_link
 
+    thr = {} if rx_threshold is None else {"rx_threshold": rx_threshold}
     t = time.monotonic()
-    res = run_link(payload.data, spec, chan, timeout=timeout, payload_type=0x51)
+    res = run_link(payload.data, spec, chan, timeout=timeout, payload_type=0x51, **thr)
     link = res.summary()
     analog, symbols = None, None
     if payload.symbols is not None:
-        ar = run_analog(payload.symbols, chan, timeout=min(timeout, 10.0))
+        ar = run_analog(payload.symbols, chan, timeout=min(timeout, 10.0), **thr)
         symbols = ar.symbols
         analog = {"received": ar.symbols is not None, "snr_db": ar.snr_db, "symbols": int(payload.symbols.size),
                   "seconds": ar.seconds}

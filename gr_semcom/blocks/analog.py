@@ -18,16 +18,14 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import pmt
-from gnuradio import filter, gr, pdu
+from gnuradio import gr
 
-from ..phy.frame import PREAMBLE_LEN, FrameSpec
+from ..phy.frame import FrameSpec
 from .pdu_util import make_pdu, pdu_parts
-from .phy_blocks import STATUS, _status, burst_capture, burst_demod, sanitize_cc
-from .phy_hier import _TAG_LEAD, preamble_detector, spec_from_kwargs, sync_waveform
+from .phy_blocks import IN, OUT, STATUS, _status
+from .phy_hier import spec_from_kwargs, wire_burst_input, wire_burst_output
 
 log = logging.getLogger(__name__)
-IN, OUT = pmt.intern("in"), pmt.intern("out")
 
 
 def analog_spec(**kw) -> FrameSpec:
@@ -54,14 +52,8 @@ class analog_mapper(gr.basic_block):
             raise ValueError(f"analog PDU of {x.size} symbols; one burst carries 1..{spec.n_data}")
         if not np.all(np.isfinite(x)):
             raise ValueError("analog PDU has non-finite symbols")
-        data_idx, pilot_idx, pilots = spec.layout
-        sym = np.zeros(spec.n_symbols + spec.guard + spec.flush_symbols, np.complex64)
-        from ..phy.frame import PREAMBLE
-
-        sym[:PREAMBLE_LEN] = PREAMBLE
-        sym[pilot_idx] = pilots
-        sym[data_idx[: x.size]] = x
-        return sym
+        # every analog PDU is its own burst: idle tail as after a PDU's last coded burst
+        return np.concatenate([spec.place_data(x), np.zeros(spec.flush_symbols, np.complex64)])
 
     def handle(self, msg):
         try:
@@ -86,12 +78,9 @@ class analog_tx(gr.hier_block2):
         self.message_port_register_hier_in("in")
         self.message_port_register_hier_out("status")
         self.mapper = analog_mapper(spec)
-        self.to_stream = pdu.pdu_to_stream_c(pdu.EARLY_BURST_APPEND, 1 << 16)
-        self.shaper = filter.interp_fir_filter_ccf(spec.sps, spec.rrc.tolist())
         self.msg_connect(self, "in", self.mapper, "in")
         self.msg_connect(self.mapper, "status", self, "status")
-        self.msg_connect(self.mapper, "out", self.to_stream, "pdus")
-        self.connect(self.to_stream, self.shaper, self)
+        wire_burst_output(self, spec, self.mapper)
 
 
 class analog_deframer(gr.basic_block):
@@ -125,15 +114,8 @@ class analog_rx(gr.hier_block2):
         self.spec = spec = spec or analog_spec(**kw)
         self.message_port_register_hier_out("out")
         self.message_port_register_hier_out("status")
-        self.sanitize = sanitize_cc()
-        self.mf = filter.fir_filter_ccf(1, spec.rrc.tolist())
-        self.corr = preamble_detector(sync_waveform(spec), spec.sps, rho2=threshold)
-        self.demod = burst_demod(spec, search=2 * _TAG_LEAD * spec.sps)
-        capture = self.demod.dem.samples_needed + 8
-        self.burst = burst_capture(capture, lead=_TAG_LEAD * spec.sps, min_gap=_TAG_LEAD * spec.sps)
+        wire_burst_input(self, spec, threshold)
         self.deframer = analog_deframer(n_symbols)
-        self.connect(self, self.sanitize, self.mf, self.corr, self.burst)
-        self.msg_connect(self.burst, "pdus", self.demod, "in")
         self.msg_connect(self.demod, "symbols", self.deframer, "in")
         self.msg_connect(self.deframer, "out", self, "out")
         self.msg_connect(self.demod, "status", self, "status")

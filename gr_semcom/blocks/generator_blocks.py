@@ -66,6 +66,16 @@ def request_from_pdu(meta: dict, data: np.ndarray) -> P.GenerateRequest:
     return req
 
 
+def reply_pdu(meta: dict, rep):
+    """Generated-image PDU: the request fields (less the image prompt) +
+    ``id``, ``pipeline``, ``round_trip``, server ``seconds``, ``shape``; data =
+    PNG bytes. Shared by the client block and ``semcom gateway``."""
+    out = {k: v for k, v in meta.items() if k != "image_prompt_png"}
+    out.update(id=rep.header.get("id"), pipeline=rep.header.get("pipeline"), round_trip=rep.seconds,
+               seconds=rep.header.get("seconds", {}), shape=rep.header.get("shape"))
+    return make_pdu(out, np.frombuffer(rep.png, dtype=np.uint8))
+
+
 class generator_client(gr.basic_block):
     def __init__(self, endpoint: str = "tcp://127.0.0.1:5555", timeout: float = 60.0, max_pending: int = 8):
         gr.basic_block.__init__(self, "semcom_generator_client", None, None)
@@ -123,10 +133,7 @@ class generator_client(gr.basic_block):
                     self._error(exc.code, exc.detail, meta)
                     continue
                 self.ok += 1
-                out = {k: v for k, v in meta.items() if k not in ("image_prompt_png",)}
-                out.update(id=r.header.get("id"), pipeline=r.header.get("pipeline"), round_trip=r.seconds,
-                           seconds=r.header.get("seconds", {}), shape=r.header.get("shape"))
-                self.message_port_pub(_OUT, make_pdu(out, np.frombuffer(r.png, dtype=np.uint8)))
+                self.message_port_pub(_OUT, reply_pdu(meta, r))
         finally:
             client.close()
 

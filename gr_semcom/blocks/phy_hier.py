@@ -82,6 +82,29 @@ def wire_decoder(hier, spec, demod, timeout: float, ldpc_iterations: int) -> Non
     hier.msg_connect(hier, "flush", hier.deframer, "flush")
 
 
+def wire_burst_output(hier, spec: FrameSpec, mapper) -> None:
+    """mapper's burst-symbol PDUs -> pdu_to_stream_c -> RRC -> the hier's
+    stream output (single-carrier TX tail, coded and analog)."""
+    hier.to_stream = pdu.pdu_to_stream_c(pdu.EARLY_BURST_APPEND, 1 << 16)
+    hier.shaper = filter.interp_fir_filter_ccf(spec.sps, spec.rrc.tolist())
+    hier.msg_connect(mapper, "out", hier.to_stream, "pdus")
+    hier.connect(hier.to_stream, hier.shaper, hier)
+
+
+def wire_burst_input(hier, spec: FrameSpec, threshold: float, genie_csi: bool = False) -> None:
+    """The hier's stream input -> sanitize_cc -> matched RRC -> preamble
+    detector -> burst capture -> burst_demod (single-carrier RX front end,
+    coded and analog); sets ``hier.sanitize/mf/corr/demod/capture/burst``."""
+    hier.sanitize = sanitize_cc()
+    hier.mf = filter.fir_filter_ccf(1, spec.rrc.tolist())
+    hier.corr = preamble_detector(sync_waveform(spec), spec.sps, rho2=threshold)
+    hier.demod = burst_demod(spec, search=2 * _TAG_LEAD * spec.sps, genie_csi=genie_csi)
+    hier.capture = hier.demod.dem.samples_needed + 8
+    hier.burst = burst_capture(hier.capture, lead=_TAG_LEAD * spec.sps, min_gap=_TAG_LEAD * spec.sps)
+    hier.connect(hier, hier.sanitize, hier.mf, hier.corr, hier.burst)
+    hier.msg_connect(hier.burst, "pdus", hier.demod, "in")
+
+
 class preamble_detector(gr.hier_block2):
     """Complex in -> the same samples out, tagged ``corr_start`` at each sync word.
 
@@ -132,10 +155,7 @@ class phy_tx(gr.hier_block2):
         self.spec = spec = spec or spec_from_kwargs(**kw)
         self.mapper = burst_mapper(spec)
         wire_encoder(self, spec, self.mapper)
-        self.to_stream = pdu.pdu_to_stream_c(pdu.EARLY_BURST_APPEND, 1 << 16)
-        self.shaper = filter.interp_fir_filter_ccf(spec.sps, spec.rrc.tolist())
-        self.msg_connect(self.mapper, "out", self.to_stream, "pdus")
-        self.connect(self.to_stream, self.shaper, self)
+        wire_burst_output(self, spec, self.mapper)
 
 
 class phy_rx(gr.hier_block2):
@@ -148,16 +168,7 @@ class phy_rx(gr.hier_block2):
         gr.hier_block2.__init__(self, "semcom_phy_rx", gr.io_signature(nin, nin, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
         self.spec = spec = spec or spec_from_kwargs(**kw)
-        self.mf = filter.fir_filter_ccf(1, spec.rrc.tolist())
-        self.corr = preamble_detector(sync_waveform(spec), spec.sps, rho2=threshold)
-        search = 2 * _TAG_LEAD * spec.sps
-        self.demod = burst_demod(spec, search=search, genie_csi=genie_csi)
-        capture = self.demod.dem.samples_needed + 8
-        self.capture = capture
-        self.burst = burst_capture(capture, lead=_TAG_LEAD * spec.sps, min_gap=_TAG_LEAD * spec.sps)
-        self.sanitize = sanitize_cc()
-        self.connect(self, self.sanitize, self.mf, self.corr, self.burst)
-        self.msg_connect(self.burst, "pdus", self.demod, "in")
+        wire_burst_input(self, spec, threshold, genie_csi)
         wire_decoder(self, spec, self.demod, timeout, ldpc_iterations)
         self.msg_connect(self.sanitize, "status", self, "status")
         if genie_csi:
@@ -166,7 +177,7 @@ class phy_rx(gr.hier_block2):
             # (matched-filter group delay + the detector's correlator delay)
             self.csi_delay = blocks.delay(gr.sizeof_gr_complex, spec.rrc.size // 2 + self.corr.delay_samples)
             self.tag_share = blocks.tag_share(gr.sizeof_gr_complex, gr.sizeof_gr_complex)
-            self.csi_burst = burst_capture(capture, lead=_TAG_LEAD * spec.sps, min_gap=_TAG_LEAD * spec.sps)
+            self.csi_burst = burst_capture(self.capture, lead=_TAG_LEAD * spec.sps, min_gap=_TAG_LEAD * spec.sps)
             self.connect((self, 1), self.csi_delay, (self.tag_share, 0))  # genie CSI is trusted
             self.connect(self.corr, (self.tag_share, 1))
             self.connect(self.tag_share, self.csi_burst)

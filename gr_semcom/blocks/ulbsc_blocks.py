@@ -32,47 +32,57 @@ import pmt
 from gnuradio import gr
 
 from .pdu_util import make_pdu, numbered_file_sink, pdu_parts
+from .phy_blocks import IN as _IN, OUT as _OUT, STATUS as _STATUS, _status
 
 log = logging.getLogger("gr_semcom.ulbsc")
-_IN, _OUT, _STATUS, _ANALOG = (pmt.intern(s) for s in ("in", "out", "status", "analog"))
+_ANALOG = pmt.intern("analog")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 
 
-def _status(**kw):
-    return pmt.to_pmt(kw)
+class _threaded_block(gr.basic_block):
+    """A message block whose ``_run`` runs on its own thread from flowgraph
+    start; ``stop`` waits up to ``join_timeout`` s for it (a daemon thread
+    killed inside native model code at interpreter exit aborts the process)."""
 
+    join_timeout = 60.0
 
-class image_source(gr.basic_block):
-    """Emits each image file (sorted, if a directory) once, ``interval`` s apart,
-    starting when the flowgraph starts; ``repeat`` cycles forever."""
-
-    def __init__(self, path: str = "examples", interval: float = 1.0, repeat: bool = False):
-        gr.basic_block.__init__(self, "semcom_image_source", None, None)
-        self.path = Path(path)
-        self.interval = float(interval)
-        self.repeat = bool(repeat)
-        self.sent = 0
-        self.message_port_register_out(_OUT)
-        self.message_port_register_out(_STATUS)
+    def __init__(self, name: str):
+        gr.basic_block.__init__(self, name, None, None)
         self._stop = threading.Event()
         self._thread = None
-
-    def files(self) -> list[Path]:
-        if self.path.is_dir():
-            return sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        return [self.path]
+        self.message_port_register_out(_STATUS)
 
     def start(self):
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="semcom-image-source")
+        self._thread = threading.Thread(target=self._run, daemon=True, name=self.name())
         self._thread.start()
         return True
 
     def stop(self):
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=self.join_timeout)
         return True
+
+
+class image_source(_threaded_block):
+    """Emits each image file (sorted, if a directory) once, ``interval`` s apart,
+    starting when the flowgraph starts; ``repeat`` cycles forever."""
+
+    join_timeout = 5.0
+
+    def __init__(self, path: str = "examples", interval: float = 1.0, repeat: bool = False):
+        _threaded_block.__init__(self, "semcom_image_source")
+        self.path = Path(path)
+        self.interval = float(interval)
+        self.repeat = bool(repeat)
+        self.sent = 0
+        self.message_port_register_out(_OUT)
+
+    def files(self) -> list[Path]:
+        if self.path.is_dir():
+            return sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        return [self.path]
 
     def _run(self):
         while not self._stop.is_set():
@@ -94,29 +104,12 @@ class image_source(gr.basic_block):
                 return
 
 
-class _worker_block(gr.basic_block):
-    """Queue + worker thread: ``work_item(meta, data)`` runs off the scheduler."""
+class _worker_block(_threaded_block):
+    """Queue + worker thread: ``work_item(*item)`` runs off the scheduler."""
 
     def __init__(self, name: str, max_pending: int = 16):
-        gr.basic_block.__init__(self, name, None, None)
+        _threaded_block.__init__(self, name)
         self._q: queue.Queue = queue.Queue(max_pending)
-        self._stop = threading.Event()
-        self._thread = None
-        self.message_port_register_out(_STATUS)
-
-    def start(self):
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, daemon=True, name=self.name())
-        self._thread.start()
-        return True
-
-    def stop(self):
-        # wait for the item in progress: a daemon thread killed inside native
-        # model code (onnxruntime, torch) at interpreter exit aborts the process
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=60)
-        return True
 
     def enqueue(self, item):
         try:
@@ -148,17 +141,17 @@ def make_codec(vq: str = "", deepsc: str = "", caption_mode: str = "digital", sa
     cap = None
     if caption or captioner == "blip":
         cap = make_captioner(captioner, None, caption or None, blip_model or DEFAULT_BLIP)
-    codec = UlbscCodec.from_files(vq or DEFAULT_VQ, deepsc or DEFAULT_DEEPSC, caption_mode, det, cap)
-    codec.captioner_kind = captioner
-    codec.blip_model = blip_model or DEFAULT_BLIP
-    return codec
+    return UlbscCodec.from_files(vq or DEFAULT_VQ, deepsc or DEFAULT_DEEPSC, caption_mode, det, cap)
 
 
 class ulbsc_encoder(_worker_block):
     def __init__(self, vq: str = "", deepsc: str = "", caption_mode: str = "digital", saliency: str = "auto",
                  captioner: str = "auto", blip_model: str = "", caption: str = ""):
+        from ..semantic.captioner import DEFAULT_BLIP
+
         _worker_block.__init__(self, "semcom_ulbsc_encoder")
         self.codec = make_codec(vq, deepsc, caption_mode, saliency, captioner, blip_model, caption)
+        self.captioner_kind, self.blip_model = captioner, blip_model or DEFAULT_BLIP
         self.encoded = 0
         self.message_port_register_in(_IN)
         self.message_port_register_out(_OUT)
@@ -180,8 +173,7 @@ class ulbsc_encoder(_worker_block):
             img = load_image(data.tobytes())
             cap = meta.get("caption")
             if cap is None and self.codec.captioner is None:
-                self.codec.captioner = make_captioner(self.codec.captioner_kind, meta.get("path"), None,
-                                                      self.codec.blip_model)
+                self.codec.captioner = make_captioner(self.captioner_kind, meta.get("path"), None, self.blip_model)
             elif cap is None and meta.get("path") and self.codec.captioner.name == "sidecar":
                 self.codec.captioner = make_captioner("sidecar", meta.get("path"))
             t = time.perf_counter()
@@ -273,7 +265,7 @@ class ulbsc_decoder(_worker_block):
         symbols = None if a is None else np.asarray(a[2], np.complex64)
         rec = self.codec.decode(data if d is not None else None, missing, symbols)
         out = rec.meta()
-        link_complete = bool(meta.get("complete", d is not None)) if d is not None else False
+        link_complete = d is not None and bool(meta.get("complete", True))
         out.update(captions=[rec.caption], control_shape=list(rec.saliency.shape), link_complete=link_complete,
                    complete=link_complete and not rec.saliency_erased and not rec.caption_erased,
                    analog_snr_db=None if a is None else a[1].get("snr_db"))

@@ -14,8 +14,8 @@ run where GNU Radio is installed, translates::
 Request PDU: the same fields as our ``generator_client`` block (metadata
 ``captions``, ``seed``, ``steps``, ``width``, ``height``, ``control_shape``,
 ``image_prompt_png``; u8 data = control map), e.g. straight from the ULBSC
-decoder. Reply PDU: metadata = the request fields + ``id``, ``seconds``,
-``pipeline``; data = PNG bytes. Failures (timeout, server error, malformed
+decoder. Reply PDU: the same as the client block's (request fields + ``id``,
+``pipeline``, ``round_trip``, ``seconds``, ``shape``; data = PNG bytes). Failures (timeout, server error, malformed
 message) are PDUs with metadata ``error`` and ``detail`` and empty data, so
 the flowgraph sees them in order. A message that is not a serialised PMT is
 answered the same way, never crashes the gateway.
@@ -46,7 +46,7 @@ class GrGateway:
         """One serialised PMT request -> one serialised PMT reply."""
         import pmt
 
-        from ..blocks.generator_blocks import request_from_pdu
+        from ..blocks.generator_blocks import reply_pdu, request_from_pdu
         from ..blocks.pdu_util import make_pdu, pdu_parts
         from .client import BridgeError
 
@@ -65,10 +65,8 @@ class GrGateway:
             out = {k: v for k, v in meta.items() if k != "image_prompt_png"}
             out.update(error=exc.code, detail=exc.detail)
             return pmt.serialize_str(make_pdu(out, b""))
-        out = {k: v for k, v in meta.items() if k != "image_prompt_png"}
-        out.update(id=rep.header.get("id"), pipeline=rep.header.get("pipeline"), round_trip=rep.seconds)
         self.handled += 1
-        return pmt.serialize_str(make_pdu(out, np.frombuffer(rep.png, np.uint8)))
+        return pmt.serialize_str(reply_pdu(meta, rep))
 
     def serve_forever(self) -> None:
         from .client import GeneratorClient

@@ -206,11 +206,17 @@ class FrameSpec(CodedFrame):
         pad = self.n_data * bps - coded_bits.size
         if pad:
             coded_bits = np.concatenate([coded_bits, np.zeros(pad, np.uint8)])
+        return self.place_data(self.constellation.map_bits(coded_bits))
+
+    def place_data(self, data: np.ndarray) -> np.ndarray:
+        """Data symbols (at most ``n_data``; the rest of the slots stay 0) ->
+        burst symbols incl. preamble, pilots and guard. Shared by the coded
+        mapper and the analog (JSCC symbol) mapper."""
         data_idx, pilot_idx, pilots = self.layout
         sym = np.zeros(self.n_symbols + self.guard, dtype=np.complex64)
         sym[:PREAMBLE_LEN] = PREAMBLE
         sym[pilot_idx] = pilots
-        sym[data_idx] = self.constellation.map_bits(coded_bits)
+        sym[data_idx[: len(data)]] = data
         return sym
 
 

@@ -153,8 +153,6 @@ Per-epoch logs in `metrics.json`.
 
 def train_deepsc_model(out: str, epochs: int = 6, n_debian: int = 30000, n_synthetic: int = 15000,
                        vocab: int = 4000, max_len: int = 24, seed: int = 0, channel: str = "awgn") -> dict:
-    import torch
-
     from . import data
     from .deepsc import DeepSCConfig, train_deepsc
     from .metrics import bleu, bleu_n
@@ -178,7 +176,6 @@ def train_deepsc_model(out: str, epochs: int = 6, n_debian: int = 30000, n_synth
                 ref = [model.vocab.decode(model.vocab.encode(s, cfg.max_len)[1:]) for s in sents]
                 rows.append({"channel": kind, "esn0_db": snr, "set": name, "bleu": bleu(hyp, ref),
                              "bleu1": bleu_n(hyp, ref, 1)})
-    torch.manual_seed(0)
     metrics = {"train_sentences": len(train), "vocab": len(model.vocab), "symbols_per_sentence": cfg.n_symbols,
                "eval": rows, "logs": logs, "seconds": round(time.time() - t0, 1), "env": _env()}
     model.save(outp / "model.safetensors", extra={"eval": rows[:4]})

@@ -193,12 +193,12 @@ class UlbscCodec:
         """``missing``: (start, end) byte ranges the PHY could not deliver."""
         data = bytes(data or b"")
         errors = []
+        # bytes the PHY reported missing, and any the (short) payload lacks
         lost = np.zeros(max(len(data), self.header_bytes + self.index_bytes), bool)
-        if len(data) < lost.size:
-            lost[len(data):] = True
+        lost[len(data):] = True
         for a, b in missing or ():
             lost[int(a):int(b)] = True
-        header_ok = len(data) >= self.header_bytes and not lost[: self.header_bytes].any()
+        header_ok = not lost[: self.header_bytes].any()
         if header_ok:
             vf, h, w = struct.unpack(">BHH", data[:5])
             if vf >> 4 != VERSION:
@@ -209,7 +209,7 @@ class UlbscCodec:
             errors.append("header lost: output size unknown, using default")
         shape = (max(h, 1), max(w, 1))
         a, b = self.header_bytes, self.header_bytes + self.index_bytes
-        sal_erased = bool(lost[a:b].any()) or len(data) < b
+        sal_erased = bool(lost[a:b].any())
         if sal_erased:
             idx = np.full(self.vq.cfg.n_indices, self._prior_index)
             errors.append("saliency indices lost: codebook prior used")
@@ -226,8 +226,7 @@ class UlbscCodec:
             else:
                 caption = self.deepsc.symbols_to_text(np.asarray(symbols)[: self.deepsc.cfg.n_symbols])[0]
         else:
-            cap_lost = lost[b:]
-            cap_erased = bool(cap_lost.any())
+            cap_erased = bool(lost[b:].any())
             raw = data[b:]
             if header_ok and vf & FLAG_TOKENS:
                 if self.deepsc is None:
