@@ -52,6 +52,8 @@ def _specs(args):
 def cmd_transmit(args) -> int:
     if args.scheme == "ulbsc":
         return cmd_transmit_ulbsc(args)
+    if args.scheme in IMAGE_SCHEMES:
+        return cmd_transmit_images(args)
     from .sim import run_link
 
     src = Path(args.input)
@@ -131,6 +133,116 @@ def cmd_transmit_ulbsc(args) -> int:
     return 0 if res.link.get("frames_ok") else 1
 
 
+IMAGE_SCHEMES = ("seb", "hyperprior", "jpeg2000", "deepjscc")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
+
+
+def parse_fraction(text: str) -> float:
+    from fractions import Fraction
+
+    try:
+        v = float(Fraction(text))
+    except (ValueError, ZeroDivisionError) as exc:
+        raise argparse.ArgumentTypeError(f"not a number or fraction: {text!r}") from exc
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"CBR must be in (0, 1], got {text}")
+    return v
+
+
+def load_image_set(src: Path, size: int | None = None) -> tuple[list[str], list, list[dict]]:
+    """Images of a directory (or one file): (names, arrays, failures). A file
+    that does not decode is a failure with its reason; the rest go on."""
+    import numpy as np
+    from PIL import Image
+
+    from .semantic.images import ImageError, load_image
+
+    files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if src.is_dir() else [src]
+    names, images, failures = [], [], []
+    for f in files:
+        try:
+            im = load_image(f)
+            if size:
+                h, w = im.shape[:2]
+                k = size / min(h, w)
+                im = np.asarray(Image.fromarray(im).resize((max(size, round(w * k)), max(size, round(h * k))),
+                                                            Image.BICUBIC))
+                y0, x0 = (im.shape[0] - size) // 2, (im.shape[1] - size) // 2
+                im = np.ascontiguousarray(im[y0:y0 + size, x0:x0 + size])
+            if min(im.shape[:2]) < 64:
+                raise ImageError(f"{f.name}: {im.shape[1]}x{im.shape[0]} is below the 64x64 these codecs need")
+            names.append(f.stem)
+            images.append(im)
+        except ImageError as exc:
+            failures.append({"image": f.stem, "failed": True, "reason": str(exc)})
+    return names, images, failures
+
+
+def cmd_transmit_images(args) -> int:
+    import csv
+
+    from PIL import Image
+
+    from . import image_link
+
+    src = Path(args.input)
+    if not src.exists():
+        print(f"semcom: no such file or directory: {src}", file=sys.stderr)
+        return 2
+    names, images, failures = load_image_set(src, args.size)
+    if not images:
+        print(f"semcom: no decodable image in {src}" + "".join(f"\n  {f['reason']}" for f in failures),
+              file=sys.stderr)
+        return 2
+    _, chan = _specs(args)
+    try:
+        if args.scheme in ("seb", "hyperprior"):
+            from .semantic.seb.codec import SebCodec
+
+            paths = args.models or sorted(str(p) for p in _models().glob(
+                ("seb_lam*" if args.scheme == "seb" else "hyperprior_lam*") + "/model.safetensors"))
+            if not paths:
+                raise FileNotFoundError(f"no {args.scheme} models under {_models()} (scripts/train_seb.sh)")
+            codec = SebCodec.from_files(paths)
+            res = image_link.run_seb(codec, names, images, chan, args.cbr, timeout=args.timeout, seed=args.seed)
+        elif args.scheme == "jpeg2000":
+            res = image_link.run_jpeg2000(names, images, chan, args.cbr, timeout=args.timeout)
+        else:
+            from .semantic.image_jscc import load_model
+
+            model = load_model(args.models[0] if args.models else _models() / "image_deepjscc" / "model.safetensors")
+            res = image_link.run_deepjscc(model, names, images, chan, args.cbr)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"semcom: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    (out / "recon").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for r in res:
+        Image.fromarray(r.image).save(out / "recon" / f"{r.name}.png")
+        rows.append(r.row)
+    rows += [{"scheme": args.scheme, "channel": chan.model, "esn0_db": chan.esn0_db, **f} for f in failures]
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(out / "results.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, keys)
+        w.writeheader()
+        w.writerows(rows)
+    ok = [r.row for r in res]
+    for r in ok:
+        print(f"{r['image']:>16}: PSNR {r['psnr']:6.2f} dB  MS-SSIM {r['ms_ssim']:.4f}  "
+              f"{r['channel_uses']} channel uses (CBR {r['cbr']:.4f} <= {args.cbr:.4f})  "
+              f"{r.get('bytes', 0)} B  {r.get('modulation')} {r.get('code_rate')}"
+              + ("  FAILED" if r.get("failed") else ""))
+    import numpy as np
+
+    ms = [r["ms_ssim"] for r in ok if np.isfinite(r["ms_ssim"])]
+    ms_text = f"MS-SSIM {np.mean(ms):.4f}" if ms else "MS-SSIM n/a (images <= 160 px)"
+    print(f"mean over {len(ok)} image(s): PSNR {np.mean([r['psnr'] for r in ok]):.2f} dB, {ms_text}; "
+          f"{len(failures)} unreadable")
+    print(f"wrote {out}/results.csv and {out}/recon/*.png")
+    return 0
+
+
 def h_w(shape) -> str:
     return f"{shape[1]}x{shape[0]}"
 
@@ -150,6 +262,17 @@ def cmd_train(args) -> int:
 
         m = train_saliency_jscc(args.out, epochs=args.epochs, seed=args.seed)
         print(json.dumps(m["test_awgn"]))
+    elif args.what == "image-jscc":
+        from .semantic.image_jscc import train_image_jscc
+
+        m = train_image_jscc(args.out, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
+        print(json.dumps(m["test_awgn"]))
+    elif args.what in ("seb", "hyperprior"):
+        from .semantic.seb.train import train_seb
+
+        m = train_seb(args.out, mode=args.what, lam=args.lam, steps=args.steps, batch=args.batch, lr=args.lr,
+                      init=args.init, seed=args.seed, ref_weight=args.ref_weight, ref_steps=args.ref_steps)
+        print(json.dumps(m["test_metrics_estimated"]))
     else:
         from .semantic.train import train_deepsc_model
 
@@ -232,8 +355,18 @@ def main(argv=None) -> int:
     t.add_argument("--random-bytes", type=int, default=4096)
     t.add_argument("--out", default="out/transmit")
     t.add_argument("--timeout", type=float, default=120.0)
-    t.add_argument("--scheme", default="file", choices=("file", "ulbsc"),
-                   help="file: send the bytes; ulbsc: INPUT is an image sent as caption + saliency codebook indices")
+    t.add_argument("--scheme", default="file", choices=("file", "ulbsc") + IMAGE_SCHEMES,
+                   help="file: send the bytes; ulbsc: INPUT is an image sent as caption + saliency codebook indices; "
+                        "seb, hyperprior, jpeg2000, deepjscc: INPUT is an image or a directory of images sent "
+                        "at the --cbr budget")
+    im = t.add_argument_group("image codecs at a CBR budget (--scheme seb|hyperprior|jpeg2000|deepjscc); "
+                              "the modulation and LDPC rate follow --snr (phy/mcs.py), --mod/--rate are ignored")
+    im.add_argument("--cbr", type=parse_fraction, default=1 / 30,
+                    help="channel uses per source value (3 H W), e.g. 1/30 (default)")
+    im.add_argument("--size", type=int, default=None,
+                    help="resize the short side to SIZE and centre-crop SIZE x SIZE first")
+    im.add_argument("--models", nargs="+", default=None,
+                    help="weights (default: models/seb_lam*, models/hyperprior_lam*, models/image_deepjscc)")
     u = t.add_argument_group("ULBSC (--scheme ulbsc)")
     u.add_argument("--caption-mode", default="digital", choices=("digital", "analog"),
                    help="caption as UTF-8 through LDPC+QAM, or as DeepSC symbols over an analog burst")
@@ -251,7 +384,7 @@ def main(argv=None) -> int:
     _add_phy_args(t)
     t.set_defaults(func=cmd_transmit)
     tr = sub.add_parser("train", help="train a model the project ships (writes safetensors + model card)")
-    tr.add_argument("what", choices=("saliency-vq", "saliency-jscc", "deepsc"))
+    tr.add_argument("what", choices=("saliency-vq", "saliency-jscc", "deepsc", "seb", "hyperprior", "image-jscc"))
     tr.add_argument("--out", required=True)
     tr.add_argument("--epochs", type=int, default=12)
     tr.add_argument("--ae-epochs", type=int, default=8, help="saliency-vq: autoencoder epochs before the codebook")
@@ -261,6 +394,14 @@ def main(argv=None) -> int:
     tr.add_argument("--captions", type=int, default=15000, help="deepsc: synthetic captions")
     tr.add_argument("--vocab", type=int, default=4000, help="deepsc: vocabulary size")
     tr.add_argument("--max-len", type=int, default=24, help="deepsc: tokens per sentence incl. start/end")
+    tr.add_argument("--lam", type=float, default=256.0, help="seb/hyperprior: rate-distortion lambda (MSE on [0,1])")
+    tr.add_argument("--steps", type=int, default=1500, help="seb/hyperprior/image-jscc: optimiser steps")
+    tr.add_argument("--batch", type=int, default=8, help="seb: subset size; hyperprior/image-jscc: batch")
+    tr.add_argument("--lr", type=float, default=1e-3)
+    tr.add_argument("--init", default=None, help="seb/hyperprior: start from these weights (shared layers)")
+    tr.add_argument("--ref-weight", type=float, default=0.0,
+                    help="seb: warm-up weight of MSE(reference, image) (0 = the paper's loss only)")
+    tr.add_argument("--ref-steps", type=int, default=0, help="seb: warm-up steps of --ref-weight")
     tr.add_argument("--threads", type=int, default=2)
     tr.add_argument("--seed", type=int, default=0)
     tr.set_defaults(func=cmd_train)

@@ -12,7 +12,7 @@ if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
 PY=.venv/bin/python
-if ! $PY -c "import gr_semcom, commpy, pytest, torch, diffusers, transformers, zmq, PIL, onnxruntime, cv2, skimage, nltk, py_sod_metrics, rembg" 2>/dev/null; then
+if ! $PY -c "import gr_semcom, commpy, pytest, torch, diffusers, transformers, zmq, PIL, onnxruntime, cv2, skimage, nltk, py_sod_metrics, rembg, pytorch_msssim; from gr_semcom.semantic.compressai_compat import load; load()" 2>/dev/null; then
   $PY -m pip install -q --upgrade pip >/dev/null 2>&1 || true
   $PY -m pip install -q "torch==2.13.0" "numpy<2"
   $PY -m pip install -q -e ".[test,ml,data]" "torch==2.13.0" "numpy<2"
@@ -21,4 +21,8 @@ if ! $PY -c "import gr_semcom, commpy, pytest, torch, diffusers, transformers, z
   # PySODMetrics (test reference for the saliency metrics) without its opencv-python-headless,
   # which would replace opencv-contrib's cv2 (and with it cv2.saliency)
   $PY -m pip install -q --no-deps pysodmetrics
+  # compressai (GDN layers, entropy models, rANS coder) without torchvision / torch-geometric: no
+  # torchvision wheel loads against the CPU torch 2.13 here, and the parts gr_semcom uses need
+  # neither (gr_semcom/semantic/compressai_compat.py)
+  $PY -m pip install -q --no-deps "compressai==1.2.8"
 fi

@@ -87,3 +87,21 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
         raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
     mse = float(np.mean((a - b) ** 2))
     return float("inf") if mse == 0 else float(10 * np.log10(peak * peak / mse))
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """MS-SSIM (pytorch-msssim, five scales, Wang et al. 2003's weights) of two
+    HxWx3 uint8 images, data range 255. NaN for images whose short side is
+    <= 160 px (too small for four 2x downsamplings with the 11-tap window)."""
+    import torch
+    from pytorch_msssim import ms_ssim as _ms_ssim
+
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.shape != b.shape or a.ndim != 3:
+        raise ValueError(f"expected two HxWx3 images of one shape, got {a.shape} and {b.shape}")
+    if min(a.shape[:2]) <= 160:
+        return float("nan")
+    ta = torch.from_numpy(a.astype(np.float32)).permute(2, 0, 1)[None]
+    tb = torch.from_numpy(b.astype(np.float32)).permute(2, 0, 1)[None]
+    return float(_ms_ssim(ta, tb, data_range=255.0))

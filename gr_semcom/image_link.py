@@ -1,0 +1,318 @@
+"""Image schemes at a channel-use budget over the GNU Radio chain: Seb, its
+"DL w/o corr." baseline (scale hyperprior alone), JPEG2000 + LDPC and
+DeepJSCC (analog). Used by ``semcom transmit DIR --scheme seb|...`` and
+benchmarks/seb_curves.py.
+
+The budget is a CBR (channel uses / 3 H W source values, Seb's eq. 11).
+Digital schemes use the MCS of phy/mcs.py for the Es/N0 and the number of
+whole bursts the budget pays for; each encoder meets the resulting byte
+budget with its own rate control (Seb: one of the trained lambdas and a
+latent gain, chosen per subset for the best reconstruction the transmitter
+can compute itself; JPEG2000: the compression ratio). DeepJSCC sends its
+H W C / 512 symbols as one analog burst.
+
+The paper's own accounting is computed next to it: the Es/N0 at which a
+capacity-achieving code would carry the same stream at the same CBR
+(eq. 11-12, ``ideal_esn0_db``), and :func:`ideal_point`, the PSNR when the
+byte budget is the Shannon capacity of the budget instead of what the real
+coded modulation carries.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .phy.channel import ChannelSpec
+from .phy.mcs import Budget, burst_symbols, byte_budget, cbr_channel_uses, choose_mcs, pdu_channel_uses
+from .semantic.metrics import ms_ssim, psnr
+
+SCHEMES = ("seb", "hyperprior", "jpeg2000", "deepjscc")
+PT_SEB_SET, PT_SEB_IMG, PT_J2K = 0x53, 0x54, 0x4A
+
+
+@dataclass
+class ImageResult:
+    name: str
+    image: np.ndarray
+    row: dict = field(default_factory=dict)
+
+
+def ideal_esn0_db(bits: float, channel_uses: float) -> float:
+    """Es/N0 (dB) at which a capacity-achieving code carries ``bits`` in
+    ``channel_uses`` complex AWGN uses: C = bits / uses, SNR = 2^C - 1."""
+    c = bits / max(channel_uses, 1e-9)
+    return 10 * math.log10(max(2.0 ** c - 1.0, 1e-12))
+
+
+def capacity_bytes(esn0_db: float, channel_uses: int) -> int:
+    return int(channel_uses * math.log2(1 + 10 ** (esn0_db / 10)) / 8)
+
+
+def _quality(img: np.ndarray, ref: np.ndarray) -> dict:
+    return {"psnr": psnr(img, ref), "ms_ssim": ms_ssim(img, ref)}
+
+
+def _best_cw_uses(nbytes: int, spec) -> tuple[int, object]:
+    best = None
+    for cw in range(1, 9):
+        s = replace(spec, codewords=cw)
+        u = pdu_channel_uses(nbytes, s)
+        if best is None or u < best[0]:
+            best = (u, s)
+    return best
+
+
+# -- Seb / hyperprior ------------------------------------------------------------
+def fit_packet(codec, img: np.ndarray, sset, i: int, max_bytes: int, iters: int = 7) -> tuple[bytes, float]:
+    """Largest image packet <= max_bytes by bisection of the latent gain
+    (log scale, 0.05..8; the header carries it in steps of 1/1000); if even
+    the coarsest is larger, the coarsest truncated to ``max_bytes`` (the
+    decoder drops the cut streams)."""
+    lo, hi = math.log(0.05), math.log(8.0)
+    best = None
+    p = codec.encode_image(img, sset, i, gain=math.exp(lo))
+    if len(p) > max_bytes:
+        return p[:max(max_bytes, 0)], math.exp(lo)
+    best = (p, math.exp(lo))
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        g = round(math.exp(mid), 3)
+        p = codec.encode_image(img, sset, i, gain=g)
+        if len(p) <= max_bytes:
+            best, lo = (p, g), mid
+        else:
+            hi = mid
+    return best
+
+
+def plan_seb(codec, images: list[np.ndarray], spec, cbr: float, budget_bytes: list[int] | None = None,
+             seed: int = 0, set_id: int = 0, search_codewords: bool = True) -> dict | None:
+    """Encoder side of one subset: for each trained rate point, the set packet,
+    the per-image packets within budget and the transmitter's own
+    reconstruction; returns the rate point with the best mean PSNR.
+    ``budget_bytes``: per-image byte budgets instead of the PHY's (the
+    capacity-achieving accounting of :func:`ideal_point`). None if the
+    budget does not even carry the set packet. ``search_codewords=False``:
+    the spec's codewords per burst are fixed (a flowgraph's PHY)."""
+    best = None
+    uses = [cbr_channel_uses(im.shape[0], im.shape[1], cbr) for im in images]
+    pix = np.array([im.shape[0] * im.shape[1] for im in images], np.float64)
+    for mid in range(len(codec.nets)):
+        sset = codec.encode_set(images, mid, seed=seed, set_id=set_id)
+        if not sset.packet:
+            set_uses, set_spec = 0, spec
+        elif search_codewords:
+            set_uses, set_spec = _best_cw_uses(len(sset.packet), spec)
+        else:
+            set_uses, set_spec = pdu_channel_uses(len(sset.packet), spec), spec
+        if budget_bytes is not None:
+            set_bytes_share = len(sset.packet) * pix / pix.sum()
+            budgets = [None] * len(images)
+            max_b = [int(b - s) for b, s in zip(budget_bytes, set_bytes_share)]
+        else:
+            share = (sum(uses) - set_uses) * pix / pix.sum()
+            budgets = [byte_budget(int(u), spec, search_codewords) if u > 0 else None for u in share]
+            max_b = [b.payload_bytes if b else 0 for b in budgets]
+        if min(max_b) <= 0:
+            continue
+        packets, gains, recon = [], [], []
+        for i, im in enumerate(images):
+            p, g = fit_packet(codec, im, sset, i, max_b[i])
+            packets.append(p)
+            gains.append(g)
+            recon.append(codec.decode_image(p, sset.bases).image)
+        score = float(np.mean([psnr(r, im) for r, im in zip(recon, images)]))
+        if best is None or score > best["tx_psnr"]:
+            best = {"model_id": mid, "set": sset, "set_uses": set_uses, "set_spec": set_spec, "packets": packets,
+                    "gains": gains, "budgets": budgets, "max_bytes": max_b, "tx_recon": recon, "tx_psnr": score}
+    return best
+
+
+def run_seb(codec, names: list[str], images: list[np.ndarray], chan: ChannelSpec, cbr: float = 1 / 30,
+            timeout: float = 60.0, rx_threshold: float | None = None, seed: int = 0,
+            split: bool = True) -> list[ImageResult]:
+    """Seb (or hyperprior) over the GNU Radio chain for an image set: split
+    into subsets (Sec. II-A), per subset a set packet then one packet per image."""
+    from .semantic.seb.codec import split_image_set
+    from .sim import run_link
+
+    thr = {} if rx_threshold is None else {"rx_threshold": rx_threshold}
+    spec = choose_mcs(chan.esn0_db)
+    t = time.monotonic()
+    if split and codec.uses_bases and len(images) >= 3:
+        labels, inertias = split_image_set(codec.nets[len(codec.nets) // 2], images, seed=seed)
+    else:
+        labels, inertias = np.zeros(len(images), np.int64), []
+    t_split = time.monotonic() - t
+    results: list[ImageResult | None] = [None] * len(images)
+    for lab in sorted(set(labels.tolist())):
+        members = [i for i in range(len(images)) if labels[i] == lab]
+        sub = [images[i] for i in members]
+        t = time.monotonic()
+        plan = plan_seb(codec, sub, spec, cbr, seed=seed)
+        t_enc = time.monotonic() - t
+        bases, set_link = None, None
+        if plan is None:  # the budget does not even carry the set packet
+            for i in members:
+                results[i] = _failed(names[i], images[i], "seb" if codec.uses_bases else "hyperprior", chan, cbr,
+                                     spec, "budget below the set packet")
+            continue
+        if plan["set"].packet:
+            r = run_link(plan["set"].packet, plan["set_spec"], replace(chan, seed=chan.seed + 7919 * (lab + 1)),
+                         timeout=timeout, payload_type=PT_SEB_SET, **thr)
+            set_link = r
+            bases = codec.decode_set(r.received, r.missing if r.received is not None else [(0, 1 << 30)])
+        for j, i in enumerate(members):
+            im, pkt = images[i], plan["packets"][j]
+            b: Budget = plan["budgets"][j]
+            t = time.monotonic()
+            r = run_link(pkt, b.spec, replace(chan, seed=chan.seed + 104729 * (i + 1)), timeout=timeout,
+                         payload_type=PT_SEB_IMG, **thr) if pkt else None
+            t_link = time.monotonic() - t
+            t = time.monotonic()
+            dec = codec.decode_image(r.received if r else None, bases,
+                                     (r.missing if r and r.received is not None else []), shape=im.shape[:2])
+            t_dec = time.monotonic() - t
+            h, w = im.shape[:2]
+            share = plan["set_uses"] * h * w / sum(x.shape[0] * x.shape[1] for x in sub)
+            uses = (pdu_channel_uses(len(pkt), b.spec) if pkt else 0) + share
+            set_bytes = len(plan["set"].packet) * h * w / sum(x.shape[0] * x.shape[1] for x in sub)
+            row = _row(names[i], "seb" if codec.uses_bases else "hyperprior", chan, cbr, b.spec, uses, h, w)
+            row.update(bytes=len(pkt), set_bytes_share=round(set_bytes, 1),
+                       bpp=(len(pkt) + set_bytes) * 8 / (h * w), budget_bytes=plan["max_bytes"][j],
+                       model=codec.names[plan["model_id"]], gain=round(plan["gains"][j], 4),
+                       subset=int(lab), subset_size=len(members), bases=plan["set"].k,
+                       set_received=(bases is not None) if codec.uses_bases else None,
+                       frames_sent=r.frames_sent if r else 0, frames_ok=r.frames_ok if r else 0,
+                       failed=dec.failed, parts_received=",".join(k for k, v in dec.parts.items() if v),
+                       tx_psnr=psnr(plan["tx_recon"][j], im),
+                       ideal_esn0_db=ideal_esn0_db((len(pkt) + set_bytes) * 8, cbr_channel_uses(h, w, cbr)),
+                       split_s=t_split / len(images), encode_s=t_enc / len(members), link_s=t_link,
+                       decode_s=t_dec, **_quality(dec.image, im))
+            row.update(_seb_parts(pkt, plan["set"].k, h, w, set_bytes))
+            results[i] = ImageResult(names[i], dec.image, row)
+    return results
+
+
+def _seb_parts(pkt: bytes, k: int, h: int, w: int, set_bytes: float) -> dict:
+    """Bytes per part of an image packet (Fig. 5's split) from its header."""
+    from .semantic.seb.codec import IMG_HDR, index_bits
+    from .semantic.seb.model import ALIGN, PATCH
+
+    if len(pkt) < IMG_HDR.size:
+        return {}
+    *_, lc, lz, ly = IMG_HDR.unpack_from(pkt)
+    hp, wp = h + (-h % ALIGN), w + (-w % ALIGN)
+    li = ((hp // PATCH) * (wp // PATCH) * index_bits(k) + 7) // 8
+    return {"bytes_bases": round(set_bytes, 1), "bytes_header": IMG_HDR.size, "bytes_indices": li,
+            "bytes_compensation": lc, "bytes_hyper": lz, "bytes_residual": ly}
+
+
+# -- JPEG2000 + LDPC -----------------------------------------------------------------
+def run_jpeg2000(names, images, chan: ChannelSpec, cbr: float = 1 / 30, timeout: float = 60.0,
+                 rx_threshold: float | None = None) -> list[ImageResult]:
+    from .semantic import jpeg2000
+    from .sim import run_link
+
+    thr = {} if rx_threshold is None else {"rx_threshold": rx_threshold}
+    spec = choose_mcs(chan.esn0_db)
+    out = []
+    for i, (name, im) in enumerate(zip(names, images)):
+        h, w = im.shape[:2]
+        b = byte_budget(cbr_channel_uses(h, w, cbr), spec)
+        t = time.monotonic()
+        stream = jpeg2000.encode_to_budget(im, b.payload_bytes) if b.payload_bytes > 0 else None
+        t_enc = time.monotonic() - t
+        t = time.monotonic()
+        r = run_link(stream, b.spec, replace(chan, seed=chan.seed + 104729 * (i + 1)), timeout=timeout,
+                     payload_type=PT_J2K, **thr) if stream else None
+        t_link = time.monotonic() - t
+        t = time.monotonic()
+        rec, failed = jpeg2000.decode(r.received if r else None, (h, w),
+                                      r.missing if r and r.received is not None else [])
+        t_dec = time.monotonic() - t
+        n = len(stream) if stream else 0
+        row = _row(name, "jpeg2000", chan, cbr, b.spec, pdu_channel_uses(n, b.spec) if n else 0, h, w)
+        row.update(bytes=n, bpp=n * 8 / (h * w), budget_bytes=b.payload_bytes,
+                   frames_sent=r.frames_sent if r else 0, frames_ok=r.frames_ok if r else 0, failed=failed,
+                   tx_psnr=psnr(jpeg2000.decode(stream, (h, w))[0], im) if stream else float("nan"),
+                   ideal_esn0_db=ideal_esn0_db(n * 8, cbr_channel_uses(h, w, cbr)),
+                   encode_s=t_enc, link_s=t_link, decode_s=t_dec, **_quality(rec, im))
+        out.append(ImageResult(name, rec, row))
+    return out
+
+
+# -- DeepJSCC (analog) -------------------------------------------------------------------
+def run_deepjscc(model, names, images, chan: ChannelSpec, cbr: float = 1 / 30, timeout: float = 20.0,
+                 rx_threshold: float = 0.3) -> list[ImageResult]:
+    from .blocks.analog import analog_spec
+    from .sim import run_analog
+
+    out = []
+    for i, (name, im) in enumerate(zip(names, images)):
+        h, w = im.shape[:2]
+        ph, pw = -h % 16, -w % 16
+        x = np.pad(im, ((0, ph), (0, pw), (0, 0)), mode="edge") if (ph or pw) else im
+        t = time.monotonic()
+        sym = model.encode_image(x)
+        t_enc = time.monotonic() - t
+        spec = analog_spec(codewords=max(1, -(-sym.size // analog_spec(codewords=1).n_data)))
+        while spec.n_data < sym.size:
+            spec = replace(spec, codewords=spec.codewords + 1)
+        t = time.monotonic()
+        ar = run_analog(sym, replace(chan, seed=chan.seed + 104729 * (i + 1)), spec=spec, timeout=timeout,
+                        rx_threshold=rx_threshold)
+        t_link = time.monotonic() - t
+        t = time.monotonic()
+        if ar.symbols is not None:
+            rec = model.decode_image(ar.symbols[: sym.size], x.shape[0], x.shape[1])[:h, :w]
+        else:
+            rec = np.full_like(im, 128)
+        t_dec = time.monotonic() - t
+        uses = burst_symbols(spec)
+        row = _row(name, "deepjscc", chan, cbr, spec, uses, h, w)
+        row.update(bytes=0, symbols=int(sym.size), bpp=float("nan"), failed=ar.symbols is None,
+                   rx_snr_db=ar.snr_db, encode_s=t_enc, link_s=t_link, decode_s=t_dec, **_quality(rec, im))
+        out.append(ImageResult(name, rec, row))
+    return out
+
+
+def _row(name, scheme, chan: ChannelSpec, cbr, spec, uses, h, w) -> dict:
+    return {"scheme": scheme, "channel": chan.model, "esn0_db": chan.esn0_db, "seed": chan.seed, "image": name,
+            "height": h, "width": w, "cbr_target": cbr, "channel_uses": int(round(uses)),
+            "cbr": uses / (3 * h * w), "modulation": spec.modulation, "code_rate": spec.code_rate,
+            "codewords_per_burst": spec.codewords}
+
+
+def _failed(name, im, scheme, chan, cbr, spec, why) -> ImageResult:
+    grey = np.full_like(im, 128)
+    row = _row(name, scheme, chan, cbr, spec, 0, *im.shape[:2])
+    row.update(bytes=0, failed=True, reason=why, **_quality(grey, im))
+    return ImageResult(name, grey, row)
+
+
+# -- the paper's accounting -------------------------------------------------------------
+def ideal_point(scheme: str, names, images, esn0_db: float, cbr: float = 1 / 30, codec=None) -> list[dict]:
+    """PSNR with a capacity-achieving code (eq. 11-12): the byte budget is
+    C(Es/N0) x channel uses / 8, the stream arrives intact."""
+    from .semantic import jpeg2000
+
+    rows = []
+    if scheme in ("seb", "hyperprior"):
+        budgets = [capacity_bytes(esn0_db, cbr_channel_uses(im.shape[0], im.shape[1], cbr)) for im in images]
+        plan = plan_seb(codec, images, choose_mcs(esn0_db), cbr, budget_bytes=budgets)
+        for j, im in enumerate(images):
+            rec = plan["tx_recon"][j] if plan else np.full_like(im, 128)
+            rows.append({"scheme": scheme, "esn0_db": esn0_db, "image": names[j], "accounting": "capacity",
+                         "bytes": len(plan["packets"][j]) if plan else 0, **_quality(rec, im)})
+        return rows
+    for name, im in zip(names, images):
+        b = capacity_bytes(esn0_db, cbr_channel_uses(im.shape[0], im.shape[1], cbr))
+        s = jpeg2000.encode_to_budget(im, b) if b > 0 else None
+        rec = jpeg2000.decode(s, im.shape[:2])[0] if s else np.full_like(im, 128)
+        rows.append({"scheme": scheme, "esn0_db": esn0_db, "image": name, "accounting": "capacity",
+                     "bytes": len(s) if s else 0, **_quality(rec, im)})
+    return rows
