@@ -11,18 +11,15 @@ crops, never seen in training). Also:
   capacity-achieving code and with the real coded modulation;
 * an image grid (source | each scheme) at chosen Es/N0.
 
-Each (scheme, Es/N0, seed) point runs in its own process (GNU Radio 3.10
-keeps shared-memory segments of every flowgraph until the process exits);
-points already in the raw CSV are skipped (resumable).
+The points run through gr_semcom.sweep (the engine of ``semcom sweep``):
+one process per (scheme, Es/N0, seed), resumable from the raw CSV.
 
     .venv/bin/python benchmarks/seb_curves.py --out benchmarks/results
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import multiprocessing as mp
 import os
 import sys
 from pathlib import Path
@@ -32,10 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SCHEMES = ("seb", "hyperprior", "jpeg2000", "deepjscc")
-COLOURS = {"seb": "C3", "hyperprior": "C0", "jpeg2000": "C2", "deepjscc": "C1"}
-LABELS = {"seb": "Seb (this codec)", "hyperprior": "DL w/o corr. (hyperprior)", "jpeg2000": "JPEG2000 + LDPC",
-          "deepjscc": "DeepJSCC (analog)"}
+SCHEMES = ("seb", "hyperprior", "jpeg2000-ldpc", "deepjscc")
 
 
 def _models(scheme: str) -> list[str]:
@@ -48,116 +42,6 @@ def _images(n: int):
 
     names, ims = test_crops()
     return names[:n], list(ims[:n])
-
-
-def _point(task: dict) -> list[dict]:
-    import torch
-
-    torch.set_num_threads(1)
-    from PIL import Image
-
-    from gr_semcom import image_link
-    from gr_semcom.phy.channel import ChannelSpec
-
-    names, ims = _images(task["images"])
-    scheme, snr, cbr = task["scheme"], task["esn0_db"], task["cbr"]
-    if task.get("accounting") == "capacity":
-        codec = None
-        if scheme in ("seb", "hyperprior"):
-            from gr_semcom.semantic.seb.codec import SebCodec
-
-            codec = SebCodec.from_files(_models(scheme))
-        rows = image_link.ideal_point(scheme, names, ims, snr, cbr, codec=codec)
-        for r in rows:
-            r.update(channel=task["channel"], seed=task["seed"], cbr_target=cbr)
-        return rows
-    chan = ChannelSpec(model=task["channel"], esn0_db=snr, seed=task["seed"])
-    if scheme in ("seb", "hyperprior"):
-        from gr_semcom.semantic.seb.codec import SebCodec
-
-        res = image_link.run_seb(SebCodec.from_files(_models(scheme)), names, ims, chan, cbr, seed=task["seed"])
-    elif scheme == "jpeg2000":
-        res = image_link.run_jpeg2000(names, ims, chan, cbr)
-    else:
-        from gr_semcom.semantic.image_jscc import load_model
-
-        res = image_link.run_deepjscc(load_model(ROOT / "models" / "image_deepjscc" / "model.safetensors"),
-                                      names, ims, chan, cbr)
-    if snr in task["grid_snrs"] and task["seed"] == task["first_seed"]:
-        d = Path(task["out"]) / "seb_recon"
-        d.mkdir(parents=True, exist_ok=True)
-        for r in res[: task["grid_images"]]:
-            Image.fromarray(r.image).save(d / f"{task['channel']}_{snr:g}dB_{scheme}_{r.name}.png")
-    rows = []
-    for r in res:
-        row = dict(r.row)
-        row["accounting"] = "phy"
-        rows.append(row)
-    return rows
-
-
-def _ci95(x: np.ndarray) -> float:
-    from scipy import stats
-
-    x = x[np.isfinite(x)]
-    if x.size < 2:
-        return float("nan")
-    return float(stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
-
-
-def summarise(raw: list[dict]) -> list[dict]:
-    keys = sorted({(r["scheme"], r["channel"], float(r["esn0_db"]), r["accounting"]) for r in raw},
-                  key=lambda k: (k[0], k[1], k[3], k[2]))
-    out = []
-    for s, c, e, a in keys:
-        rs = [r for r in raw if (r["scheme"], r["channel"], float(r["esn0_db"]), r["accounting"]) == (s, c, e, a)]
-        p = np.array([float(r["psnr"]) for r in rs])
-        m = np.array([float(r["ms_ssim"]) for r in rs])
-        row = {"scheme": s, "channel": c, "esn0_db": e, "accounting": a, "n": len(rs),
-               "psnr": round(float(np.mean(p)), 3), "psnr_ci95": round(_ci95(p), 3),
-               "ms_ssim": round(float(np.mean(m)), 4), "ms_ssim_ci95": round(_ci95(m), 4),
-               "bytes": round(float(np.mean([float(r.get("bytes") or 0) for r in rs])), 1)}
-        if a == "phy":
-            row.update(cbr=round(float(np.mean([float(r["cbr"]) for r in rs])), 5),
-                       cbr_max=round(float(np.max([float(r["cbr"]) for r in rs])), 5),
-                       failed=sum(str(r.get("failed")) == "True" for r in rs),
-                       mcs=f"{rs[0]['modulation']} {rs[0]['code_rate']}")
-        out.append(row)
-    return out
-
-
-def plot(summary: list[dict], path: Path, cbr_text: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    chans = sorted({r["channel"] for r in summary})
-    fig, axes = plt.subplots(len(chans), 2, figsize=(12, 4.5 * len(chans)), squeeze=False)
-    for ci, ch in enumerate(chans):
-        for k, (metric, lab) in enumerate((("psnr", "PSNR (dB)"), ("ms_ssim", "MS-SSIM"))):
-            ax = axes[ci][k]
-            for s in SCHEMES:
-                for acc, ls in (("phy", "-"), ("capacity", "--")):
-                    rs = sorted((r for r in summary if r["scheme"] == s and r["channel"] == ch
-                                 and r["accounting"] == acc), key=lambda r: r["esn0_db"])
-                    if not rs:
-                        continue
-                    x = np.array([r["esn0_db"] for r in rs])
-                    y = np.array([r[metric] for r in rs])
-                    e = np.array([r[metric + "_ci95"] for r in rs])
-                    name = LABELS[s] + (" - GNU Radio PHY" if acc == "phy" else " - capacity-achieving code")
-                    ax.plot(x, y, ls, marker="o" if acc == "phy" else None, color=COLOURS[s], label=name)
-                    if acc == "phy":
-                        ax.fill_between(x, y - e, y + e, color=COLOURS[s], alpha=0.15)
-            ax.set_xlabel("Es/N0 (dB)")
-            ax.set_ylabel(lab)
-            ax.set_title(f"{ch.upper()}, CBR {cbr_text}: {lab} (mean, 95 % CI over images)")
-            ax.grid(alpha=0.3)
-        axes[ci][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def cbr_split(out: Path, n_images: int, esn0_db: float = 5.0) -> list[dict]:
@@ -232,38 +116,10 @@ def plot_split(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def grid(out: Path, channel: str, snrs, names) -> None:
-    from PIL import Image, ImageDraw
-
-    d = out / "seb_recon"
-    rows = []
-    for snr in snrs:
-        for n in names:
-            row = [Image.open(d / f"src_{n}.png")] if (d / f"src_{n}.png").exists() else []
-            for s in SCHEMES:
-                p = d / f"{channel}_{snr:g}dB_{s}_{n}.png"
-                if p.exists():
-                    row.append(Image.open(p))
-            if len(row) > 1:
-                rows.append((f"{n}, {snr:g} dB", row))
-    if not rows:
-        return
-    w, h = 160, 160
-    cols = max(len(r[1]) for r in rows)
-    canvas = Image.new("RGB", (cols * w, len(rows) * (h + 14) + 16), "white")
-    dr = ImageDraw.Draw(canvas)
-    for j, t in enumerate(["source"] + [LABELS[s].split(" (")[0] for s in SCHEMES]):
-        dr.text((j * w + 4, 2), t, fill="black")
-    for i, (title, ims) in enumerate(rows):
-        y = 16 + i * (h + 14)
-        dr.text((4, y), title, fill="black")
-        for j, im in enumerate(ims):
-            canvas.paste(im.resize((w, h)), (j * w, y + 12))
-    canvas.save(out / "seb_grid.png")
-
-
 def main(argv=None) -> int:
     from fractions import Fraction
+
+    from gr_semcom import sweep
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="benchmarks/results")
@@ -279,59 +135,20 @@ def main(argv=None) -> int:
     ap.add_argument("--grid-snrs", default="3,9,15")
     ap.add_argument("--grid-images", type=int, default=3)
     a = ap.parse_args(argv)
-    from tqdm import tqdm
-
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cbr = float(Fraction(a.cbr))
-    snrs = [float(s) for s in a.snrs.split(",")]
-    grid_snrs = [float(s) for s in a.grid_snrs.split(",")]
     schemes = a.schemes.split(",")
-    raw_path = out / "seb_curves_raw.csv"
-    raw = list(csv.DictReader(open(raw_path))) if raw_path.exists() else []
-    done = {(r["scheme"], r["channel"], float(r["esn0_db"]), int(r["seed"]), r["accounting"]) for r in raw}
-    tasks = []
-    for ch in a.channels.split(","):
-        for s in schemes:
-            for snr in snrs:
-                for seed in range(a.seeds):
-                    accs = ["phy"] + ([] if a.no_capacity or s == "deepjscc" or seed else ["capacity"])
-                    for acc in accs:
-                        if (s, ch, snr, seed, acc) in done:
-                            continue
-                        tasks.append({"scheme": s, "channel": ch, "esn0_db": snr, "seed": seed, "cbr": cbr,
-                                      "images": a.images, "accounting": acc, "out": str(out),
-                                      "grid_snrs": grid_snrs, "grid_images": a.grid_images, "first_seed": 0})
-    names, ims = _images(a.images)
-    from PIL import Image
-
-    (out / "seb_recon").mkdir(exist_ok=True)
-    for n, im in list(zip(names, ims))[: a.grid_images]:
-        Image.fromarray(im).save(out / "seb_recon" / f"src_{n}.png")
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(a.jobs, maxtasksperchild=1) as pool:
-        for rows in tqdm(pool.imap_unordered(_point, tasks), total=len(tasks), desc="seb curves"):
-            raw += rows
-            keys = list(dict.fromkeys(k for r in raw for k in r))
-            with open(raw_path, "w", newline="") as fh:
-                w = csv.DictWriter(fh, keys)
-                w.writeheader()
-                w.writerows(raw)
-    summary = summarise(raw)
-    with open(out / "seb_curves.csv", "w", newline="") as fh:
-        keys = list(dict.fromkeys(k for r in summary for k in r))
-        w = csv.DictWriter(fh, keys)
-        w.writeheader()
-        w.writerows(summary)
-    plot(summary, out / "seb_curves.png", a.cbr)
-    grid(out, a.channels.split(",")[0], grid_snrs, names[: a.grid_images])
+    cfg = sweep.SweepConfig(out=str(out), images="test256", n_images=a.images, cbr=float(Fraction(a.cbr)),
+                            grid_snrs=tuple(sweep.parse_snrs(a.grid_snrs)), grid_images=a.grid_images)
+    pts = sweep.points_for(schemes, a.channels.split(","), sweep.parse_snrs(a.snrs), a.seeds,
+                           capacity=not a.no_capacity)
+    raw = sweep.run_sweep(pts, cfg, workers=a.jobs, raw_name="seb_curves_raw.csv")
+    summary = sweep.summarise(raw)
+    sweep.write_rows(out / "seb_curves.csv", summary)
+    sweep.plot(summary, out / "seb_curves.png", f"CBR {a.cbr}")
+    sweep.grid(cfg, a.channels.split(",")[0], schemes, out / "seb_grid.png")
     if not a.no_split and "seb" in schemes:
         split = cbr_split(out, a.images)
-        with open(out / "seb_cbr_split.csv", "w", newline="") as fh:
-            keys = list(dict.fromkeys(k for r in split for k in r))
-            w = csv.DictWriter(fh, keys)
-            w.writeheader()
-            w.writerows(split)
+        sweep.write_rows(out / "seb_cbr_split.csv", split)
         plot_split(split, out / "seb_cbr_split.png")
     print(json.dumps([r for r in summary if r["accounting"] == "phy"], indent=0)[:4000])
     return 0

@@ -143,9 +143,9 @@ def run_seb(codec, names: list[str], images: list[np.ndarray], chan: ChannelSpec
     spec = choose_mcs(chan.esn0_db)
     t = time.monotonic()
     if split and codec.uses_bases and len(images) >= 3:
-        labels, inertias = split_image_set(codec.nets[len(codec.nets) // 2], images, seed=seed)
+        labels, _ = split_image_set(codec.nets[len(codec.nets) // 2], images, seed=seed)
     else:
-        labels, inertias = np.zeros(len(images), np.int64), []
+        labels = np.zeros(len(images), np.int64)
     t_split = time.monotonic() - t
     results: list[ImageResult | None] = [None] * len(images)
     for lab in sorted(set(labels.tolist())):
@@ -154,7 +154,7 @@ def run_seb(codec, names: list[str], images: list[np.ndarray], chan: ChannelSpec
         t = time.monotonic()
         plan = plan_seb(codec, sub, spec, cbr, seed=seed)
         t_enc = time.monotonic() - t
-        bases, set_link = None, None
+        bases = None
         if plan is None:  # the budget does not even carry the set packet
             for i in members:
                 results[i] = _failed(names[i], images[i], "seb" if codec.uses_bases else "hyperprior", chan, cbr,
@@ -163,7 +163,6 @@ def run_seb(codec, names: list[str], images: list[np.ndarray], chan: ChannelSpec
         if plan["set"].packet:
             r = run_link(plan["set"].packet, plan["set_spec"], replace(chan, seed=chan.seed + 7919 * (lab + 1)),
                          timeout=timeout, payload_type=PT_SEB_SET, **thr)
-            set_link = r
             bases = codec.decode_set(r.received, r.missing if r.received is not None else [(0, 1 << 30)])
         for j, i in enumerate(members):
             im, pkt = images[i], plan["packets"][j]
@@ -248,7 +247,6 @@ def run_jpeg2000(names, images, chan: ChannelSpec, cbr: float = 1 / 30, timeout:
 # -- DeepJSCC (analog) -------------------------------------------------------------------
 def run_deepjscc(model, names, images, chan: ChannelSpec, cbr: float = 1 / 30, timeout: float = 20.0,
                  rx_threshold: float = 0.3) -> list[ImageResult]:
-    from .blocks.analog import analog_spec
     from .sim import run_analog
 
     out = []
@@ -259,25 +257,54 @@ def run_deepjscc(model, names, images, chan: ChannelSpec, cbr: float = 1 / 30, t
         t = time.monotonic()
         sym = model.encode_image(x)
         t_enc = time.monotonic() - t
-        spec = analog_spec(codewords=max(1, -(-sym.size // analog_spec(codewords=1).n_data)))
-        while spec.n_data < sym.size:
-            spec = replace(spec, codewords=spec.codewords + 1)
+        spec, n_send = analog_layout(sym.size, cbr_channel_uses(h, w, cbr))
         t = time.monotonic()
-        ar = run_analog(sym, replace(chan, seed=chan.seed + 104729 * (i + 1)), spec=spec, timeout=timeout,
-                        rx_threshold=rx_threshold)
+        ar = run_analog(sym[:n_send], replace(chan, seed=chan.seed + 104729 * (i + 1)), spec=spec,
+                        timeout=timeout, rx_threshold=rx_threshold) if n_send else None
         t_link = time.monotonic() - t
         t = time.monotonic()
-        if ar.symbols is not None:
-            rec = model.decode_image(ar.symbols[: sym.size], x.shape[0], x.shape[1])[:h, :w]
+        if ar is not None and ar.symbols is not None:
+            y = np.zeros(sym.size, np.complex64)  # punctured tail symbols: zeros at the receiver
+            y[:n_send] = ar.symbols[:n_send]
+            rec = model.decode_image(y, x.shape[0], x.shape[1])[:h, :w]
         else:
             rec = np.full_like(im, 128)
         t_dec = time.monotonic() - t
-        uses = burst_symbols(spec)
+        uses = burst_symbols(spec) if n_send else 0
         row = _row(name, "deepjscc", chan, cbr, spec, uses, h, w)
-        row.update(bytes=0, symbols=int(sym.size), bpp=float("nan"), failed=ar.symbols is None,
-                   rx_snr_db=ar.snr_db, encode_s=t_enc, link_s=t_link, decode_s=t_dec, **_quality(rec, im))
+        failed = ar is None or ar.symbols is None
+        row.update(bytes=0, symbols=int(sym.size), symbols_sent=int(n_send), bpp=float("nan"), failed=failed,
+                   rx_snr_db=ar.snr_db if ar is not None else float("nan"), encode_s=t_enc, link_s=t_link,
+                   decode_s=t_dec, **_quality(rec, im))
         out.append(ImageResult(name, rec, row))
     return out
+
+
+def analog_layout(n_symbols: int, max_uses: int):
+    """(burst spec, symbols sent) for an analog burst of ``n_symbols`` within
+    ``max_uses`` channel uses: the layout with the fewest channel uses whose
+    data slots hold every symbol (the slot count per "codeword" of an
+    uncoded spec is 900 / 450 / 300 for QPSK / 16QAM / 64QAM-sized frames;
+    for analog symbols only the count matters); if none fits, the largest
+    layout that fits and the first symbols only (the tail is punctured: the
+    DeepJSCC latent is sent channel by channel, so whole latent channels are
+    dropped and the receiver puts zeros there)."""
+    from .blocks.analog import analog_spec
+
+    fits, best_fit = None, None
+    for mod in ("qpsk", "16qam", "64qam"):
+        for cw in range(1, 64):
+            sp = analog_spec(modulation=mod, codewords=cw)
+            u = burst_symbols(sp)
+            if sp.n_data >= n_symbols and (fits is None or u < burst_symbols(fits)):
+                fits = sp
+            if u <= max_uses and (best_fit is None or sp.n_data > best_fit.n_data):
+                best_fit = sp
+    if fits is not None and burst_symbols(fits) <= max_uses:
+        return fits, n_symbols
+    if best_fit is None:
+        return analog_spec(codewords=1), 0
+    return best_fit, min(n_symbols, best_fit.n_data)
 
 
 def _row(name, scheme, chan: ChannelSpec, cbr, spec, uses, h, w) -> dict:

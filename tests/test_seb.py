@@ -254,6 +254,13 @@ def test_mcs_choice_and_budget():
         assert pdu_channel_uses(b.payload_bytes + 1, b.spec) > uses or b.payload_bytes == 0
         prev = b.payload_bytes
     assert burst_symbols(choose_mcs(5)) > 0
+    from gr_semcom.image_link import analog_layout
+
+    for n, budget in ((5120, 6553), (2880, 3686), (5120, 3000)):
+        sp, k = analog_layout(n, budget)
+        assert burst_symbols(sp) <= budget and k == min(n, sp.n_data) and k <= sp.n_data
+    assert analog_layout(5120, 6553)[1] == 5120 and analog_layout(5120, 3000)[1] < 5120
+    assert analog_layout(100, 50)[1] == 0
     # eq. 11-12 inverse of each other
     assert ideal_esn0_db(capacity_bytes(5.0, 10000) * 8, 10000) == pytest.approx(5.0, abs=0.01)
 

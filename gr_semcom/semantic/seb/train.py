@@ -100,7 +100,6 @@ def train_seb(out: str, mode: str = "seb", lam: float = 256.0, steps: int = 1500
 
     from .. import data
     from ..train import _command, _env
-    from ..weights import save_checkpoint
     from .model import SebConfig, SebNet
     from .weights import load_net
 

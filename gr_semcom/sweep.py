@@ -1,0 +1,341 @@
+"""One evaluation harness: schemes x channels x Es/N0 x seeds over the GNU
+Radio chain (``semcom sweep``; benchmarks/seb_curves.py builds on it).
+
+* a **point** is (scheme, channel, Es/N0, seed, accounting); it runs in its own
+  process (GNU Radio 3.10 keeps the shared-memory buffers of every flowgraph
+  built in a process until it exits, upstream gnuradio#7706) from a pool of
+  ``workers``;
+* the raw CSV is tidy (one row per image and point) and the sweep is
+  resumable: points already in it are skipped;
+* the summary has mean and 95 % interval (Student t over images x seeds) of
+  every metric per (scheme, channel, Es/N0, accounting); plots of each
+  metric against Es/N0, one line per scheme; an image grid (source | each
+  scheme) at chosen Es/N0;
+* an image that does not decode is a row with ``failed`` and the reason; the
+  sweep goes on.
+
+Image schemes (this module): ``seb``, ``hyperprior``, ``jpeg2000-ldpc``,
+``deepjscc``, all at one CBR budget (image_link.py). ``accounting =
+capacity`` rows are the same encoders with a capacity-achieving code
+(Seb's eq. 11-12), no PHY.
+"""
+from __future__ import annotations
+
+import csv
+import multiprocessing as mp
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SCHEMES = ("seb", "hyperprior", "jpeg2000-ldpc", "deepjscc")
+LABELS = {"seb": "Seb", "hyperprior": "DL w/o corr. (hyperprior)", "jpeg2000-ldpc": "JPEG2000 + LDPC",
+          "deepjscc": "DeepJSCC (analog)"}
+COLOURS = {"seb": "C3", "hyperprior": "C0", "jpeg2000-ldpc": "C2", "deepjscc": "C1"}
+METRICS = ("psnr", "ms_ssim")
+KEY = ("scheme", "channel", "esn0_db", "seed", "accounting")
+
+
+@dataclass(frozen=True)
+class Point:
+    scheme: str
+    channel: str
+    esn0_db: float
+    seed: int
+    accounting: str = "phy"  # or "capacity"
+
+
+@dataclass
+class SweepConfig:
+    out: str
+    images: str = "test256"  # a directory, or "test256": the 16 held-out photos, 256x256 centre crops
+    n_images: int = 0  # first N (0 = all)
+    size: int | None = None  # resize + centre-crop a directory's images to size x size
+    cbr: float = 1 / 30
+    models: str = ""  # models directory ("" = the repository's models/)
+    grid_snrs: tuple = ()
+    grid_images: int = 3
+
+
+def parse_snrs(text: str) -> list[float]:
+    """"-3:15:3" (start:stop:step, stop included) or "0,5,10"."""
+    if ":" in text:
+        a, b, s = (float(v) for v in text.split(":"))
+        if s <= 0:
+            raise ValueError("step must be > 0")
+        return [round(a + k * s, 6) for k in range(int(np.floor((b - a) / s + 1e-9)) + 1)]
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def models_dir(cfg: SweepConfig) -> Path:
+    return Path(cfg.models) if cfg.models else Path(__file__).resolve().parents[1] / "models"
+
+
+def load_images(cfg: SweepConfig) -> tuple[list[str], list[np.ndarray], list[dict]]:
+    """(names, images, failures)."""
+    if cfg.images == "test256":
+        from .semantic.seb.train import test_crops
+
+        names, ims = test_crops()
+        names, ims, failures = list(names), list(ims), []
+    else:
+        from .cli import load_image_set
+
+        names, ims, failures = load_image_set(Path(cfg.images), cfg.size)
+    if cfg.n_images:
+        names, ims = names[: cfg.n_images], ims[: cfg.n_images]
+    return names, ims, failures
+
+
+def run_point(point: Point, cfg: SweepConfig) -> list[dict]:
+    """All images at one point (runs in a worker process)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from PIL import Image
+
+    from . import image_link
+    from .phy.channel import ChannelSpec
+
+    names, ims, failures = load_images(cfg)
+    mdir = models_dir(cfg)
+    s = point.scheme
+    codec = None
+    if s in ("seb", "hyperprior"):
+        from .semantic.seb.codec import SebCodec
+
+        paths = sorted(mdir.glob(("seb_lam*" if s == "seb" else "hyperprior_lam*") + "/model.safetensors"))
+        if not paths:
+            raise FileNotFoundError(f"no {s} models under {mdir}")
+        codec = SebCodec.from_files(paths)
+    if point.accounting == "capacity":
+        rows = image_link.ideal_point("jpeg2000" if s == "jpeg2000-ldpc" else s, names, ims, point.esn0_db,
+                                      cfg.cbr, codec=codec)
+        for r in rows:
+            r.update(scheme=s, channel=point.channel, seed=point.seed, cbr_target=cfg.cbr, accounting="capacity")
+        return rows
+    chan = ChannelSpec(model=point.channel, esn0_db=point.esn0_db, seed=1000 * point.seed + 17)
+    if s in ("seb", "hyperprior"):
+        res = image_link.run_seb(codec, names, ims, chan, cfg.cbr, seed=point.seed)
+    elif s == "jpeg2000-ldpc":
+        res = image_link.run_jpeg2000(names, ims, chan, cfg.cbr)
+    elif s == "deepjscc":
+        from .semantic.image_jscc import load_model
+
+        res = image_link.run_deepjscc(load_model(mdir / "image_deepjscc" / "model.safetensors"), names, ims, chan,
+                                      cfg.cbr)
+    else:
+        raise ValueError(f"unknown scheme {s!r}; image schemes: {', '.join(IMAGE_SCHEMES)}")
+    rows = []
+    for r in res:
+        row = {**r.row, "scheme": s, "seed": point.seed, "accounting": "phy"}
+        rows.append(row)
+    rows += [{"scheme": s, "channel": point.channel, "esn0_db": point.esn0_db, "seed": point.seed,
+              "accounting": "phy", **f} for f in failures]
+    if point.esn0_db in cfg.grid_snrs and point.seed == 0:
+        d = Path(cfg.out) / "recon"
+        d.mkdir(parents=True, exist_ok=True)
+        for r in res[: cfg.grid_images]:
+            Image.fromarray(r.image).save(d / f"{point.channel}_{point.esn0_db:g}dB_{s}_{r.name}.png")
+    return rows
+
+
+def _task(args):
+    point, cfg = args
+    try:
+        return run_point(point, cfg)
+    except Exception as exc:  # the sweep goes on; the point is recorded as failed
+        return [{**asdict(point), "image": "", "failed": True, "reason": f"{type(exc).__name__}: {exc}"}]
+
+
+def read_rows(path: Path) -> list[dict]:
+    return list(csv.DictReader(open(path))) if path.exists() else []
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, keys)
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
+
+
+def _key(r: dict) -> tuple:
+    return (r["scheme"], r["channel"], float(r["esn0_db"]), int(r["seed"]), r.get("accounting") or "phy")
+
+
+def run_sweep(points: list[Point], cfg: SweepConfig, workers: int = 2, raw_name: str = "sweep_raw.csv",
+              progress: bool = True) -> list[dict]:
+    """Run the points not yet in ``out/raw_name``; return all raw rows."""
+    from tqdm import tqdm
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    raw_path = out / raw_name
+    raw = read_rows(raw_path)
+    done = {_key(r) for r in raw if r.get("image")}  # a point that crashed (no image rows) is retried
+    raw = [r for r in raw if r.get("image")]
+    todo = [p for p in points if (p.scheme, p.channel, p.esn0_db, p.seed, p.accounting) not in done]
+    if cfg.grid_snrs:
+        from PIL import Image
+
+        names, ims, _ = load_images(cfg)
+        (out / "recon").mkdir(exist_ok=True)
+        for n, im in list(zip(names, ims))[: cfg.grid_images]:
+            Image.fromarray(im).save(out / "recon" / f"src_{n}.png")
+    if todo:
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(max(1, workers), maxtasksperchild=1) as pool:
+            for rows in tqdm(pool.imap_unordered(_task, [(p, cfg) for p in todo]), total=len(todo),
+                             desc="sweep", disable=not progress):
+                raw += rows
+                write_rows(raw_path, raw)
+    return raw
+
+
+def _ci95(x: np.ndarray) -> float:
+    from scipy import stats
+
+    x = x[np.isfinite(x)]
+    if x.size < 2:
+        return float("nan")
+    return float(stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
+
+
+def _f(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def summarise(raw: list[dict], metrics=METRICS) -> list[dict]:
+    groups: dict = {}
+    for r in raw:
+        if not r.get("image"):
+            continue
+        k = (r["scheme"], r["channel"], float(r["esn0_db"]), r.get("accounting") or "phy")
+        groups.setdefault(k, []).append(r)
+    out = []
+    for (s, c, e, a), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][3], kv[0][2])):
+        row = {"scheme": s, "channel": c, "esn0_db": e, "accounting": a, "n": len(rs),
+               "seeds": len({r["seed"] for r in rs})}
+        for m in metrics:
+            v = np.array([_f(r.get(m)) for r in rs])
+            row[m] = round(float(np.nanmean(v)), 4) if np.isfinite(v).any() else float("nan")
+            row[m + "_ci95"] = round(_ci95(v), 4)
+        if a == "phy":
+            cbr = np.array([_f(r.get("cbr")) for r in rs])
+            row.update(cbr=round(float(np.nanmean(cbr)), 5), cbr_max=round(float(np.nanmax(cbr)), 5),
+                       cbr_target=_f(rs[0].get("cbr_target")),
+                       budget_met=bool(np.nanmax(cbr) <= _f(rs[0].get("cbr_target")) + 1e-9),
+                       bytes=round(float(np.nanmean([_f(r.get("bytes")) for r in rs])), 1),
+                       failed=sum(str(r.get("failed")) == "True" for r in rs),
+                       mcs=f"{rs[0].get('modulation')} {rs[0].get('code_rate')}")
+        out.append(row)
+    return out
+
+
+def plot(summary: list[dict], path: Path, title: str = "", metrics=METRICS) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chans = sorted({r["channel"] for r in summary})
+    schemes = list(dict.fromkeys(r["scheme"] for r in summary))
+    fig, axes = plt.subplots(len(chans), len(metrics), figsize=(6 * len(metrics), 4.5 * len(chans)), squeeze=False)
+    for ci, ch in enumerate(chans):
+        for k, metric in enumerate(metrics):
+            ax = axes[ci][k]
+            for s in schemes:
+                for acc, ls in (("phy", "-"), ("capacity", "--")):
+                    rs = sorted((r for r in summary if r["scheme"] == s and r["channel"] == ch
+                                 and r["accounting"] == acc), key=lambda r: r["esn0_db"])
+                    if not rs:
+                        continue
+                    x = np.array([r["esn0_db"] for r in rs])
+                    y = np.array([r[metric] for r in rs], float)
+                    e = np.nan_to_num(np.array([r[metric + "_ci95"] for r in rs], float))
+                    lab = LABELS.get(s, s) + (" - GNU Radio PHY" if acc == "phy" else " - capacity-achieving code")
+                    ax.plot(x, y, ls, marker="o" if acc == "phy" else None, color=COLOURS.get(s), label=lab)
+                    if acc == "phy":
+                        ax.fill_between(x, y - e, y + e, color=COLOURS.get(s), alpha=0.12)
+            ax.set_xlabel("Es/N0 (dB)")
+            ax.set_ylabel(metric)
+            ax.set_title(f"{ch.upper()} {title}: {metric} (mean, 95 % CI)", fontsize=10)
+            ax.grid(alpha=0.3)
+        axes[ci][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def grid(cfg: SweepConfig, channel: str, schemes: list[str], path: Path, cell: int = 160) -> bool:
+    """Image grid: one row per (Es/N0, image), columns source | each scheme."""
+    from PIL import Image, ImageDraw
+
+    d = Path(cfg.out) / "recon"
+    names, _, _ = load_images(cfg)
+    rows = []
+    for snr in cfg.grid_snrs:
+        for n in names[: cfg.grid_images]:
+            cells = [d / f"src_{n}.png"] + [d / f"{channel}_{snr:g}dB_{s}_{n}.png" for s in schemes]
+            if all(p.exists() for p in cells):
+                rows.append((f"{n}, {snr:g} dB", [Image.open(p) for p in cells]))
+    if not rows:
+        return False
+    canvas = Image.new("RGB", ((len(schemes) + 1) * cell, len(rows) * (cell + 14) + 16), "white")
+    dr = ImageDraw.Draw(canvas)
+    for j, t in enumerate(["source"] + [LABELS.get(s, s) for s in schemes]):
+        dr.text((j * cell + 4, 2), t, fill="black")
+    for i, (title, ims) in enumerate(rows):
+        y = 16 + i * (cell + 14)
+        dr.text((4, y), title, fill="black")
+        for j, im in enumerate(ims):
+            canvas.paste(im.resize((cell, cell)), (j * cell, y + 12))
+    canvas.save(path)
+    return True
+
+
+def points_for(schemes, channels, snrs, seeds: int, capacity: bool = False) -> list[Point]:
+    pts = []
+    for ch in channels:
+        for s in schemes:
+            for e in snrs:
+                for seed in range(seeds):
+                    pts.append(Point(s, ch, float(e), seed))
+                if capacity and s != "deepjscc" and ch == "awgn":
+                    pts.append(Point(s, ch, float(e), 0, "capacity"))
+    return pts
+
+
+def main_sweep(args) -> int:
+    """``semcom sweep``."""
+    import json
+
+    schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
+    unknown = [s for s in schemes if s not in IMAGE_SCHEMES]
+    if unknown:
+        raise SystemExit(f"semcom sweep: unknown scheme(s) {unknown}; available: {', '.join(IMAGE_SCHEMES)} "
+                         "(ULBSC: benchmarks/ulbsc_curves.py)")
+    channels = [c.strip() for c in args.channels.split(",") if c.strip()]
+    snrs = parse_snrs(args.snr)
+    cfg = SweepConfig(out=args.out, images=args.images, n_images=args.n_images, size=args.size, cbr=args.cbr,
+                      models=args.models or "", grid_snrs=tuple(parse_snrs(args.grid_snrs)) if args.grid_snrs else (),
+                      grid_images=args.grid_images)
+    pts = points_for(schemes, channels, snrs, args.seeds, capacity=args.capacity)
+    raw = run_sweep(pts, cfg, workers=args.workers)
+    summary = summarise(raw)
+    out = Path(args.out)
+    write_rows(out / "sweep_summary.csv", summary)
+    from fractions import Fraction
+
+    plot(summary, out / "sweep.png", f"CBR {Fraction(cfg.cbr).limit_denominator(1000)}")
+    if cfg.grid_snrs:
+        grid(cfg, channels[0], schemes, out / "sweep_grid.png")
+    print(json.dumps([r for r in summary if r["accounting"] == "phy"])[:3000])
+    print(f"wrote {out}/sweep_raw.csv, sweep_summary.csv, sweep.png" + (", sweep_grid.png" if cfg.grid_snrs else ""))
+    return 0

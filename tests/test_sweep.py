@@ -1,0 +1,71 @@
+"""The evaluation harness (gr_semcom/sweep.py, ``semcom sweep``)."""
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gr_semcom import sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_parse_snrs():
+    assert sweep.parse_snrs("-3:15:3") == [-3, 0, 3, 6, 9, 12, 15]
+    assert sweep.parse_snrs("0:1:0.5") == [0, 0.5, 1]
+    assert sweep.parse_snrs("5, 10") == [5, 10]
+    with pytest.raises(ValueError):
+        sweep.parse_snrs("0:10:0")
+
+
+def test_summary_mean_and_interval():
+    from scipy import stats
+
+    rows = [{"scheme": "s", "channel": "awgn", "esn0_db": "3", "seed": str(k % 2), "accounting": "phy",
+             "image": f"i{k}", "psnr": str(20 + k), "ms_ssim": "nan", "cbr": "0.03", "cbr_target": "0.0333",
+             "bytes": "100", "failed": "False", "modulation": "qpsk", "code_rate": "1/2"} for k in range(6)]
+    (s,) = sweep.summarise(rows)
+    x = np.arange(20, 26, dtype=float)
+    assert s["psnr"] == pytest.approx(x.mean())
+    assert s["psnr_ci95"] == pytest.approx(stats.t.ppf(0.975, 5) * x.std(ddof=1) / np.sqrt(6), abs=1e-4)
+    assert s["n"] == 6 and s["seeds"] == 2 and s["budget_met"] is True
+    assert np.isnan(s["ms_ssim"])
+
+
+@pytest.mark.skipif(not (ROOT / "models" / "image_deepjscc" / "model.safetensors").exists(),
+                    reason="image DeepJSCC weights not shipped")
+def test_sweep_cli_resumable_and_bad_images(tmp_path):
+    pytest.importorskip("gnuradio.gr")
+    from PIL import Image
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (16, 16, 3)).astype(np.uint8)
+    Image.fromarray(small).resize((192, 192), Image.BICUBIC).save(d / "a.png")
+    (d / "b.jpg").write_bytes(b"\xff\xd8\xff truncated")
+    exe = ROOT / ".venv" / "bin" / "semcom"
+    cmd = ([str(exe)] if exe.exists() else [sys.executable, "-m", "gr_semcom.cli"]) + [
+        "sweep", "--schemes", "jpeg2000-ldpc,deepjscc", "--snr", "6:9:3", "--images", str(d), "--workers", "2",
+        "--capacity", "--grid-snrs", "9", "--out", str(tmp_path / "out")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    raw = list(csv.DictReader(open(tmp_path / "out" / "sweep_raw.csv")))
+    ok = [x for x in raw if x["image"] == "a" and x["accounting"] == "phy"]
+    assert len(ok) == 4 and all(float(x["cbr"]) <= 1 / 30 for x in ok)
+    assert all(float(x["psnr"]) > 15 for x in ok)
+    bad = [x for x in raw if x["image"] == "b"]
+    assert bad and all(x["failed"] == "True" and x["reason"] for x in bad)
+    assert any(x["accounting"] == "capacity" for x in raw)
+    summary = list(csv.DictReader(open(tmp_path / "out" / "sweep_summary.csv")))
+    assert {x["scheme"] for x in summary} == {"jpeg2000-ldpc", "deepjscc"}
+    assert (tmp_path / "out" / "sweep.png").stat().st_size > 10000
+    assert (tmp_path / "out" / "sweep_grid.png").is_file()
+    # resumable: a second run adds nothing
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0
+    assert len(list(csv.DictReader(open(tmp_path / "out" / "sweep_raw.csv")))) == len(raw)
