@@ -204,7 +204,7 @@ def test_training_step_lowers_the_loss():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
     assert set(out["bits"]) == {"bases", "indices", "compensation", "hyper", "residual"}
     # straight-through copy: the Seb generator gets gradients from the distortion

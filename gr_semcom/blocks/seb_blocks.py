@@ -24,7 +24,7 @@ import numpy as np
 
 from .pdu_util import make_pdu, pdu_parts
 from .phy_blocks import IN as _IN, OUT as _OUT, STATUS as _STATUS, _status
-from .ulbsc_blocks import _worker_block
+from .ulbsc_blocks import _worker_block, image_from_pdu
 
 PT_SET, PT_IMAGE = 0x53, 0x54
 
@@ -66,36 +66,22 @@ class seb_encoder(_worker_block):
     def handle(self, msg):
         self.enqueue((msg,))
 
-    def _run(self):
-        import queue
-
-        while not self._stop.is_set():
+    def idle(self):
+        if self._pending and (len(self._pending) >= self.set_size
+                              or time.monotonic() - self._first > self.flush_timeout):
+            batch, self._pending = self._pending, []
             try:
-                item = self._q.get(timeout=0.1)
-                self.work_item(*item)
-            except queue.Empty:
-                pass
-            except Exception as exc:  # report, keep the flowgraph alive
-                self.message_port_pub(_STATUS, _status(event="error", block=self.name(),
-                                                       error=f"{type(exc).__name__}: {exc}"))
-            if self._pending and (len(self._pending) >= self.set_size
-                                  or time.monotonic() - self._first > self.flush_timeout):
-                batch, self._pending = self._pending, []
-                try:
-                    self.encode_set(batch)
-                except Exception as exc:
-                    self.message_port_pub(_STATUS, _status(event="encode_error", error=f"{type(exc).__name__}: {exc}",
-                                                           images=[n for n, _ in batch]))
+                self.encode_set(batch)
+            except Exception as exc:
+                self.message_port_pub(_STATUS, _status(event="encode_error", error=f"{type(exc).__name__}: {exc}",
+                                                       images=[n for n, _ in batch]))
 
     def work_item(self, msg):
-        from ..semantic.images import ImageError, load_image
+        from ..semantic.images import ImageError
 
         meta: dict = {}
         try:
-            meta, data = pdu_parts(msg)
-            if data.dtype != np.uint8:
-                raise ValueError("image PDUs carry the file's bytes (u8)")
-            img = load_image(data.tobytes())
+            meta, img = image_from_pdu(msg)
             if min(img.shape[:2]) < 64:
                 raise ValueError(f"{img.shape[1]}x{img.shape[0]} is below the 64x64 the Seb codec needs")
         except (ImageError, ValueError) as exc:

@@ -104,8 +104,20 @@ class image_source(_threaded_block):
                 return
 
 
+def image_from_pdu(msg) -> tuple[dict, np.ndarray]:
+    """(metadata, HxWx3 uint8 image) of an image PDU (the file's bytes, as
+    ``image_source`` sends them); ValueError / ImageError for anything else."""
+    from ..semantic.images import load_image
+
+    meta, data = pdu_parts(msg)
+    if data.dtype != np.uint8:
+        raise ValueError("image PDUs carry the file's bytes (u8)")
+    return meta, load_image(data.tobytes())
+
+
 class _worker_block(_threaded_block):
-    """Queue + worker thread: ``work_item(*item)`` runs off the scheduler."""
+    """Queue + worker thread: ``work_item(*item)`` runs off the scheduler;
+    ``idle()`` after every item and every 0.1 s without one."""
 
     def __init__(self, name: str, max_pending: int = 16):
         _threaded_block.__init__(self, name)
@@ -122,13 +134,18 @@ class _worker_block(_threaded_block):
             try:
                 item = self._q.get(timeout=0.1)
             except queue.Empty:
-                continue
+                item = None
             try:
-                self.work_item(*item)
+                if item is not None:
+                    self.work_item(*item)
+                self.idle()
             except Exception as exc:  # report, keep the flowgraph alive
                 log.error("%s: %s", self.name(), exc)
                 self.message_port_pub(_STATUS, _status(event="error", block=self.name(),
                                                        error=f"{type(exc).__name__}: {exc}"))
+
+    def idle(self):
+        pass
 
 
 def make_codec(vq: str = "", deepsc: str = "", caption_mode: str = "digital", saliency: str = "auto",
@@ -163,14 +180,11 @@ class ulbsc_encoder(_worker_block):
 
     def work_item(self, msg):
         from ..semantic.captioner import make_captioner
-        from ..semantic.images import ImageError, load_image
+        from ..semantic.images import ImageError
 
         meta: dict = {}
         try:
-            meta, data = pdu_parts(msg)
-            if data.dtype != np.uint8:
-                raise ValueError("image PDUs carry the file's bytes (u8)")
-            img = load_image(data.tobytes())
+            meta, img = image_from_pdu(msg)
             cap = meta.get("caption")
             if cap is None and self.codec.captioner is None:
                 self.codec.captioner = make_captioner(self.captioner_kind, meta.get("path"), None, self.blip_model)

@@ -197,6 +197,8 @@ def _write_card(outp: Path, c: dict) -> None:
         + (f" Initialised from `{c['init']['from']}` "
                                                    f"(not from it: {', '.join(c['init']['not_initialised']) or 'none'})."
                                                    if c["init"] else ""),
+        "The whole chain (stage 1 into out/seb_stage1/, then the shipped stage 2), in order: "
+        "`scripts/train_seb.sh`.",
         "",
         "## Measured on the test crops (rounded latents, rates from the entropy models' likelihoods;",
         "real bit streams and the GNU Radio link: benchmarks/seb_curves.py)",
