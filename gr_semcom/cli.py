@@ -412,7 +412,7 @@ def main(argv=None) -> int:
     tr.add_argument("--seed", type=int, default=0)
     tr.set_defaults(func=cmd_train)
     sw = sub.add_parser("sweep", help="schemes x channels x Es/N0 x seeds through the GNU Radio chain: tidy CSV, "
-                                      "summary with 95 % intervals, plots, image grid (resumable)")
+                                      "summary with 95 %% intervals, plots, image grid (resumable)")
     sw.add_argument("--schemes", default="seb,hyperprior,jpeg2000-ldpc,deepjscc")
     sw.add_argument("--channels", default="awgn", help="comma-separated: awgn, rayleigh, rician, ...")
     sw.add_argument("--snr", default="-3:15:3", help="Es/N0 dB: start:stop:step (stop included) or a,b,c")
@@ -460,6 +460,9 @@ def main(argv=None) -> int:
     d.add_argument("--to", default=None, help="local directory (default: the HF cache)")
     d.add_argument("--allow", action="append", help="glob of files to fetch (repeatable)")
     d.set_defaults(func=cmd_models_download)
+    from .cli_ota import add_parsers as add_ota_parsers
+
+    add_ota_parsers(sub, parse_fraction)
     args = ap.parse_args(argv)
     if getattr(args, "cmd", None) == "serve" and not args.endpoint:
         args.endpoint = ["tcp://*:5555"]

@@ -4,6 +4,10 @@ GUI and headless versions of a link can never drift apart.
 * ``loopback_rayleigh_headless.grc``: the AWGN loopback with a
   ``channels.fading_model`` (flat Rayleigh, fD*T per symbol) before the
   ``channel_model``;
+* ``sigmf_replay_headless.grc``: the Seb receiver fed by a shipped SigMF
+  recording instead of TX + channel;
+* ``ota_{usrp,hackrf}_{tx,rx,rx_gui}.grc``: the Seb link split at the radio
+  (SDR Sink / SDR Source blocks), for two real radios;
 * ``<name>_gui.grc`` for every ``<name>_headless.grc``: Qt GUI, adding a
   spectrum (QT GUI Frequency Sink on the channel output) and a constellation
   of the receiver's equalised data symbols (``symbols`` PDUs -> PDU to
@@ -91,18 +95,135 @@ def gui(doc):
                           "autoscale": "False", "ymin": "-1.5", "ymax": "1.5", "xmin": "-1.5", "xmax": "1.5",
                           "nconnections": "1", "update_time": "0.10", "gui_hint": "", "affinity": "", "alias": "",
                           "comment": ""}, (1200, 320)))
+    for b in blocks:
+        if b["id"] == "gr_semcom_sigmf_source":  # a GUI plays the recording at its own rate
+            b["parameters"]["throttle"] = "True"
     d["blocks"] = blocks
-    d["connections"] += [["channel", "0", "spectrum", "0"], ["rx", "symbols", "sym_stream", "pdus"],
+    feed = next(c[0] for c in d["connections"] if c[2] == "rx" and c[3] == "0")
+    d["connections"] += [[feed, "0", "spectrum", "0"], ["rx", "symbols", "sym_stream", "pdus"],
                          ["sym_stream", "0", "constellation", "0"]]
+    if any(b["name"] == "dec" and b["id"] == "gr_semcom_seb_decoder" for b in blocks):
+        blocks.append(_block("image", "gr_semcom_image_display", {"label": '"Received image"', "size": "256",
+                                                                  "gui_hint": "", "alias": "", "comment": "",
+                                                                  "affinity": ""}, (1400, 320)))
+        d["connections"] += [["dec", "out", "image", "in"], ["rx", "status", "image", "status"]]
+    return d
+
+
+def replay(doc):
+    """seb_awgn_headless with the TX side and channel replaced by a SigMF
+    recording (the shipped HackRF-like one): how OTA captures are tested."""
+    d = copy.deepcopy(doc)
+    o = d["options"]["parameters"]
+    o["id"] = "sigmf_replay_headless"
+    o["title"] = "gr_semcom SigMF replay into the Seb receiver (headless)"
+    o["description"] = ("SigMF File Source (hardware/recordings/seb_qpsk_hackrf: the project's TX through "
+                        "HackRF-like impairments) -> Semantic PHY RX (DC blocker) -> Seb Decoder -> PNG File Sink "
+                        "+ message_debug (store)")
+    drop = {"snr_db", "cfo", "images", "src", "enc", "tx", "channel"}
+    d["blocks"] = [b for b in d["blocks"] if b["name"] not in drop]
+    d["blocks"].insert(0, _block("recording", "parameter", {"comment": "", "hide": "none", "label": "SigMF recording",
+                                                            "short_id": "", "type": "str",
+                                                            "value": "hardware/recordings/seb_qpsk_hackrf.sigmf-meta"},
+                                 (200, 8)))
+    for b in d["blocks"]:
+        if b["name"] == "rx":
+            b["parameters"]["dc_block"] = "256"
+        if b["name"] == "out_dir":
+            b["parameters"]["value"] = "out/sigmf_replay"
+    d["blocks"].append(_block("src", "gr_semcom_sigmf_source", {"path": "recording", "repeat": "True",
+                                                                "throttle": "False", "affinity": "", "alias": "",
+                                                                "comment": "", "maxoutbuf": "0", "minoutbuf": "0"},
+                              (400, 120)))
+    d["connections"] = [c for c in d["connections"] if c[0] not in drop and c[2] not in drop]
+    d["connections"].append(["src", "0", "rx", "0"])
+    return d
+
+
+RADIOS = {  # driver, default device args, TX gain, RX gain (hardware/README.md)
+    "usrp": ("'uhd'", "type=b200", "60", "40"),
+    "hackrf": ("'soapy'", "driver=hackrf", "20", "32"),
+}
+
+
+def _param(name, label, typ, value, xy):
+    return _block(name, "parameter", {"comment": "", "hide": "none", "label": label, "short_id": "", "type": typ,
+                                      "value": value}, xy)
+
+
+def ota(doc, radio, direction, gui_variant=False):
+    """Seb over a real radio: TX (images -> encoder -> PHY TX -> SDR sink,
+    TX baseband also recorded as SigMF) or RX (SDR source -> PHY RX -> decoder
+    -> PNG files; a disabled SigMF sink records the capture when enabled)."""
+    d = copy.deepcopy(doc)
+    driver, dev, gtx, grx = RADIOS[radio]
+    o = d["options"]["parameters"]
+    o["id"] = f"ota_{radio}_{direction}" + ("_gui" if gui_variant else "")
+    name = {"usrp": "USRP (gr-uhd)", "hackrf": "HackRF (gr-soapy)"}[radio]
+    o["title"] = f"gr_semcom Seb {direction.upper()} over a {name}" + (" (Qt GUI)" if gui_variant else "")
+    keep_tx = {"images", "sps", "src", "enc", "tx"}
+    keep_rx = {"out_dir", "sps", "rx", "dec", "sink", "pdus_out", "frame_status"}
+    keep = keep_tx if direction == "tx" else keep_rx
+    d["blocks"] = [b for b in d["blocks"] if b["name"] in keep]
+    d["connections"] = [c for c in d["connections"] if c[0] in keep and c[2] in keep]
+    d["blocks"] += [_param("dev_args", "Device args", "str", dev, (860, 8)),
+                    _param("freq", "Centre frequency (Hz)", "eng_float", "915e6", (980, 8)),
+                    _param("samp_rate", "Sample rate (S/s)", "eng_float", "1e6", (1100, 8)),
+                    _param("gain", "Gain (dB)", "eng_float", gtx if direction == "tx" else grx, (1220, 8))]
+    radio_params = {"driver": driver, "args": "dev_args", "freq": "freq", "rate": "samp_rate", "gain": "gain",
+                    "antenna": "''", "amp": "False", "ppm": "0", "bandwidth": "0", "affinity": "", "alias": "",
+                    "comment": "", "maxoutbuf": "0", "minoutbuf": "0"}
+    if direction == "tx":
+        o["description"] = (f"Images -> Seb Encoder (CBR 1/30) -> Semantic PHY TX -> SDR Sink ({name}); "
+                            "the TX baseband is also written as SigMF (out/ota_tx). Set-up: hardware/README.md")
+        for b in d["blocks"]:
+            if b["name"] == "src":
+                b["parameters"].update(interval="2.0", repeat="True")
+        d["blocks"].append(_block("radio", "gr_semcom_radio_sink", radio_params, (620, 120)))
+        d["blocks"].append(_block("record", "gr_semcom_sigmf_sink",
+                                  {"path": "'out/ota_tx'", "rate": "samp_rate", "freq": "freq",
+                                   "description": "'gr_semcom Seb TX baseband'", "hw": f"'{radio}'",
+                                   "extra_json": "''", "affinity": "", "alias": "", "comment": ""}, (620, 220)))
+        d["connections"] += [["tx", "0", "radio", "0"], ["tx", "0", "record", "0"]]
+    else:
+        o["description"] = (f"SDR Source ({name}) -> Semantic PHY RX (DC blocker) -> Seb Decoder -> PNG File Sink; "
+                            "enable the SigMF sink to record the capture. Set-up: hardware/README.md")
+        for b in d["blocks"]:
+            if b["name"] == "rx":
+                b["parameters"]["dc_block"] = "256"
+            if b["name"] == "out_dir":
+                b["parameters"]["value"] = "out/ota_rx"
+        d["blocks"].append(_block("radio", "gr_semcom_radio_source", radio_params, (600, 120)))
+        rec = _block("record", "gr_semcom_sigmf_sink",
+                     {"path": "'out/ota_rx_capture'", "rate": "samp_rate", "freq": "freq",
+                      "description": "'gr_semcom Seb RX capture'", "hw": f"'{radio}'",
+                      "extra_json": "'{\"scheme\": \"seb\"}'", "affinity": "", "alias": "", "comment": ""},
+                     (600, 220))
+        rec["states"]["state"] = "disabled"
+        d["blocks"].append(rec)
+        d["connections"] += [["radio", "0", "rx", "0"], ["radio", "0", "record", "0"]]
+        if gui_variant:
+            g = gui(d)
+            g["options"]["parameters"]["id"] = o["id"]
+            g["options"]["parameters"]["title"] = o["title"]
+            g["blocks"] = [b for b in g["blocks"] if not (b["id"] == "variable" and b["name"] == "samp_rate")]
+            return g
     return d
 
 
 def main():
     heads = sorted(p.name for p in FG.glob("*_headless.grc") if "rayleigh" not in p.name)
     save(rayleigh(load("loopback_awgn_headless.grc")), "loopback_rayleigh_headless.grc")
-    for name in heads + ["loopback_rayleigh_headless.grc"]:
+    save(replay(load("seb_awgn_headless.grc")), "sigmf_replay_headless.grc")
+    for name in heads + ["loopback_rayleigh_headless.grc", "sigmf_replay_headless.grc"]:
         save(gui(load(name)), name.replace("_headless", "_gui"))
         print("wrote", name.replace("_headless", "_gui"))
+    seb = load("seb_awgn_headless.grc")
+    for radio in RADIOS:
+        save(ota(seb, radio, "tx"), f"ota_{radio}_tx.grc")
+        save(ota(seb, radio, "rx"), f"ota_{radio}_rx.grc")
+        save(ota(seb, radio, "rx", gui_variant=True), f"ota_{radio}_rx_gui.grc")
+        print("wrote", f"ota_{radio}_{{tx,rx,rx_gui}}.grc")
 
 
 if __name__ == "__main__":

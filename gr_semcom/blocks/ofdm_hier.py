@@ -40,7 +40,7 @@ from gnuradio import blocks, digital, fft, gr, pdu
 from ..phy.ofdm import OfdmBurstDemodulator, OfdmSpec, sync_waveform
 from .pdu_util import make_pdu, pdu_parts
 from .phy_hier import preamble_detector, wire_decoder, wire_encoder
-from .phy_blocks import burst_capture, burst_demod_base, last_of_pdu, sanitize_cc
+from .phy_blocks import Backlog, burst_capture, burst_demod_base, last_of_pdu, sanitize_cc
 
 log = logging.getLogger(__name__)
 IN, OUT = pmt.intern("in"), pmt.intern("out")
@@ -181,6 +181,7 @@ class ofdm_phy_rx(gr.hier_block2):
         lead = 2 * spec.fft_len + spec.cp_len - 1 + margin
         self.demod = ofdm_burst_demod(spec, search=2 * margin)
         self.capture = burst_capture(self.demod.dem.samples_needed + 8, lead=lead, min_gap=margin)
+        self.backlog = self.capture.backlog = self.demod.backlog = Backlog(8)
         self.sanitize = sanitize_cc()
         self.connect(self, self.sanitize, self.corr, self.capture)
         self.msg_connect(self.capture, "pdus", self.demod, "in")

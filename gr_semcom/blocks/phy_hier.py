@@ -23,7 +23,7 @@ from gnuradio import blocks, digital, fec, filter, gr, pdu
 
 from ..phy.fec import make_decoder, make_encoder
 from ..phy.frame import FrameSpec
-from .phy_blocks import burst_capture, burst_demod, burst_mapper, frame_decoder, frame_encoder, sanitize_cc
+from .phy_blocks import Backlog, burst_capture, burst_demod, burst_mapper, frame_decoder, frame_encoder, sanitize_cc
 
 #: samples kept before each 'corr_start' tag; the demodulator searches the
 #: preamble over twice that span, which covers corr_est_cc's tag jitter
@@ -91,17 +91,29 @@ def wire_burst_output(hier, spec: FrameSpec, mapper) -> None:
     hier.connect(hier.to_stream, hier.shaper, hier)
 
 
-def wire_burst_input(hier, spec: FrameSpec, threshold: float, genie_csi: bool = False) -> None:
-    """The hier's stream input -> sanitize_cc -> matched RRC -> preamble
-    detector -> burst capture -> burst_demod (single-carrier RX front end,
-    coded and analog); sets ``hier.sanitize/mf/corr/demod/capture/burst``."""
+def wire_burst_input(hier, spec: FrameSpec, threshold: float, genie_csi: bool = False,
+                     dc_block: int = 0) -> None:
+    """The hier's stream input -> sanitize_cc -> [dc_blocker_cc] -> matched
+    RRC -> preamble detector -> burst capture -> burst_demod (single-carrier
+    RX front end, coded and analog); sets
+    ``hier.sanitize/mf/corr/demod/capture/burst``. ``dc_block`` > 0 inserts
+    GNU Radio's DC blocker (moving averages of that length, C++): an SDR's
+    LO leakage (HackRF) is a constant offset the pilots would otherwise read
+    as channel; 0 leaves it out (simulated channels, genie CSI)."""
     hier.sanitize = sanitize_cc()
     hier.mf = filter.fir_filter_ccf(1, spec.rrc.tolist())
     hier.corr = preamble_detector(sync_waveform(spec), spec.sps, rho2=threshold)
     hier.demod = burst_demod(spec, search=2 * _TAG_LEAD * spec.sps, genie_csi=genie_csi)
     hier.capture = hier.demod.dem.samples_needed + 8
     hier.burst = burst_capture(hier.capture, lead=_TAG_LEAD * spec.sps, min_gap=_TAG_LEAD * spec.sps)
-    hier.connect(hier, hier.sanitize, hier.mf, hier.corr, hier.burst)
+    hier.backlog = hier.burst.backlog = hier.demod.backlog = Backlog(8)
+    front = [hier, hier.sanitize]
+    if dc_block:
+        if genie_csi:
+            raise ValueError("dc_block and genie_csi together would misalign the CSI stream")
+        hier.dc = filter.dc_blocker_cc(int(dc_block), True)
+        front.append(hier.dc)
+    hier.connect(*front, hier.mf, hier.corr, hier.burst)
     hier.msg_connect(hier.burst, "pdus", hier.demod, "in")
 
 
@@ -160,15 +172,17 @@ class phy_tx(gr.hier_block2):
 
 class phy_rx(gr.hier_block2):
     """``threshold``: normalised correlation rho^2 of the 32-symbol sync word
-    (see :class:`preamble_detector`)."""
+    (see :class:`preamble_detector`); ``dc_block``: DC blocker length in
+    samples, 0 = none (see :func:`wire_burst_input`)."""
 
     def __init__(self, spec: FrameSpec | None = None, threshold: float = 0.3,
-                 timeout: float = 2.0, genie_csi: bool = False, ldpc_iterations: int = 50, **kw):
+                 timeout: float = 2.0, genie_csi: bool = False, ldpc_iterations: int = 50, dc_block: int = 0,
+                 **kw):
         nin = 2 if genie_csi else 1
         gr.hier_block2.__init__(self, "semcom_phy_rx", gr.io_signature(nin, nin, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
         self.spec = spec = spec or spec_from_kwargs(**kw)
-        wire_burst_input(self, spec, threshold, genie_csi)
+        wire_burst_input(self, spec, threshold, genie_csi, dc_block)
         wire_decoder(self, spec, self.demod, timeout, ldpc_iterations)
         self.msg_connect(self.sanitize, "status", self, "status")
         if genie_csi:

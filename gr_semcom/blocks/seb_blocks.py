@@ -93,30 +93,36 @@ class seb_encoder(_worker_block):
         self._pending.append((str(meta.get("name", "")), img))
 
     def encode_set(self, batch):
-        from ..image_link import plan_seb
-
         names, images = [n for n, _ in batch], [im for _, im in batch]
-        sid = self.sets_sent & 0xFF
-        t = time.perf_counter()
-        plan = plan_seb(self.codec, images, self.spec, self.cbr, seed=self.sets_sent, set_id=sid,
-                        search_codewords=False)
-        if plan is None:
-            raise ValueError(f"CBR {self.cbr:g} does not carry even the set packet")
-        seconds = time.perf_counter() - t
-        sset = plan["set"]
-        if sset.packet:
-            self.message_port_pub(_OUT, make_pdu({"kind": "set", "set_id": sid, "payload_type": PT_SET,
-                                                  "images": len(images), "bases": sset.k,
-                                                  "model": self.codec.names[plan["model_id"]]}, sset.packet))
-        for i, name in enumerate(names):
-            pkt = plan["packets"][i]
-            self.message_port_pub(_OUT, make_pdu({"kind": "image", "set_id": sid, "name": name,
-                                                  "payload_type": PT_IMAGE, "gain": plan["gains"][i],
-                                                  "bytes": len(pkt), "budget_bytes": plan["max_bytes"][i],
-                                                  "model": self.codec.names[plan["model_id"]],
-                                                  "encode_seconds": seconds / len(images)}, pkt))
-            self.images_sent += 1
+        for meta, pkt in seb_set_pdus(self.codec, names, images, self.spec, self.cbr, self.sets_sent & 0xFF,
+                                      seed=self.sets_sent):
+            self.message_port_pub(_OUT, make_pdu(meta, pkt))
+            self.images_sent += meta["kind"] == "image"
         self.sets_sent += 1
+
+
+def seb_set_pdus(codec, names, images, spec, cbr: float, set_id: int = 0, seed: int = 0) -> list:
+    """(metadata, packet) pairs for one image set at the CBR budget of
+    ``spec``: the set packet (if the codec sends bases) then one packet per
+    image, as ``seb_encoder`` sends them (also used to make recordings)."""
+    from ..image_link import plan_seb
+
+    t = time.perf_counter()
+    plan = plan_seb(codec, images, spec, cbr, seed=seed, set_id=set_id, search_codewords=False)
+    if plan is None:
+        raise ValueError(f"CBR {cbr:g} does not carry even the set packet")
+    seconds = time.perf_counter() - t
+    sset, out = plan["set"], []
+    model = codec.names[plan["model_id"]]
+    if sset.packet:
+        out.append(({"kind": "set", "set_id": set_id, "payload_type": PT_SET, "images": len(images),
+                     "bases": sset.k, "model": model}, sset.packet))
+    for i, name in enumerate(names):
+        pkt = plan["packets"][i]
+        out.append(({"kind": "image", "set_id": set_id, "name": name, "payload_type": PT_IMAGE,
+                     "gain": plan["gains"][i], "bytes": len(pkt), "budget_bytes": plan["max_bytes"][i],
+                     "model": model, "encode_seconds": seconds / len(images)}, pkt))
+    return out
 
 
 class seb_decoder(_worker_block):

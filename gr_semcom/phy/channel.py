@@ -48,6 +48,10 @@ class ChannelSpec:
     dc_offset: complex = 0j
     iq_imbalance_db: float = 0.0
     iq_phase_deg: float = 0.0
+    #: static multipath as channel_model taps at the sample rate (normalised
+    #: to unit energy), combined with the fractional timing offset; unlike
+    #: ``multipath`` (Rayleigh taps) it does not fade
+    static_taps: list | None = None
 
     def __post_init__(self):
         if self.model not in CHANNELS:
@@ -70,6 +74,17 @@ def fractional_delay_taps(delay: float, half: int = 16) -> list:
     h = np.sinc(n - delay) * np.kaiser(n.size, 8.0)
     h /= h.sum()
     return [complex(v) for v in h]
+
+
+def channel_taps(spec: ChannelSpec) -> list:
+    """channel_model taps: the fractional delay, convolved with the
+    unit-energy static multipath taps if any."""
+    taps = fractional_delay_taps(spec.timing_offset)
+    if spec.static_taps:
+        st = np.asarray(spec.static_taps, np.complex128)
+        st = st / np.sqrt(np.sum(np.abs(st) ** 2))
+        taps = [complex(v) for v in np.convolve(np.asarray(taps, np.complex128), st)]
+    return taps
 
 
 def make_channel(spec: ChannelSpec, sps: int, csi_output: bool = False):
@@ -105,7 +120,7 @@ def make_channel(spec: ChannelSpec, sps: int, csi_output: bool = False):
                 noise_voltage=esn0_to_noise_voltage(spec.esn0_db),
                 frequency_offset=spec.cfo / sps,
                 epsilon=1.0 + spec.sro_ppm * 1e-6,
-                taps=fractional_delay_taps(spec.timing_offset),
+                taps=channel_taps(spec),
                 noise_seed=spec.seed,
                 block_tags=False)
             chain.append(self.model)
