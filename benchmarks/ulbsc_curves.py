@@ -34,6 +34,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def _similarity(caps) -> float | str:
+    """Mean MiniLM cosine similarity of received vs sent captions ('' if none
+    or the model is not installed)."""
+    from gr_semcom.semantic.text_similarity import MissingSentenceModel, sentence_similarity
+
+    if not caps:
+        return ""
+    try:
+        return float(np.mean(sentence_similarity([h for h, _ in caps], [c for _, c in caps])))
+    except MissingSentenceModel:
+        return ""
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="benchmarks/results")
@@ -92,7 +105,8 @@ def main(argv=None):
                                 "fmeasure": float(np.mean([r["fmeasure"] for r in sel])),
                                 "fmeasure_t05": float(np.mean([r["fmeasure_t05"] for r in sel])),
                                 "erasures": int(sum(bool(r["erased"]) for r in sel)),
-                                "caption_bleu": bleu([h for h, _ in caps], [c for _, c in caps]) if caps else ""})
+                                "caption_bleu": bleu([h for h, _ in caps], [c for _, c in caps]) if caps else "",
+                                "caption_similarity": _similarity(caps)})
     with open(out / "ulbsc_curves.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(summary[0]))
         w.writeheader()

@@ -57,10 +57,24 @@ def send_ulbsc(codec: UlbscCodec, payload: UlbscPayload, spec, chan: ChannelSpec
     m = saliency_metrics(recon.saliency, payload.saliency)
     m["caption_bleu"] = bleu([recon.caption], [payload.caption]) if payload.caption else float("nan")
     m["caption_exact"] = recon.caption.strip().lower() == payload.caption.strip().lower()
+    m["caption_similarity"] = _caption_similarity(recon.caption, payload.caption)
     out = UlbscResult(payload, recon, link, analog, m, timings={"link_s": t_link, "decode_s": t_dec})
     if generator:
         out.generated, out.generator_error = generate_image(generator, recon, generator_timeout, steps, seed)
     return out
+
+
+def _caption_similarity(hyp: str, ref: str) -> float:
+    """MiniLM cosine similarity (semantic/text_similarity.py) if the model
+    is installed, else NaN: the other metrics still get reported."""
+    from .semantic.text_similarity import MissingSentenceModel, sentence_similarity
+
+    if not ref:
+        return float("nan")
+    try:
+        return float(sentence_similarity([hyp], [ref])[0])
+    except MissingSentenceModel:
+        return float("nan")
 
 
 def generate_image(endpoint: str, recon: UlbscReconstruction, timeout: float, steps: int = 20,
