@@ -86,7 +86,7 @@ def cbr_split(out: Path, n_images: int, esn0_db: float = 5.0) -> list[dict]:
             row[k.replace("bytes_", "cbr_phy_")] = 8 * v / phy_bits_per_use / src
         row["bpp"] = 8 * sum(parts.values()) / (src / 3)
         rows.append(row)
-    return rows
+    return sorted(rows, key=lambda r: float(r["lambda"]))
 
 
 def plot_split(rows: list[dict], path: Path) -> None:
@@ -95,6 +95,7 @@ def plot_split(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = sorted(rows, key=lambda r: float(r["lambda"]))
     parts = ["bases", "indices", "header", "compensation", "hyper", "residual"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
     fig.suptitle("Seb: CBR of each part of the stream per trained lambda (gain 1, test photos)")
