@@ -52,6 +52,10 @@ def _specs(args):
 def cmd_transmit(args) -> int:
     if args.scheme == "ulbsc":
         return cmd_transmit_ulbsc(args)
+    if args.scheme == "multisc":
+        from .cli_multisc import cmd_transmit_multisc
+
+        return cmd_transmit_multisc(args)
     if args.scheme in IMAGE_SCHEMES:
         return cmd_transmit_images(args)
     from .sim import run_link
@@ -361,8 +365,9 @@ def main(argv=None) -> int:
     t.add_argument("--random-bytes", type=int, default=4096)
     t.add_argument("--out", default="out/transmit")
     t.add_argument("--timeout", type=float, default=120.0)
-    t.add_argument("--scheme", default="file", choices=("file", "ulbsc") + IMAGE_SCHEMES,
+    t.add_argument("--scheme", default="file", choices=("file", "ulbsc", "multisc") + IMAGE_SCHEMES,
                    help="file: send the bytes; ulbsc: INPUT is an image sent as caption + saliency codebook indices; "
+                        "multisc: main-object slice + one caption per fused region; "
                         "seb, hyperprior, jpeg2000, deepjscc: INPUT is an image or a directory of images sent "
                         "at the --cbr budget")
     im = t.add_argument_group("image codecs at a CBR budget (--scheme seb|hyperprior|jpeg2000|deepjscc); "
@@ -384,9 +389,14 @@ def main(argv=None) -> int:
     u.add_argument("--saliency", default="auto", choices=("auto", "u2netp", "spectral"))
     u.add_argument("--vq", default=str(_models() / "ulbsc_saliency_vq" / "model.safetensors"))
     u.add_argument("--deepsc", default=str(_models() / "deepsc_text" / "model.safetensors"))
-    u.add_argument("--generator", default=None, help="ZeroMQ endpoint of `semcom serve --pipeline controlnet`")
+    u.add_argument("--generator", default=None,
+                   help="ZeroMQ endpoint of `semcom serve --pipeline controlnet` (ulbsc) or `--pipeline ip_adapter` "
+                        "(multisc); multisc also takes 'tiny' (in-process tiny random pipeline, tests)")
     u.add_argument("--generator-timeout", type=float, default=60.0)
     u.add_argument("--steps", type=int, default=20)
+    from .cli_multisc import add_args as add_multisc_args
+
+    add_multisc_args(t)
     _add_phy_args(t)
     t.set_defaults(func=cmd_transmit)
     tr = sub.add_parser("train", help="train a model the project ships (writes safetensors + model card)")

@@ -1,0 +1,228 @@
+"""Multi-SC over the GNU Radio chain (``semcom transmit --scheme multisc``,
+``semcom sweep --schemes multisc,...``, the blocks' tests):
+
+* the main-object slice PDU crosses the digital PHY (CRC32 + LDPC + QAM, the
+  modulation and rate per Es/N0 from phy/mcs.py, as every digital scheme);
+* each region caption crosses its own channel realisation (orthogonal
+  channels, Algorithm 1 step 4): ``uncoded`` (6-bit characters on QPSK in an
+  uncoded burst: bit errors become misspellings), ``digital`` (UTF-8 through
+  CRC + LDPC: a failed frame erases the caption's bytes) or ``deepsc``
+  (DeepSC symbols on an analog burst);
+* the receiver corrects each caption (BART / SymSpell / none), and with a
+  generator (a bridge endpoint or an in-process generator object) makes the
+  image from all captions + the slice (IP-Adapter, lambda = ``ip_scale``).
+
+Metrics per image: caption BLEU / character error rate / MiniLM similarity
+before and after correction, slice PSNR, and on the images the receiver has
+(the slice on grey "before generation", the generated image "after") PSNR,
+MS-SSIM, LPIPS, DISTS and CLIP cosine similarity to the source (CLIP where
+its weights are present, else NaN).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .phy.channel import ChannelSpec
+from .semantic.multisc.codec import TEXT_MODES, MultiScCodec, MultiScPayload, MultiScReconstruction
+
+CAPTION_SEED_STRIDE = 7919  # channel seed offset of caption k: independent realisations
+
+
+@dataclass
+class MultiScResult:
+    payload: MultiScPayload
+    recon: MultiScReconstruction
+    link: dict
+    captions_link: list
+    metrics: dict
+    generated: np.ndarray | None = None
+    generator_error: str | None = None
+    timings: dict = field(default_factory=dict)
+    channel_uses: int = 0
+
+
+def send_caption(text: str, mode: str, spec, chan: ChannelSpec, timeout: float, rx_threshold: float,
+                 deepsc=None) -> tuple[str | None, dict]:
+    """One caption over its channel; (received text or None, link record)."""
+    from .image_link import analog_layout
+    from .phy.mcs import burst_symbols, pdu_channel_uses
+    from .sim import run_analog, run_link
+
+    if mode == "digital":
+        data = text.encode("utf-8") or b" "
+        r = run_link(data, spec, chan, timeout=timeout, payload_type=0x62, rx_threshold=rx_threshold)
+        got = None
+        if r.received is not None:
+            b = bytearray(r.received)
+            for a, e in r.missing:  # erased bytes
+                b[a:e] = b"\x00" * (e - a)
+            got = bytes(b).decode("utf-8", errors="replace").replace("\x00", "")
+        return got, {"mode": mode, "received": r.received is not None, "complete": r.complete,
+                     "frames_ok": r.frames_ok, "frames_sent": r.frames_sent,
+                     "channel_uses": pdu_channel_uses(len(data), spec)}
+    if mode == "uncoded":
+        from .semantic.multisc.textcode import symbols_to_text, text_to_symbols
+
+        sym = text_to_symbols(text)
+        dec = symbols_to_text
+    elif mode == "deepsc":
+        if deepsc is None:
+            raise ValueError("caption mode deepsc needs a DeepSC model")
+        sym = deepsc.text_to_symbols([text])[0]
+
+        def dec(y):
+            return deepsc.symbols_to_text(np.asarray(y)[None])[0]
+    else:
+        raise ValueError(f"caption mode is one of {TEXT_MODES}")
+    aspec, n = analog_layout(sym.size, 10 ** 9)
+    ar = run_analog(sym, chan, spec=aspec, timeout=min(timeout, 10.0), rx_threshold=rx_threshold)
+    got = dec(ar.symbols[: sym.size]) if ar.symbols is not None else None
+    return got, {"mode": mode, "received": ar.symbols is not None, "snr_db": ar.snr_db, "symbols": int(sym.size),
+                 "channel_uses": burst_symbols(aspec)}
+
+
+def send_multisc(codec: MultiScCodec, payload: MultiScPayload, chan: ChannelSpec, text_mode: str = "uncoded",
+                 timeout: float = 60.0, generator=None, generator_timeout: float = 60.0, ip_scale: float = 0.6,
+                 steps: int = 20, seed: int = 0, rx_threshold: float = 0.15, deepsc=None, source=None,
+                 clip=None, gen_size: int = 512) -> MultiScResult:
+    """``generator``: a bridge endpoint (str), an in-process object with
+    ``generate(GenerateRequest)``, or None. ``source``: the source image
+    (for image metrics)."""
+    from .phy.mcs import choose_mcs, pdu_channel_uses
+    from .sim import run_link
+
+    spec = choose_mcs(chan.esn0_db)
+    t = time.monotonic()
+    r = run_link(payload.slice_data, spec, chan, timeout=timeout, payload_type=0x61, rx_threshold=rx_threshold)
+    link = r.summary()
+    uses = pdu_channel_uses(len(payload.slice_data), spec)
+    caps, clinks = [], []
+    for k, c in enumerate(payload.captions):
+        ck = replace(chan, seed=chan.seed + CAPTION_SEED_STRIDE * (k + 1))
+        got, rec = send_caption(c, text_mode, spec, ck, timeout, rx_threshold, deepsc)
+        caps.append(got)
+        clinks.append(rec)
+        uses += rec["channel_uses"]
+    t_link = time.monotonic() - t
+    t = time.monotonic()
+    recon = codec.decode(r.received, r.missing if r.received is not None else (), caps)
+    t_dec = time.monotonic() - t
+    out = MultiScResult(payload, recon, link, clinks, {}, timings={"link_s": t_link, "decode_correct_s": t_dec},
+                        channel_uses=int(uses))
+    if generator is not None:
+        t = time.monotonic()
+        out.generated, out.generator_error = generate(generator, recon, generator_timeout, ip_scale, steps, seed,
+                                                      gen_size)
+        out.timings["generate_s"] = time.monotonic() - t
+    out.metrics = multisc_metrics(out, source, clip)
+    return out
+
+
+def generate(generator, recon: MultiScReconstruction, timeout: float, ip_scale: float = 0.6, steps: int = 20,
+             seed: int = 0, size: int = 512):
+    """All corrected captions + the received slice -> image (eq. 7). Returns
+    (image or None, error or None); a server that is down is an error string."""
+    from .bridge.protocol import GenerateRequest
+
+    req = GenerateRequest(id=seed, captions=[c for c in recon.captions_corrected if c] or [""], seed=seed,
+                          steps=steps, width=size, height=size, image_prompt=recon.slice_image,
+                          ip_adapter_scale=ip_scale, pipeline="ip_adapter")
+    if not isinstance(generator, str):
+        try:
+            return np.asarray(generator.generate(req), np.uint8), None
+        except Exception as exc:  # a generator failure is reported, never fatal
+            return None, f"{type(exc).__name__}: {exc}"
+    from .bridge.client import BridgeError, GeneratorClient
+
+    try:
+        with GeneratorClient(generator, timeout=timeout) as cli:
+            return cli.generate(req).image, None
+    except BridgeError as exc:
+        return None, f"{exc.code}: {exc.detail}"
+
+
+def _text_metrics(hyps: list, refs: list, tag: str) -> dict:
+    from .semantic.metrics import bleu
+    from .semantic.multisc.textcode import char_error_rate
+    from .ulbsc_link import _caption_similarity
+
+    hyps = [h or "" for h in hyps]
+    return {f"caption_bleu_{tag}": bleu(hyps, refs) if refs else float("nan"),
+            f"caption_cer_{tag}": float(np.mean([char_error_rate(h, r) for h, r in zip(hyps, refs)])) if refs
+            else float("nan"),
+            f"caption_similarity_{tag}": float(np.nanmean([_caption_similarity(h, r) for h, r in zip(hyps, refs)]))
+            if refs else float("nan")}
+
+
+def multisc_metrics(res: MultiScResult, source: np.ndarray | None = None, clip=None) -> dict:
+    from .image_link import _quality
+    from .semantic.images import resize
+    from .semantic.metrics import psnr
+
+    p, rc = res.payload, res.recon
+    # the sent captions in the corrector's normal form, so a perfect caption scores 100 either way
+    refs = list(p.captions)
+    m = {"captions": len(refs), "captions_lost": sum(1 for c in rc.captions_received if not c),
+         **_text_metrics(rc.captions_received, refs, "raw"), **_text_metrics(rc.captions_corrected, refs, "corrected"),
+         "slice_psnr": psnr(rc.slice_image, p.slice_image), "slice_erased": rc.slice_erased,
+         "channel_uses": res.channel_uses, "slice_bytes": len(p.slice_data),
+         "caption_chars": sum(len(c) for c in refs)}
+    if source is not None:
+        h, w = source.shape[:2]
+        m["cbr"] = res.channel_uses / (3 * h * w)
+        before = rc.canvas() if rc.shape == (h, w) else resize(rc.canvas(), (w, h))
+        for k, v in _quality(before, source).items():
+            m[f"{k}_before"] = v
+        imgs = [("before", before)]
+        if res.generated is not None:
+            g = res.generated if res.generated.shape[:2] == (h, w) else resize(res.generated, (w, h))
+            for k, v in _quality(g, source).items():
+                m[k] = v
+            imgs.append(("after", g))
+        for tag, im in imgs:
+            key = "clip" if tag == "after" else "clip_before"
+            m[key] = float(clip.image_similarity([im], [source])[0]) if clip is not None else float("nan")
+    return m
+
+
+def write_outputs(res: MultiScResult, out: Path, source: np.ndarray | None = None) -> dict:
+    from PIL import Image, ImageDraw
+
+    out.mkdir(parents=True, exist_ok=True)
+    p, rc = res.payload, res.recon
+    Image.fromarray(p.slice_image).save(out / "slice_sent.png")
+    Image.fromarray(rc.slice_image).save(out / "slice_received.png")
+    Image.fromarray(rc.canvas()).save(out / "before_generation.png")
+    if source is not None:
+        im = Image.fromarray(source)
+        dr = ImageDraw.Draw(im)
+        for b in p.detections:
+            dr.rectangle([b.x0, b.y0, b.x1 - 1, b.y1 - 1], outline=(255, 255, 0), width=1)
+        for k, b in enumerate(p.regions):
+            dr.rectangle([b.x0, b.y0, b.x1 - 1, b.y1 - 1], outline=(255, 0, 0), width=3)
+            dr.text((b.x0 + 4, b.y0 + 4), str(k + 1), fill=(255, 0, 0))
+        sb = p.slice_box
+        dr.rectangle([sb.x0, sb.y0, sb.x1 - 1, sb.y1 - 1], outline=(0, 255, 255), width=2)
+        im.save(out / "regions.png")
+        for k, b in enumerate(p.regions):
+            Image.fromarray(b.crop(source)).save(out / f"region_{k + 1}.png")
+    if res.generated is not None:
+        Image.fromarray(res.generated).save(out / "generated.png")
+    summary = {
+        "captions": [{"region": k + 1, "box": p.regions[k].as_list(), "sent": p.captions[k],
+                      "received": rc.captions_received[k], "corrected": rc.captions_corrected[k],
+                      "link": res.captions_link[k]} for k in range(len(p.captions))],
+        "payload": p.meta(), "received": rc.meta(), "metrics": res.metrics, "slice_link": res.link,
+        "channel_uses": res.channel_uses, "generated": res.generated is not None,
+        "generator_error": res.generator_error, "timings": res.timings,
+    }
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "captions.txt").write_text("".join(
+        f"region {c['region']} {c['box']}\n  sent:      {c['sent']}\n  received:  {c['received']}\n"
+        f"  corrected: {c['corrected']}\n" for c in summary["captions"]))
+    return summary

@@ -1,0 +1,193 @@
+"""Sub-images of Multi-SC (eq. 2) and the feature fusion of Sec. III-B (eq. 9).
+
+Detectors (any object with ``name`` and ``__call__(image) -> list[Box]``):
+
+* :class:`HFObjectDetector` -- transformers ``AutoModelForObjectDetection``
+  (DETR, YOLOS, RT-DETR, ...) through ``from_pretrained`` from a local directory
+  or the HF cache; what the paper uses (a trained object detector).
+* :class:`ProposalDetector` -- the default that runs here without weights:
+  Felzenszwalb graph segmentation (scikit-image) grouped into boxes, the
+  largest first. Class-agnostic region proposals, not object detections: it
+  finds coherent image regions (sky, a building, a face) without naming them.
+
+Splits compared in the paper: feature fusion of detections (:func:`fuse`),
+random split (:func:`random_split`, the "Multi-SC with random split"
+baseline) and a single region (the whole image, "single text").
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_DETECTOR = "hustvl/yolos-tiny"
+
+
+@dataclass(frozen=True)
+class Box:
+    x0: int
+    y0: int
+    x1: int  # exclusive
+    y1: int
+    score: float = 1.0
+    label: str = ""
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        return (self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2
+
+    @property
+    def area(self) -> int:
+        return max(0, self.x1 - self.x0) * max(0, self.y1 - self.y0)
+
+    def union(self, o: "Box") -> "Box":
+        lab = self.label if self.label == o.label else "+".join(x for x in (self.label, o.label) if x)
+        return Box(min(self.x0, o.x0), min(self.y0, o.y0), max(self.x1, o.x1), max(self.y1, o.y1),
+                   max(self.score, o.score), lab)
+
+    def crop(self, image: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(image[self.y0:self.y1, self.x0:self.x1])
+
+    def as_list(self) -> list:
+        return [int(self.x0), int(self.y0), int(self.x1), int(self.y1)]
+
+
+def centre_distance(a: Box, b: Box) -> float:
+    """Eq. (9): Euclidean distance of the two boxes' centre points (pixels)."""
+    (xa, ya), (xb, yb) = a.centre, b.centre
+    return math.hypot(xa - xb, ya - yb)
+
+
+def fuse(boxes: list[Box], eps: float) -> list[Box]:
+    """Feature fusion (Sec. III-B, Algorithm 1 step 2): while two sub-images
+    have centre distance d < ``eps`` (pixels), replace them by one sub-image
+    covering both. Closest pair first; the result has no pair closer than eps.
+    Order: largest area first."""
+    if eps < 0:
+        raise ValueError("eps must be >= 0")
+    cur = list(boxes)
+    while len(cur) > 1:
+        best, pair = None, None
+        for i in range(len(cur)):
+            for j in range(i + 1, len(cur)):
+                d = centre_distance(cur[i], cur[j])
+                if d < eps and (best is None or d < best):
+                    best, pair = d, (i, j)
+        if pair is None:
+            break
+        i, j = pair
+        merged = cur[i].union(cur[j])
+        cur = [b for k, b in enumerate(cur) if k not in pair] + [merged]
+    return sorted(cur, key=lambda b: -b.area)
+
+
+def random_split(shape: tuple[int, int], n: int, rng: np.random.Generator, min_frac: float = 0.2) -> list[Box]:
+    """``n`` rectangles tiling the image by random guillotine cuts (the
+    paper's random-split baseline): the largest piece is cut across its
+    longer side at a uniform position in [min_frac, 1 - min_frac]."""
+    h, w = shape
+    pieces = [Box(0, 0, w, h)]
+    while len(pieces) < max(1, n):
+        pieces.sort(key=lambda b: -b.area)
+        b = pieces.pop(0)
+        bw, bh = b.x1 - b.x0, b.y1 - b.y0
+        if max(bw, bh) < 2:
+            pieces.append(b)
+            break
+        f = rng.uniform(min_frac, 1 - min_frac)
+        if bw >= bh:
+            c = b.x0 + max(1, min(bw - 1, round(bw * f)))
+            pieces += [Box(b.x0, b.y0, c, b.y1), Box(c, b.y0, b.x1, b.y1)]
+        else:
+            c = b.y0 + max(1, min(bh - 1, round(bh * f)))
+            pieces += [Box(b.x0, b.y0, b.x1, c), Box(b.x0, c, b.x1, b.y1)]
+    return sorted(pieces, key=lambda b: (b.y0, b.x0))
+
+
+def whole_image(shape: tuple[int, int]) -> list[Box]:
+    return [Box(0, 0, shape[1], shape[0], 1.0, "image")]
+
+
+class ProposalDetector:
+    """Class-agnostic regions: Felzenszwalb segments (on the image scaled to
+    ``work`` px longest side) as bounding boxes, keeping those covering
+    ``min_area``..``max_area`` of the image, largest first, at most ``k``."""
+
+    name = "proposals"
+
+    def __init__(self, k: int = 8, scale: float = 400.0, sigma: float = 0.8, min_area: float = 0.02,
+                 max_area: float = 0.8, work: int = 256):
+        self.k, self.scale, self.sigma = k, scale, sigma
+        self.min_area, self.max_area, self.work = min_area, max_area, work
+
+    def __call__(self, image: np.ndarray) -> list[Box]:
+        from skimage.segmentation import felzenszwalb
+
+        from ..images import resize
+
+        h, w = image.shape[:2]
+        s = min(1.0, self.work / max(h, w))
+        small = resize(image, (max(1, round(w * s)), max(1, round(h * s)))) if s < 1 else image
+        seg = felzenszwalb(small, scale=self.scale, sigma=self.sigma,
+                           min_size=max(8, int(self.min_area * small.shape[0] * small.shape[1] / 4)))
+        boxes = []
+        n = small.shape[0] * small.shape[1]
+        for lab in np.unique(seg):
+            ys, xs = np.nonzero(seg == lab)
+            frac = ys.size / n
+            if not self.min_area <= frac <= self.max_area:
+                continue
+            b = Box(int(xs.min() / s), int(ys.min() / s), min(w, int(math.ceil((xs.max() + 1) / s))),
+                    min(h, int(math.ceil((ys.max() + 1) / s))), float(frac), "region")
+            boxes.append(b)
+        boxes.sort(key=lambda b: -b.score)
+        return boxes[: self.k] or whole_image((h, w))
+
+
+class HFObjectDetector:
+    """transformers object detector (``AutoModelForObjectDetection`` +
+    ``AutoImageProcessor``, e.g. ``hustvl/yolos-tiny`` or
+    ``facebook/detr-resnet-50``); boxes above ``threshold``, best first."""
+
+    name = "hf-detector"
+
+    def __init__(self, model, processor, threshold: float = 0.5, k: int = 8, device: str = "cpu"):
+        self.model, self.processor = model.to(device).eval(), processor
+        self.threshold, self.k, self.device = threshold, k, device
+
+    @classmethod
+    def from_pretrained(cls, where: str = DEFAULT_DETECTOR, **kw) -> "HFObjectDetector":
+        from transformers import AutoImageProcessor, AutoModelForObjectDetection
+
+        from ...hub import load_pretrained
+
+        proc = load_pretrained(AutoImageProcessor, "object detector (image processor)", where)
+        model = load_pretrained(AutoModelForObjectDetection, "object detector", where)
+        return cls(model, proc, **kw)
+
+    def __call__(self, image: np.ndarray) -> list[Box]:
+        import torch
+
+        h, w = image.shape[:2]
+        inputs = self.processor(images=image, return_tensors="pt").to(self.device)
+        with torch.no_grad():
+            out = self.model(**inputs)
+        res = self.processor.post_process_object_detection(out, threshold=self.threshold, target_sizes=[(h, w)])[0]
+        id2label = getattr(self.model.config, "id2label", {}) or {}
+        boxes = []
+        for score, lab, bx in zip(res["scores"].tolist(), res["labels"].tolist(), res["boxes"].tolist()):
+            x0, y0, x1, y1 = (int(round(v)) for v in bx)
+            x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+            if x1 - x0 >= 4 and y1 - y0 >= 4:
+                boxes.append(Box(x0, y0, x1, y1, float(score), str(id2label.get(lab, lab))))
+        boxes.sort(key=lambda b: -b.score)
+        return boxes[: self.k] or whole_image((h, w))
+
+
+def make_region_detector(kind: str = "proposals", model: str | None = None, **kw):
+    if kind == "proposals":
+        return ProposalDetector(**kw)
+    if kind == "hf":
+        return HFObjectDetector.from_pretrained(model or DEFAULT_DETECTOR, **kw)
+    raise ValueError(f"unknown region detector {kind!r} (proposals, hf)")

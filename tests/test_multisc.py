@@ -1,0 +1,288 @@
+"""Multi-SC (seed 001): fusion (eq. 9), splits, text path, correction, the
+third-party loading code on tiny config-built models, the codec with
+erasures, the link over the GNU Radio chain and `semcom transmit --scheme multisc`."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gr_semcom.semantic.multisc.codec import HEADER, MultiScCodec, MultiScConfig
+from gr_semcom.semantic.multisc.correct import BartCorrector, NoCorrector, SymSpellCorrector, tiny_bart
+from gr_semcom.semantic.multisc.regions import Box, ProposalDetector, centre_distance, fuse, random_split
+from gr_semcom.semantic.multisc.textcode import (ALPHABET, bits_to_text, char_error_rate, symbols_to_text,
+                                                 text_to_bits, text_to_symbols)
+from gr_semcom.semantic.multisc.vlm import QUERY, VOCABULARY, AttributeCaptioner, LlavaCaptioner, tiny_llava
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHELSEA = os.path.join(ROOT, "examples", "chelsea.jpg")
+
+
+def _photo():
+    from gr_semcom.semantic.images import load_image
+
+    return load_image(CHELSEA)
+
+
+class _FixedMask:
+    name = "fixed"
+
+    def __call__(self, image):
+        m = np.zeros(image.shape[:2], np.float32)
+        h, w = m.shape
+        m[h // 4: h // 2, w // 4: w // 2] = 1
+        return m
+
+
+# ----------------------------------------------------------------- regions / fusion
+def test_centre_distance_is_eq9():
+    a, b = Box(0, 0, 10, 10), Box(30, 40, 50, 60)  # centres (5, 5) and (40, 50)
+    assert centre_distance(a, b) == pytest.approx(math.hypot(35, 45))
+
+
+def test_fusion_merges_below_eps_only():
+    a, b, c = Box(0, 0, 10, 10), Box(4, 4, 14, 14), Box(100, 100, 110, 110)
+    d_ab = centre_distance(a, b)
+    out = fuse([a, b, c], eps=d_ab + 1e-6)  # a, b closer than eps: fused; c far: alone
+    assert len(out) == 2 and Box(0, 0, 14, 14) in [Box(o.x0, o.y0, o.x1, o.y1) for o in out]
+    assert len(fuse([a, b, c], eps=d_ab)) == 3  # d == eps is not "< eps"
+    assert len(fuse([a, b, c], eps=1e9)) == 1
+    merged = fuse([a, b, c], eps=50)
+    for i in range(len(merged)):  # no pair left closer than eps
+        for j in range(i + 1, len(merged)):
+            assert centre_distance(merged[i], merged[j]) >= 50
+
+
+def test_random_split_tiles_the_image():
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 5):
+        boxes = random_split((90, 160), n, rng)
+        assert len(boxes) == n
+        cover = np.zeros((90, 160), int)
+        for b in boxes:
+            cover[b.y0:b.y1, b.x0:b.x1] += 1
+        assert (cover == 1).all()
+
+
+def test_proposal_detector_boxes_inside_image():
+    im = _photo()
+    boxes = ProposalDetector()(im)
+    assert 1 <= len(boxes) <= 8
+    for b in boxes:
+        assert 0 <= b.x0 < b.x1 <= im.shape[1] and 0 <= b.y0 < b.y1 <= im.shape[0]
+
+
+# ------------------------------------------------------------------ text path
+def test_text_code_roundtrip_and_bit_errors_make_misspellings():
+    t = "a large dark green region, at the top left of the picture!"
+    assert bits_to_text(text_to_bits(t)) == t
+    assert symbols_to_text(text_to_symbols(t)) == t
+    assert symbols_to_text(text_to_symbols("ABC é")) == "abc ?"
+    s = text_to_symbols(t)
+    assert np.mean(np.abs(s) ** 2) == pytest.approx(1.0, abs=1e-5)
+    rng = np.random.default_rng(0)
+    y = s + (rng.normal(size=s.size) + 1j * rng.normal(size=s.size)) * 0.3
+    got = symbols_to_text(y)
+    assert got != t and set(got) <= set(ALPHABET)
+    assert 0 < char_error_rate(got, t) < 0.5
+
+
+def test_char_error_rate():
+    assert char_error_rate("sitting", "kitten") == pytest.approx(3 / 6)
+    assert char_error_rate("", "") == 0 and char_error_rate("abc", "abc") == 0
+
+
+def test_symspell_corrects_channel_misspellings():
+    from gr_semcom.semantic.metrics import bleu
+
+    cap = AttributeCaptioner()
+    im = _photo()
+    refs = [cap(im), "a small dark smooth navy and black region at the top left of the picture"]
+    rng = np.random.default_rng(1)
+    noisy = []
+    for r in refs:
+        s = text_to_symbols(r)
+        noisy.append(symbols_to_text(s + (rng.normal(size=s.size) + 1j * rng.normal(size=s.size)) * 0.28))
+    fixed = [SymSpellCorrector(VOCABULARY)(n) for n in noisy]
+    assert bleu(fixed, refs) > bleu(noisy, refs) + 10
+    assert NoCorrector()("x y") == "x y"
+    assert SymSpellCorrector(VOCABULARY)(refs[1]) == refs[1]  # a clean caption is left alone
+
+
+def test_tiny_bart_corrector_loads_and_generates(tmp_path):
+    d = tiny_bart(tmp_path / "bart")
+    c = BartCorrector.from_pretrained(str(d), num_beams=2)
+    out = c("a lrge dark region")
+    assert isinstance(out, str)
+    assert c("") == ""
+
+
+def test_missing_weights_name_the_model(tmp_path):
+    from gr_semcom.hub import MissingWeights
+    from gr_semcom.semantic.clip_score import ClipSimilarity
+    from gr_semcom.semantic.multisc.regions import HFObjectDetector
+    from gr_semcom.semantic.multisc.segment import HFSegmenter
+
+    for cls, name in ((LlavaCaptioner, "VLM"), (BartCorrector, "spelling corrector"), (HFObjectDetector, "detector"),
+                      (HFSegmenter, "segmenter"), (ClipSimilarity, "CLIP")):
+        with pytest.raises(MissingWeights, match=name) as ei:
+            cls.from_pretrained(str(tmp_path / "nope"))
+        assert "semcom models download" in str(ei.value)
+
+
+# ---------------------------------------------------------- VLM / detector / segmenter / CLIP (tiny)
+def test_tiny_llava_captions_a_region_with_the_paper_query(tmp_path):
+    d = tiny_llava(tmp_path / "llava")
+    c = LlavaCaptioner.from_pretrained(str(d), max_new_tokens=6)
+    assert QUERY in c.prompt()
+    out = c(_photo()[:80, :120])
+    assert isinstance(out, str) and out and "<image>" not in out
+
+
+def test_tiny_yolos_detector_and_segformer(tmp_path):
+    import torch
+    from transformers import (SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor,
+                              YolosConfig, YolosForObjectDetection, YolosImageProcessor)
+
+    from gr_semcom.semantic.multisc.regions import HFObjectDetector
+    from gr_semcom.semantic.multisc.segment import HFSegmenter, main_object_slice
+
+    torch.manual_seed(0)
+    YolosForObjectDetection(YolosConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                        intermediate_size=64, image_size=[64, 64], patch_size=16, num_detection_tokens=5,
+                                        num_labels=3)).save_pretrained(tmp_path / "det")
+    YolosImageProcessor(size={"shortest_edge": 64, "longest_edge": 64}).save_pretrained(tmp_path / "det")
+    det = HFObjectDetector.from_pretrained(str(tmp_path / "det"), threshold=0.0)
+    im = _photo()
+    boxes = det(im)
+    assert boxes and all(0 <= b.x0 < b.x1 <= im.shape[1] and 0 <= b.y0 < b.y1 <= im.shape[0] for b in boxes)
+    SegformerForSemanticSegmentation(SegformerConfig(num_channels=3, num_encoder_blocks=2, depths=[1, 1],
+                                                     sr_ratios=[2, 1], hidden_sizes=[8, 16], num_attention_heads=[1, 2],
+                                                     decoder_hidden_size=16, num_labels=3)).save_pretrained(tmp_path / "seg")
+    SegformerImageProcessor(size={"height": 64, "width": 64}).save_pretrained(tmp_path / "seg")
+    seg = HFSegmenter.from_pretrained(str(tmp_path / "seg"))
+    m = seg(im)
+    assert m.shape == im.shape[:2] and set(np.unique(m)) <= {0.0, 1.0}
+    sl = main_object_slice(im, m, 48)
+    assert sl.image.shape == (48, 48, 3)
+
+
+def test_clip_similarity_matches_manual_embedding(tmp_path):
+    import torch
+
+    from gr_semcom.semantic.clip_score import ClipSimilarity, tiny_clip
+
+    c = ClipSimilarity.from_pretrained(str(tiny_clip(tmp_path / "clip")))
+    im = _photo()
+    other = np.ascontiguousarray(im[::-1, ::-1])
+    sim = c.image_similarity([im, im], [im, other])
+    assert sim[0] == pytest.approx(1.0, abs=1e-5) and -1 <= sim[1] <= 1
+    # independent computation: vision tower -> pooled -> projection, cosine
+    px = c.processor(images=[im, other], return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        pooled = c.model.vision_model(pixel_values=px).pooler_output
+        e = torch.nn.functional.normalize(c.model.visual_projection(pooled), dim=-1)
+    assert sim[1] == pytest.approx(float(e[0] @ e[1]), abs=1e-5)
+
+
+# ----------------------------------------------------------------------- codec
+@pytest.fixture(scope="module")
+def codec():
+    return MultiScCodec.default(MultiScConfig(slice_side=48, slice_bytes=300), segmenter=_FixedMask())
+
+
+def test_codec_roundtrip_and_splits(codec):
+    im = _photo()
+    p = codec.encode(im)
+    assert len(p.captions) == len(p.regions) >= 1 and len(p.slice_data) <= HEADER + 300
+    r = codec.decode(p.slice_data, (), p.captions)
+    assert r.shape == im.shape[:2] and r.slice_box.as_list() == p.slice_box.as_list() and not r.slice_erased
+    assert r.captions_corrected == p.captions  # clean captions survive the corrector
+    h, w = im.shape[:2]
+    assert p.slice_box.x0 <= w // 4 and p.slice_box.x1 >= w // 2  # the mask's object is inside the slice
+    for split in ("random", "single"):
+        c2 = MultiScCodec(codec.segmenter, codec.detector, codec.vlm, codec.corrector, MultiScConfig(split=split))
+        q = c2.encode(im)
+        assert len(q.captions) == (1 if split == "single" else len(p.regions))
+
+
+def test_codec_erasures_and_bad_input(codec):
+    from gr_semcom.semantic.images import ImageError
+
+    im = _photo()
+    p = codec.encode(im)
+    r = codec.decode(p.slice_data, [(HEADER + 10, len(p.slice_data))], ["", None])
+    assert r.captions_received == ["", ""] and r.slice_image.shape == (48, 48, 3)
+    r = codec.decode(p.slice_data, [(0, 4)], p.captions)
+    assert r.slice_erased and any("header" in e for e in r.errors)
+    r = codec.decode(None, (), [])
+    assert r.slice_erased
+    with pytest.raises(ImageError):
+        codec.encode(np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(ImageError):
+        codec.encode(np.zeros((64, 64), np.uint8))
+    with pytest.raises(ValueError):
+        MultiScConfig(split="nope")
+
+
+# ------------------------------------------------------------------ over the GNU Radio chain
+@pytest.mark.parametrize("snr,mode", [(15.0, "uncoded"), (15.0, "digital")])
+def test_link_delivers_captions_and_slice(codec, snr, mode):
+    pytest.importorskip("gnuradio")
+    from gr_semcom.multisc_link import send_multisc
+    from gr_semcom.phy.channel import ChannelSpec
+
+    im = _photo()
+    p = codec.encode(im)
+    res = send_multisc(codec, p, ChannelSpec(model="awgn", esn0_db=snr, seed=2), mode, timeout=30, source=im)
+    assert res.recon.captions_received == p.captions
+    assert res.metrics["caption_bleu_raw"] == pytest.approx(100)
+    assert not res.recon.slice_erased and res.metrics["slice_psnr"] > 15
+    assert res.metrics["cbr"] == pytest.approx(res.channel_uses / (3 * im.size / 3))
+    assert math.isnan(res.metrics["clip_before"])  # no CLIP weights given
+
+
+def test_link_low_snr_misspells_and_correction_helps(codec):
+    pytest.importorskip("gnuradio")
+    from gr_semcom.multisc_link import send_multisc
+    from gr_semcom.phy.channel import ChannelSpec
+
+    im = _photo()
+    p = codec.encode(im)
+    res = send_multisc(codec, p, ChannelSpec(model="awgn", esn0_db=5.0, seed=4), "uncoded", timeout=30, source=im)
+    m = res.metrics
+    assert m["caption_cer_raw"] > 0.02
+    assert m["caption_cer_corrected"] < m["caption_cer_raw"]
+    assert m["caption_bleu_corrected"] > m["caption_bleu_raw"]
+
+
+def test_cli_transmit_multisc_with_tiny_generator(tmp_path):
+    pytest.importorskip("gnuradio")
+    out = tmp_path / "ms"
+    r = subprocess.run([sys.executable, "-m", "gr_semcom.cli", "transmit", CHELSEA, "--scheme", "multisc", "--snr",
+                        "12", "--out", str(out), "--generator", "tiny", "--steps", "2", "--timeout", "30"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for f in ("metrics.json", "captions.txt", "regions.png", "region_1.png", "slice_sent.png", "slice_received.png",
+              "before_generation.png", "generated.png"):
+        assert (out / f).is_file(), f
+    s = json.loads((out / "metrics.json").read_text())
+    assert s["generated"] and s["captions"][0]["sent"] and "corrected" in s["captions"][0]
+    assert s["payload"]["slice_bytes"] > 0 and np.isfinite(s["metrics"]["lpips"])
+
+
+def test_cli_multisc_generator_down_is_reported(tmp_path):
+    pytest.importorskip("gnuradio")
+    out = tmp_path / "ms"
+    r = subprocess.run([sys.executable, "-m", "gr_semcom.cli", "transmit", CHELSEA, "--scheme", "multisc", "--snr",
+                        "12", "--out", str(out), "--generator", "tcp://127.0.0.1:5", "--generator-timeout", "1",
+                        "--timeout", "30"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = json.loads((out / "metrics.json").read_text())
+    assert not s["generated"] and s["generator_error"]
+    assert "none (" in r.stdout
