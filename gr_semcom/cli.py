@@ -423,7 +423,9 @@ def main(argv=None) -> int:
     tr.set_defaults(func=cmd_train)
     sw = sub.add_parser("sweep", help="schemes x channels x Es/N0 x seeds through the GNU Radio chain: tidy CSV, "
                                       "summary with 95 %% intervals, plots, image grid (resumable)")
-    sw.add_argument("--schemes", default="seb,hyperprior,jpeg2000-ldpc,deepjscc")
+    sw.add_argument("--schemes", default="seb,hyperprior,jpeg2000-ldpc,deepjscc",
+                    help="image: seb, hyperprior, jpeg2000-ldpc, deepjscc; semantic: multisc, multisc-random, "
+                         "multisc-single, ulbsc, caption-only")
     sw.add_argument("--channels", default="awgn", help="comma-separated: awgn, rayleigh, rician, ...")
     sw.add_argument("--snr", default="-3:15:3", help="Es/N0 dB: start:stop:step (stop included) or a,b,c")
     sw.add_argument("--images", default="test256",
@@ -438,6 +440,11 @@ def main(argv=None) -> int:
     sw.add_argument("--grid-snrs", default="", help="Es/N0 values for the image grid, e.g. 3,9,15")
     sw.add_argument("--grid-images", type=int, default=3)
     sw.add_argument("--models", default=None, help="models directory (default: the repository's models/)")
+    sw.add_argument("--generator", default=None,
+                    help="Multi-SC: bridge endpoint of `semcom serve --pipeline ip_adapter`, or 'tiny'")
+    sw.add_argument("--gen-size", type=int, default=None, help="generated image side (512; 64 with 'tiny')")
+    sw.add_argument("--steps", type=int, default=20, help="diffusion steps of the generator")
+    sw.add_argument("--clip", default=None, help="CLIP directory / HF id for the CLIP metric (NaN if absent)")
     sw.add_argument("--out", required=True)
     sw.set_defaults(func=cmd_sweep)
     g = sub.add_parser("grc-path", help="print (or --install into GRC's config) the directory of our GRC block YAML")

@@ -14,10 +14,26 @@ Radio chain (``semcom sweep``; benchmarks/seb_curves.py builds on it).
 * an image that does not decode is a row with ``failed`` and the reason; the
   sweep goes on.
 
-Image schemes (this module): ``seb``, ``hyperprior``, ``jpeg2000-ldpc``,
-``deepjscc``, all at one CBR budget (image_link.py). ``accounting =
-capacity`` rows are the same encoders with a capacity-achieving code
-(Seb's eq. 11-12), no PHY.
+Image schemes: ``seb``, ``hyperprior``, ``jpeg2000-ldpc``, ``deepjscc``, all
+at one CBR budget (image_link.py). ``accounting = capacity`` rows are the
+same encoders with a capacity-achieving code (Seb's eq. 11-12), no PHY.
+
+Semantic schemes (their payload is far below any image budget; the CSV
+states their channel uses and CBR, so the budget check holds):
+
+* ``multisc``, ``multisc-random``, ``multisc-single``: Multi-SC with the
+  feature-fusion split, the random split and one caption (multisc_link.py),
+  captions on uncoded QPSK; caption BLEU / CER / similarity before
+  (``_raw``) and after (``_corrected``) spelling correction, the image
+  metrics of the slice on grey (``_before``) and, with ``--generator``, of
+  the generated image;
+* ``ulbsc``: caption + saliency codebook index in one digital PDU (BPSK,
+  LDPC 1/4, as ulbsc_curves.py); ``caption-only``: the same caption field
+  alone, the receiver's map is the codebook prior (ULBSC's "OnlyCaption");
+  saliency MAE / F-measure, caption BLEU / similarity.
+
+Captions of the test photos come from the attribute captioner (no
+captioner weights here; semantic/multisc/vlm.py).
 """
 from __future__ import annotations
 
@@ -33,6 +49,18 @@ LABELS = {"seb": "Seb", "hyperprior": "DL w/o corr. (hyperprior)", "jpeg2000-ldp
           "deepjscc": "DeepJSCC (analog)"}
 COLOURS = {"seb": "C3", "hyperprior": "C0", "jpeg2000-ldpc": "C2", "deepjscc": "C1"}
 METRICS = ("psnr", "ms_ssim", "lpips", "dists")
+MULTISC_SCHEMES = {"multisc": "fusion", "multisc-random": "random", "multisc-single": "single"}
+SEMANTIC_SCHEMES = tuple(MULTISC_SCHEMES) + ("ulbsc", "caption-only")
+SCHEMES = IMAGE_SCHEMES + SEMANTIC_SCHEMES
+LABELS.update({"multisc": "Multi-SC, feature fusion", "multisc-random": "Multi-SC, random split",
+               "multisc-single": "single caption + slice", "ulbsc": "ULBSC", "caption-only": "caption only"})
+COLOURS.update({"multisc": "C4", "multisc-random": "C5", "multisc-single": "C6", "ulbsc": "C7",
+                "caption-only": "C8"})
+# every metric a summary may carry (those no row has are left out)
+ALL_METRICS = METRICS + ("clip", "psnr_before", "lpips_before", "clip_before", "slice_psnr", "caption_bleu",
+                         "caption_bleu_raw", "caption_bleu_corrected", "caption_cer_raw", "caption_cer_corrected",
+                         "caption_similarity", "caption_similarity_raw", "caption_similarity_corrected",
+                         "saliency_mae", "saliency_fmeasure", "saliency_fmeasure_t05")
 KEY = ("scheme", "channel", "esn0_db", "seed", "accounting")
 
 
@@ -55,6 +83,10 @@ class SweepConfig:
     models: str = ""  # models directory ("" = the repository's models/)
     grid_snrs: tuple = ()
     grid_images: int = 3
+    generator: str = ""  # Multi-SC: "" (none), "tiny" (in-process tiny pipeline) or a bridge endpoint
+    gen_size: int = 512
+    clip: str = ""  # CLIP model directory / HF id for the CLIP metric ("" = try the default, NaN if absent)
+    steps: int = 20
 
 
 def parse_snrs(text: str) -> list[float]:
@@ -100,6 +132,8 @@ def run_point(point: Point, cfg: SweepConfig) -> list[dict]:
     names, ims, failures = load_images(cfg)
     mdir = models_dir(cfg)
     s = point.scheme
+    if s in SEMANTIC_SCHEMES:
+        return _semantic_point(point, cfg, names, ims, failures)
     codec = None
     if s in ("seb", "hyperprior"):
         from .semantic.seb.codec import SebCodec
@@ -137,6 +171,111 @@ def run_point(point: Point, cfg: SweepConfig) -> list[dict]:
         d.mkdir(parents=True, exist_ok=True)
         for r in res[: cfg.grid_images]:
             Image.fromarray(r.image).save(d / f"{point.channel}_{point.esn0_db:g}dB_{s}_{r.name}.png")
+    return rows
+
+
+def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> list[dict]:
+    import time
+
+    from PIL import Image
+
+    from .phy.channel import ChannelSpec
+
+    rows = []
+    base = {"scheme": point.scheme, "channel": point.channel, "esn0_db": point.esn0_db, "seed": point.seed,
+            "accounting": "phy", "cbr_target": cfg.cbr}
+    grid_dir = Path(cfg.out) / "recon"
+    save_grid = point.esn0_db in cfg.grid_snrs and point.seed == 0
+    if point.scheme in MULTISC_SCHEMES:
+        from .multisc_link import send_multisc
+        from .semantic.clip_score import ClipSimilarity, try_clip
+        from .semantic.multisc.codec import MultiScCodec, MultiScConfig
+
+        codec = MultiScCodec.default(MultiScConfig(split=MULTISC_SCHEMES[point.scheme], seed=point.seed))
+        clip = ClipSimilarity.from_pretrained(cfg.clip) if cfg.clip else try_clip()
+        gen = None
+        if cfg.generator:
+            from .cli_multisc import make_generator_arg
+
+            gen = make_generator_arg(cfg.generator)
+        for i, (name, im) in enumerate(zip(names, ims)):
+            chan = ChannelSpec(model=point.channel, esn0_db=point.esn0_db, seed=1000 * point.seed + 17 + 104729 * i)
+            t = time.monotonic()
+            try:
+                p = codec.encode(im)
+            except Exception as exc:
+                rows.append({**base, "image": name, "failed": True, "reason": f"{type(exc).__name__}: {exc}"})
+                continue
+            t_enc = time.monotonic() - t
+            r = send_multisc(codec, p, chan, "uncoded", generator=gen, source=im, clip=clip, seed=point.seed,
+                             gen_size=cfg.gen_size, steps=cfg.steps)
+            m = dict(r.metrics)
+            m["caption_bleu"], m["caption_similarity"] = m["caption_bleu_corrected"], m["caption_similarity_corrected"]
+            rows.append({**base, "image": name, "height": im.shape[0], "width": im.shape[1], "bytes": len(p.slice_data),
+                         "failed": bool(r.recon.slice_erased and m["captions_lost"] == m["captions"]),
+                         "encode_s": t_enc, **{k: v for k, v in r.timings.items()}, **m,
+                         "generator_error": r.generator_error or ""})
+            if save_grid and i < cfg.grid_images:
+                grid_dir.mkdir(parents=True, exist_ok=True)
+                img = r.generated if r.generated is not None else r.recon.canvas()
+                Image.fromarray(img).save(grid_dir / f"{point.channel}_{point.esn0_db:g}dB_{point.scheme}_{name}.png")
+    else:  # ulbsc, caption-only
+        from .phy.frame import FrameSpec
+        from .semantic.multisc.vlm import AttributeCaptioner
+        from .semantic.saliency import make_detector
+        from .semantic.ulbsc.codec import UlbscCodec
+        from .ulbsc_link import _caption_similarity, saliency_metrics, send_ulbsc
+
+        mdir = models_dir(cfg)
+        # digital caption mode: the DeepSC analog path is trained on its own caption corpus and does not
+        # carry the attribute captions' words (ulbsc_curves.py measures the analog path on its corpus)
+        codec = UlbscCodec.from_files(mdir / "ulbsc_saliency_vq" / "model.safetensors",
+                                      mdir / "deepsc_text" / "model.safetensors", "digital", make_detector("u2netp"),
+                                      AttributeCaptioner())
+        spec = FrameSpec(modulation="bpsk", code_rate="1/4", codewords=2)  # ulbsc_curves.py's PHY
+        from .phy.mcs import pdu_channel_uses
+        from .semantic.metrics import bleu
+        from .sim import run_link
+
+        for i, (name, im) in enumerate(zip(names, ims)):
+            chan = ChannelSpec(model=point.channel, esn0_db=point.esn0_db, seed=1000 * point.seed + 17 + 104729 * i)
+            t = time.monotonic()
+            try:
+                p = codec.encode(im)
+            except Exception as exc:
+                rows.append({**base, "image": name, "failed": True, "reason": f"{type(exc).__name__}: {exc}"})
+                continue
+            t_enc = time.monotonic() - t
+            if point.scheme == "ulbsc":
+                r = send_ulbsc(codec, p, spec, chan, timeout=60, rx_threshold=0.15)
+                m, cap, sal = dict(r.metrics), r.recon.caption, r.recon.saliency
+                nbytes = len(p.data)
+                failed = not r.link.get("frames_ok")
+            else:  # the caption field alone; the receiver's map is the codebook prior
+                raw, enc = codec._caption_bytes(p.caption)
+                lr = run_link(raw, spec, chan, timeout=60, payload_type=0x52, rx_threshold=0.15)
+                cap = ""
+                if lr.received is not None:
+                    b = bytearray(lr.received)
+                    for a, e in lr.missing:
+                        b[a:e] = b"\x00" * (e - a)
+                    cap = codec._caption_from_tokens(bytes(b)) if enc == "tokens" else \
+                        bytes(b).decode("utf-8", errors="replace").replace("\x00", "")
+                sal = codec.prior_map(p.shape)
+                m = saliency_metrics(sal, p.saliency)
+                m.update(caption_bleu=bleu([cap], [p.caption]), caption_similarity=_caption_similarity(cap, p.caption))
+                nbytes = len(raw)
+                failed = lr.received is None
+            uses = pdu_channel_uses(nbytes, spec)
+            h, w = im.shape[:2]
+            rows.append({**base, "image": name, "height": h, "width": w, "bytes": nbytes, "channel_uses": uses,
+                         "cbr": uses / (3 * h * w), "failed": failed, "encode_s": t_enc, "caption_sent": p.caption,
+                         "caption_received": cap, **{k: v for k, v in m.items() if k != "caption_exact"}})
+            if save_grid and i < cfg.grid_images:
+                grid_dir.mkdir(parents=True, exist_ok=True)
+                Image.fromarray((np.clip(sal, 0, 1) * 255).astype(np.uint8)).convert("RGB").resize(
+                    (w, h)).save(grid_dir / f"{point.channel}_{point.esn0_db:g}dB_{point.scheme}_{name}.png")
+    rows += [{**base, **f} for f in failures]
     return rows
 
 
@@ -233,7 +372,7 @@ def summarise(raw: list[dict], metrics=METRICS) -> list[dict]:
                        budget_met=bool(np.nanmax(cbr) <= _f(rs[0].get("cbr_target")) + 1e-9),
                        bytes=round(float(np.nanmean([_f(r.get("bytes")) for r in rs])), 1),
                        failed=sum(str(r.get("failed")) == "True" for r in rs),
-                       mcs=f"{rs[0].get('modulation')} {rs[0].get('code_rate')}")
+                       mcs=f"{rs[0].get('modulation')} {rs[0].get('code_rate')}" if rs[0].get("modulation") else "")
         out.append(row)
     return out
 
@@ -317,25 +456,36 @@ def main_sweep(args) -> int:
     import json
 
     schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
-    unknown = [s for s in schemes if s not in IMAGE_SCHEMES]
+    unknown = [s for s in schemes if s not in SCHEMES]
     if unknown:
-        raise SystemExit(f"semcom sweep: unknown scheme(s) {unknown}; available: {', '.join(IMAGE_SCHEMES)} "
-                         "(ULBSC: benchmarks/ulbsc_curves.py)")
+        raise SystemExit(f"semcom sweep: unknown scheme(s) {unknown}; available: {', '.join(SCHEMES)}")
     channels = [c.strip() for c in args.channels.split(",") if c.strip()]
     snrs = parse_snrs(args.snr)
     cfg = SweepConfig(out=args.out, images=args.images, n_images=args.n_images, size=args.size, cbr=args.cbr,
                       models=args.models or "", grid_snrs=tuple(parse_snrs(args.grid_snrs)) if args.grid_snrs else (),
-                      grid_images=args.grid_images)
+                      grid_images=args.grid_images, generator=args.generator or "",
+                      gen_size=args.gen_size or (64 if args.generator == "tiny" else 512), clip=args.clip or "",
+                      steps=args.steps)
     pts = points_for(schemes, channels, snrs, args.seeds, capacity=args.capacity)
     raw = run_sweep(pts, cfg, workers=args.workers)
-    summary = summarise(raw)
+    present = [m for m in ALL_METRICS if any(np.isfinite(_f(r.get(m))) for r in raw if r.get("image"))]
+    summary = summarise(raw, present)
     out = Path(args.out)
     write_rows(out / "sweep_summary.csv", summary)
     from fractions import Fraction
 
-    plot(summary, out / "sweep.png", f"CBR {Fraction(cfg.cbr).limit_denominator(1000)}")
+    img_metrics = [m for m in present if m in METRICS + ("clip", "psnr_before", "lpips_before", "clip_before")]
+    sem_metrics = [m for m in present if m not in img_metrics and not m.endswith(("_raw", "_corrected"))
+                   and m != "saliency_fmeasure_t05"]
+    if img_metrics:
+        plot(summary, out / "sweep.png", f"CBR {Fraction(cfg.cbr).limit_denominator(1000)}", img_metrics)
+    if sem_metrics:
+        plot(summary, out / "sweep_semantic.png", "", sem_metrics)
+    if any(s in MULTISC_SCHEMES for s in schemes):
+        plot(summary, out / "sweep_correction.png", "Multi-SC captions",
+             [m for m in present if m.endswith(("_raw", "_corrected"))])
     if cfg.grid_snrs:
         grid(cfg, channels[0], schemes, out / "sweep_grid.png")
     print(json.dumps([r for r in summary if r["accounting"] == "phy"])[:3000])
-    print(f"wrote {out}/sweep_raw.csv, sweep_summary.csv, sweep.png" + (", sweep_grid.png" if cfg.grid_snrs else ""))
+    print(f"wrote {out}/sweep_raw.csv, sweep_summary.csv, plots sweep*.png" + (", sweep_grid.png" if cfg.grid_snrs else ""))
     return 0

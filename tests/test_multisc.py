@@ -286,3 +286,63 @@ def test_cli_multisc_generator_down_is_reported(tmp_path):
     s = json.loads((out / "metrics.json").read_text())
     assert not s["generated"] and s["generator_error"]
     assert "none (" in r.stdout
+
+
+def test_multisc_blocks_in_a_flowgraph(tmp_path):
+    """image_source -> multisc_encoder -> slice via phy_tx/phy_rx, captions via
+    analog_tx/analog_rx (uncoded QPSK), each over its own channel -> multisc_decoder
+    -> a generator_client-ready PDU; a bad file is reported, the rest goes on."""
+    pytest.importorskip("gnuradio")
+    import time
+
+    import pmt
+    from gnuradio import gr
+
+    from gr_semcom.blocks.analog import analog_rx, analog_spec, analog_tx
+    from gr_semcom.blocks.generator_blocks import request_from_pdu
+    from gr_semcom.blocks.multisc_blocks import multisc_decoder, multisc_encoder
+    from gr_semcom.blocks.pdu_util import pdu_parts
+    from gr_semcom.blocks.phy_hier import phy_rx, phy_tx
+    from gr_semcom.blocks.ulbsc_blocks import image_source
+    from gr_semcom.phy.channel import ChannelSpec, make_channel
+    from gr_semcom.phy.frame import FrameSpec
+    from gr_semcom.sim import _collector
+
+    (tmp_path / "a_bad.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "b_cat.jpg").write_bytes(open(CHELSEA, "rb").read())
+    spec, aspec = FrameSpec(modulation="qpsk", code_rate="1/2", codewords=1), analog_spec(codewords=1)
+    tb = gr.top_block()
+    src = image_source(str(tmp_path), interval=0.2)
+    enc = multisc_encoder(text_mode="uncoded", slice_side=48, slice_bytes=300)
+    tx, ch, rx = phy_tx(spec), make_channel(ChannelSpec(model="awgn", esn0_db=14, seed=1), spec.sps), phy_rx(spec)
+    atx = analog_tx(aspec)
+    ach = make_channel(ChannelSpec(model="awgn", esn0_db=14, seed=2), aspec.sps)
+    arx = analog_rx(aspec, n_symbols=0)
+    dec = multisc_decoder(slice_side=48)
+    got, status, sent = _collector("got"), _collector("status"), _collector("sent")
+    tb.msg_connect(src, "out", enc, "in")
+    tb.msg_connect(enc, "slice", tx, "in")
+    tb.msg_connect(enc, "captions", atx, "in")
+    tb.msg_connect(enc, "captions", sent, "in")
+    tb.msg_connect(enc, "status", status, "in")
+    tb.connect(tx, ch, rx)
+    tb.connect(atx, ach, arx)
+    tb.msg_connect(rx, "out", dec, "slice")
+    tb.msg_connect(arx, "out", dec, "captions")
+    tb.msg_connect(dec, "out", got, "in")
+    tb.start()
+    try:
+        t = time.monotonic() + 90
+        while time.monotonic() < t and not got.items:
+            time.sleep(0.1)
+    finally:
+        tb.stop()
+        tb.wait()
+    assert got.items, [pmt.to_python(s) for s in status.items]
+    assert any("encode_error" in str(pmt.to_python(s)) for s in status.items)
+    meta, data = pdu_parts(got.items[0])
+    want = [pmt.to_python(pmt.car(m))["caption"] for m in sent.items]
+    assert list(meta["captions_received"]) == want
+    assert not meta["slice_erased"] and list(meta["slice_box"])[2] > 0
+    req = request_from_pdu(meta, data)  # what generator_client sends to the bridge
+    assert req.image_prompt.shape == (48, 48, 3) and req.prompt

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,34 @@ def test_sweep_cli_resumable_and_bad_images(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0
     assert len(list(csv.DictReader(open(tmp_path / "out" / "sweep_raw.csv")))) == len(raw)
+
+
+def test_sweep_semantic_schemes_on_tiny_models(tmp_path):
+    """Multi-SC (fusion / single), ULBSC's caption-only and ULBSC through the
+    same harness, with the tiny IP-Adapter pipeline as generator and a tiny
+    CLIP for the CLIP metric: the curves command the README gives, on tiny models."""
+    pytest.importorskip("gnuradio")
+    from gr_semcom.semantic.clip_score import tiny_clip
+
+    clip = tiny_clip(tmp_path / "clip")
+    r = subprocess.run([sys.executable, "-m", "gr_semcom.cli", "sweep", "--schemes",
+                        "multisc,multisc-single,ulbsc,caption-only", "--snr", "6", "--n-images", "1",
+                        "--workers", "2", "--generator", "tiny", "--steps", "1", "--clip", str(clip),
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    raw = list(csv.DictReader(open(tmp_path / "out" / "sweep_raw.csv")))
+    by = {row["scheme"]: row for row in raw}
+    assert set(by) == {"multisc", "multisc-single", "ulbsc", "caption-only"}
+    for s in ("multisc", "multisc-single"):
+        row = by[s]
+        for k in ("lpips", "clip", "clip_before", "psnr_before", "caption_bleu_raw", "caption_bleu_corrected",
+                  "caption_cer_raw", "slice_psnr", "cbr"):
+            assert math.isfinite(float(row[k])), (s, k, row[k])
+        assert float(row["cbr"]) <= 1 / 30 and -1 <= float(row["clip"]) <= 1
+    assert int(by["multisc-single"]["captions"]) == 1
+    for s in ("ulbsc", "caption-only"):
+        assert math.isfinite(float(by[s]["saliency_mae"])) and by[s]["caption_sent"]
+    summary = list(csv.DictReader(open(tmp_path / "out" / "sweep_summary.csv")))
+    assert all(row["budget_met"] == "True" for row in summary)
+    for f in ("sweep.png", "sweep_semantic.png", "sweep_correction.png"):
+        assert (tmp_path / "out" / f).stat().st_size > 5000, f

@@ -1,0 +1,172 @@
+"""Multi-SC as GNU Radio message blocks: thin wrappers over
+:class:`gr_semcom.semantic.multisc.codec.MultiScCodec` (the object the CLI,
+the sweep and the tests use). Model work runs on each block's worker thread.
+
+* ``multisc_encoder``: image PDU (file bytes, from ``image_source``) ->
+  ``slice``: u8 PDU of the slice payload (header + JPEG 2000) for
+  ``phy_tx``; ``captions``: one PDU per region caption, in region order:
+  c32 QPSK symbols of the 6-bit text (``text_mode`` uncoded, for
+  ``analog_tx``) or the UTF-8 bytes (digital, for a second ``phy_tx``);
+  metadata: ``region``, ``n_regions``, ``box``, ``caption``.
+* ``multisc_decoder``: ``slice`` = reassembled PDUs of ``phy_rx`` (missing
+  byte ranges are erasures), ``captions`` = caption PDUs of ``analog_rx``
+  (c32) or ``phy_rx`` (u8), in order. A slice waits ``pair_timeout`` s for its
+  captions (the header says how many); captions that never come are empty.
+  ``out``: PDU for ``generator_client`` (pipeline ``ip_adapter``): metadata
+  ``captions`` (corrected), ``captions_received``, ``slice_box``,
+  ``source_height``, ``source_width``, ``ip_adapter_scale``,
+  ``image_prompt_png`` (the slice).
+"""
+from __future__ import annotations
+
+import struct
+import threading
+import time
+
+import numpy as np
+import pmt
+
+from .pdu_util import make_pdu, pdu_parts
+from .phy_blocks import IN as _IN, OUT as _OUT, STATUS as _STATUS, _status
+from .ulbsc_blocks import _worker_block, image_from_pdu
+
+_SLICE, _CAPTIONS = pmt.intern("slice"), pmt.intern("captions")
+
+
+def make_codec(split: str = "fusion", eps: float = 0.25, max_regions: int = 4, slice_side: int = 64,
+               slice_bytes: int = 400, segmenter: str = "saliency", detector: str = "proposals",
+               vlm: str = "attributes", vlm_model: str = "", corrector: str = "symspell", corrector_model: str = ""):
+    from ..semantic.multisc.codec import MultiScCodec, MultiScConfig
+    from ..semantic.multisc.correct import make_corrector
+    from ..semantic.multisc.regions import make_region_detector
+    from ..semantic.multisc.segment import make_segmenter
+    from ..semantic.multisc.vlm import VOCABULARY, make_vlm
+
+    cfg = MultiScConfig(split=split, eps=eps, max_regions=max_regions, slice_side=slice_side, slice_bytes=slice_bytes)
+    return MultiScCodec(make_segmenter(segmenter) if segmenter else None,
+                        make_region_detector(detector) if detector else None,
+                        make_vlm(vlm, vlm_model or None) if vlm else None,
+                        make_corrector(corrector, corrector_model or None, VOCABULARY), cfg)
+
+
+class multisc_encoder(_worker_block):
+    def __init__(self, text_mode: str = "uncoded", split: str = "fusion", eps: float = 0.25, max_regions: int = 4,
+                 slice_side: int = 64, slice_bytes: int = 400, vlm: str = "attributes", vlm_model: str = ""):
+        _worker_block.__init__(self, "semcom_multisc_encoder")
+        if text_mode not in ("uncoded", "digital"):
+            raise ValueError("text_mode is 'uncoded' (c32 symbols) or 'digital' (UTF-8 bytes)")
+        self.text_mode = text_mode
+        self.codec = make_codec(split, eps, max_regions, slice_side, slice_bytes, vlm=vlm, vlm_model=vlm_model)
+        self.encoded = 0
+        self.message_port_register_in(_IN)
+        self.message_port_register_out(_SLICE)
+        self.message_port_register_out(_CAPTIONS)
+        self.set_msg_handler(_IN, self.handle)
+
+    def handle(self, msg):
+        self.enqueue((msg,))
+
+    def work_item(self, msg):
+        from ..semantic.images import ImageError
+        from ..semantic.multisc.textcode import text_to_symbols
+
+        meta: dict = {}
+        try:
+            meta, img = image_from_pdu(msg)
+            t = time.perf_counter()
+            p = self.codec.encode(img)
+            seconds = time.perf_counter() - t
+        except (ImageError, ValueError) as exc:
+            self.message_port_pub(_STATUS, _status(event="encode_error", name=str(meta.get("name", "")),
+                                                   error=str(exc)))
+            return
+        name = meta.get("name", "")
+        out = p.meta()
+        out.update(name=name, encode_seconds=seconds, payload_type=0x61)
+        self.message_port_pub(_SLICE, make_pdu(out, p.slice_data))
+        for k, (c, b) in enumerate(zip(p.captions, p.regions)):
+            cm = {"name": name, "region": k, "n_regions": len(p.captions), "box": b.as_list(), "caption": c}
+            data = text_to_symbols(c) if self.text_mode == "uncoded" else (c.encode("utf-8") or b" ")
+            self.message_port_pub(_CAPTIONS, make_pdu(cm, data))
+        self.encoded += 1
+
+
+class multisc_decoder(_worker_block):
+    def __init__(self, corrector: str = "symspell", corrector_model: str = "", ip_adapter_scale: float = 0.6,
+                 pair_timeout: float = 3.0, slice_side: int = 64):
+        _worker_block.__init__(self, "semcom_multisc_decoder")
+        self.codec = make_codec(slice_side=slice_side, segmenter="", detector="", vlm="", corrector=corrector,
+                                corrector_model=corrector_model)
+        self.ip_adapter_scale, self.pair_timeout = float(ip_adapter_scale), float(pair_timeout)
+        self.decoded = 0
+        self._slices: list = []
+        self._caps: list = []
+        self._lock = threading.Lock()
+        self.message_port_register_in(_SLICE)
+        self.message_port_register_in(_CAPTIONS)
+        self.message_port_register_out(_OUT)
+        self.set_msg_handler(_SLICE, self.handle_slice)
+        self.set_msg_handler(_CAPTIONS, self.handle_caption)
+
+    def handle_slice(self, msg):
+        self._arrive(self._slices, msg)
+
+    def handle_caption(self, msg):
+        self._arrive(self._caps, msg)
+
+    def _arrive(self, lst, msg):
+        try:
+            meta, data = pdu_parts(msg)
+        except ValueError as exc:
+            self.message_port_pub(_STATUS, _status(event="decode_error", error=str(exc)))
+            return
+        with self._lock:
+            lst.append((time.monotonic(), meta, data))
+        self.enqueue(("poll",))
+
+    def work_item(self, *_):
+        pass
+
+    def idle(self):
+        now = time.monotonic()
+        while True:
+            with self._lock:
+                if not self._slices:
+                    if self._caps and now - self._caps[0][0] > 2 * self.pair_timeout:
+                        self._caps.pop(0)  # a caption without its slice
+                        self.message_port_pub(_STATUS, _status(event="orphan_caption"))
+                        continue
+                    return
+                t0, meta, data = self._slices[0]
+                raw = np.asarray(data, np.uint8).tobytes()
+                missing = [tuple(m) for m in (meta.get("missing") or [])]
+                n = raw[15] if len(raw) >= 16 and not any(a < 16 for a, _ in missing) else None
+                ready = n is not None and len(self._caps) >= n
+                if not ready and now - t0 < self.pair_timeout:
+                    return
+                self._slices.pop(0)
+                take = n if n is not None else len(self._caps)
+                caps, self._caps = self._caps[:take], self._caps[take:]
+            self.decode_one(raw, missing, caps)
+
+    def decode_one(self, raw: bytes, missing, caps):
+        from ..bridge.protocol import png_encode
+        from ..semantic.multisc.textcode import symbols_to_text
+
+        texts = []
+        for _, _, d in caps:
+            d = np.asarray(d)
+            texts.append(symbols_to_text(d) if np.iscomplexobj(d) else
+                         bytes(d.astype(np.uint8)).decode("utf-8", errors="replace").replace("\x00", ""))
+        n = raw[15] if len(raw) >= 16 else len(texts)
+        texts += [""] * max(0, n - len(texts))
+        rec = self.codec.decode(raw, missing, texts)
+        out = rec.meta()
+        # width/height of a generator_client PDU are the generated size: the source's go by other names
+        out["source_height"], out["source_width"] = out.pop("height"), out.pop("width")
+        out.update(complete=not rec.slice_erased and all(rec.captions_received), n_captions=int(n),
+                   captions=[c for c in rec.captions_corrected if c] or [""], pipeline="ip_adapter",
+                   ip_adapter_scale=self.ip_adapter_scale,
+                   image_prompt_png=np.frombuffer(png_encode(rec.slice_image), np.uint8))
+        self.message_port_pub(_OUT, make_pdu(out, np.zeros(0, np.uint8)))
+        self.decoded += 1
