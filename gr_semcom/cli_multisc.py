@@ -1,7 +1,6 @@
 """``semcom transmit IMAGE --scheme multisc``: Multi-SC over the GNU Radio chain."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 

@@ -174,9 +174,19 @@ def run_point(point: Point, cfg: SweepConfig) -> list[dict]:
     return rows
 
 
-def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> list[dict]:
+def _encode(codec, im, base: dict, rows: list):
+    """(payload, seconds), or (None, 0) with a failed row (the reason) appended."""
     import time
 
+    t = time.monotonic()
+    try:
+        return codec.encode(im), time.monotonic() - t
+    except Exception as exc:
+        rows.append({**base, "failed": True, "reason": f"{type(exc).__name__}: {exc}"})
+        return None, 0.0
+
+
+def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> list[dict]:
     from PIL import Image
 
     from .phy.channel import ChannelSpec
@@ -200,13 +210,9 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
             gen = make_generator_arg(cfg.generator)
         for i, (name, im) in enumerate(zip(names, ims)):
             chan = ChannelSpec(model=point.channel, esn0_db=point.esn0_db, seed=1000 * point.seed + 17 + 104729 * i)
-            t = time.monotonic()
-            try:
-                p = codec.encode(im)
-            except Exception as exc:
-                rows.append({**base, "image": name, "failed": True, "reason": f"{type(exc).__name__}: {exc}"})
+            p, t_enc = _encode(codec, im, {**base, "image": name}, rows)
+            if p is None:
                 continue
-            t_enc = time.monotonic() - t
             r = send_multisc(codec, p, chan, "uncoded", generator=gen, source=im, clip=clip, seed=point.seed,
                              gen_size=cfg.gen_size, steps=cfg.steps)
             m = dict(r.metrics)
@@ -239,13 +245,9 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
 
         for i, (name, im) in enumerate(zip(names, ims)):
             chan = ChannelSpec(model=point.channel, esn0_db=point.esn0_db, seed=1000 * point.seed + 17 + 104729 * i)
-            t = time.monotonic()
-            try:
-                p = codec.encode(im)
-            except Exception as exc:
-                rows.append({**base, "image": name, "failed": True, "reason": f"{type(exc).__name__}: {exc}"})
+            p, t_enc = _encode(codec, im, {**base, "image": name}, rows)
+            if p is None:
                 continue
-            t_enc = time.monotonic() - t
             if point.scheme == "ulbsc":
                 r = send_ulbsc(codec, p, spec, chan, timeout=60, rx_threshold=0.15)
                 m, cap, sal = dict(r.metrics), r.recon.caption, r.recon.saliency

@@ -19,14 +19,12 @@ the sweep and the tests use). Model work runs on each block's worker thread.
 """
 from __future__ import annotations
 
-import struct
-import threading
 import time
 
 import numpy as np
 import pmt
 
-from .pdu_util import make_pdu, pdu_parts
+from .pdu_util import make_pdu
 from .phy_blocks import IN as _IN, OUT as _OUT, STATUS as _STATUS, _status
 from .ulbsc_blocks import _worker_block, image_from_pdu
 
@@ -63,9 +61,6 @@ class multisc_encoder(_worker_block):
         self.message_port_register_out(_CAPTIONS)
         self.set_msg_handler(_IN, self.handle)
 
-    def handle(self, msg):
-        self.enqueue((msg,))
-
     def work_item(self, msg):
         from ..semantic.images import ImageError
         from ..semantic.multisc.textcode import text_to_symbols
@@ -101,7 +96,6 @@ class multisc_decoder(_worker_block):
         self.decoded = 0
         self._slices: list = []
         self._caps: list = []
-        self._lock = threading.Lock()
         self.message_port_register_in(_SLICE)
         self.message_port_register_in(_CAPTIONS)
         self.message_port_register_out(_OUT)
@@ -113,16 +107,6 @@ class multisc_decoder(_worker_block):
 
     def handle_caption(self, msg):
         self._arrive(self._caps, msg)
-
-    def _arrive(self, lst, msg):
-        try:
-            meta, data = pdu_parts(msg)
-        except ValueError as exc:
-            self.message_port_pub(_STATUS, _status(event="decode_error", error=str(exc)))
-            return
-        with self._lock:
-            lst.append((time.monotonic(), meta, data))
-        self.enqueue(("poll",))
 
     def work_item(self, *_):
         pass

@@ -122,6 +122,22 @@ class _worker_block(_threaded_block):
     def __init__(self, name: str, max_pending: int = 16):
         _threaded_block.__init__(self, name)
         self._q: queue.Queue = queue.Queue(max_pending)
+        self._lock = threading.Lock()
+
+    def _arrive(self, lst, msg):
+        """A decoder input: queue (arrival time, metadata, data) on ``lst`` and wake the worker."""
+        try:
+            meta, data = pdu_parts(msg)
+        except ValueError as exc:
+            self.message_port_pub(_STATUS, _status(event="decode_error", error=str(exc)))
+            return
+        with self._lock:
+            lst.append((time.monotonic(), meta, data))
+        self.enqueue(("poll",))
+
+    def handle(self, msg):
+        """Default ``in`` handler: the message is one work item."""
+        self.enqueue((msg,))
 
     def enqueue(self, item):
         try:
@@ -175,9 +191,6 @@ class ulbsc_encoder(_worker_block):
         self.message_port_register_out(_ANALOG)
         self.set_msg_handler(_IN, self.handle)
 
-    def handle(self, msg):
-        self.enqueue((msg,))
-
     def work_item(self, msg):
         from ..semantic.captioner import make_captioner
         from ..semantic.images import ImageError
@@ -218,7 +231,6 @@ class ulbsc_decoder(_worker_block):
         self.decoded = 0
         self._digital: list = []
         self._analog: list = []
-        self._lock = threading.Lock()
         self.message_port_register_in(_IN)
         self.message_port_register_in(_ANALOG)
         self.message_port_register_out(_OUT)
@@ -230,16 +242,6 @@ class ulbsc_decoder(_worker_block):
 
     def handle_analog(self, msg):
         self._arrive(self._analog, msg)
-
-    def _arrive(self, lst, msg):
-        try:
-            meta, data = pdu_parts(msg)
-        except ValueError as exc:
-            self.message_port_pub(_STATUS, _status(event="decode_error", error=str(exc)))
-            return
-        with self._lock:
-            lst.append((time.monotonic(), meta, data))
-        self.enqueue(("poll",))
 
     def _run(self):
         # the worker also polls, so unpaired halves time out
