@@ -54,7 +54,13 @@ def send_ulbsc(codec: UlbscCodec, payload: UlbscPayload, spec, chan: ChannelSpec
     t = time.monotonic()
     recon = codec.decode(res.received, res.missing if res.received is not None else (), symbols)
     t_dec = time.monotonic() - t
-    m = saliency_metrics(recon.saliency, payload.saliency)
+    sal = recon.saliency
+    if sal.shape != payload.saliency.shape:  # header lost: the receiver guessed the size; compare at the source's
+        from .semantic.images import resize
+
+        h, w = payload.saliency.shape
+        sal = resize((np.clip(sal, 0, 1) * 255).astype(np.uint8), (w, h)).astype(np.float32) / 255
+    m = saliency_metrics(sal, payload.saliency)
     m["caption_bleu"] = bleu([recon.caption], [payload.caption]) if payload.caption else float("nan")
     m["caption_exact"] = recon.caption.strip().lower() == payload.caption.strip().lower()
     m["caption_similarity"] = _caption_similarity(recon.caption, payload.caption)
