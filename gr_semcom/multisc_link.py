@@ -51,17 +51,13 @@ def send_caption(text: str, mode: str, spec, chan: ChannelSpec, timeout: float, 
     """One caption over its channel; (received text or None, link record)."""
     from .image_link import analog_layout
     from .phy.mcs import burst_symbols, pdu_channel_uses
+    from .semantic.data import pdu_text
     from .sim import run_analog, run_link
 
     if mode == "digital":
         data = text.encode("utf-8") or b" "
         r = run_link(data, spec, chan, timeout=timeout, payload_type=0x62, rx_threshold=rx_threshold)
-        got = None
-        if r.received is not None:
-            b = bytearray(r.received)
-            for a, e in r.missing:  # erased bytes
-                b[a:e] = b"\x00" * (e - a)
-            got = bytes(b).decode("utf-8", errors="replace").replace("\x00", "")
+        got = pdu_text(r.received) if r.received is not None else None  # lost frames: erased characters
         return got, {"mode": mode, "received": r.received is not None, "complete": r.complete,
                      "frames_ok": r.frames_ok, "frames_sent": r.frames_sent,
                      "channel_uses": pdu_channel_uses(len(data), spec)}

@@ -240,6 +240,7 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
                                       AttributeCaptioner())
         spec = FrameSpec(modulation="bpsk", code_rate="1/4", codewords=2)  # ulbsc_curves.py's PHY
         from .phy.mcs import pdu_channel_uses
+        from .semantic.data import pdu_text
         from .semantic.metrics import bleu
         from .sim import run_link
 
@@ -257,12 +258,8 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
                 raw, enc = codec._caption_bytes(p.caption)
                 lr = run_link(raw, spec, chan, timeout=60, payload_type=0x52, rx_threshold=0.15)
                 cap = ""
-                if lr.received is not None:
-                    b = bytearray(lr.received)
-                    for a, e in lr.missing:
-                        b[a:e] = b"\x00" * (e - a)
-                    cap = codec._caption_from_tokens(bytes(b)) if enc == "tokens" else \
-                        bytes(b).decode("utf-8", errors="replace").replace("\x00", "")
+                if lr.received is not None:  # lost frames arrive zero-filled
+                    cap = codec._caption_from_tokens(lr.received) if enc == "tokens" else pdu_text(lr.received)
                 sal = codec.prior_map(p.shape)
                 m = saliency_metrics(sal, p.saliency)
                 m.update(caption_bleu=bleu([cap], [p.caption]), caption_similarity=_caption_similarity(cap, p.caption))

@@ -135,13 +135,14 @@ class multisc_decoder(_worker_block):
 
     def decode_one(self, raw: bytes, missing, caps):
         from ..bridge.protocol import png_encode
+        from ..semantic.data import pdu_text
         from ..semantic.multisc.textcode import symbols_to_text
 
         texts = []
         for _, _, d in caps:
             d = np.asarray(d)
             texts.append(symbols_to_text(d) if np.iscomplexobj(d) else
-                         bytes(d.astype(np.uint8)).decode("utf-8", errors="replace").replace("\x00", ""))
+                         pdu_text(d.astype(np.uint8).tobytes()))
         n = raw[15] if len(raw) >= 16 else len(texts)
         texts += [""] * max(0, n - len(texts))
         rec = self.codec.decode(raw, missing, texts)

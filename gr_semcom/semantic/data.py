@@ -185,6 +185,12 @@ def debian_sentences(limit: int = 60000, seed: int = 0) -> list[str]:
     return out[:limit]
 
 
+def pdu_text(raw: bytes) -> str:
+    """Text of a received UTF-8 field: the PHY's reassembler zero-fills the
+    bytes of lost frames, so those drop out and broken sequences become U+FFFD."""
+    return bytes(raw).decode("utf-8", errors="replace").replace("\x00", "")
+
+
 def normalise_text(s: str) -> str:
     s = s.lower().strip()
     s = re.sub(r"([,.!?;:'\"()\-])", r" \1 ", s)

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data import pdu_text
 from ..images import MIN_SIDE, ImageError, load_image, resize
 from .vq import SaliencyVQ, prepare_map, restore_map
 
@@ -235,7 +236,7 @@ class UlbscCodec:
                 else:
                     caption = self._caption_from_tokens(raw)
             else:
-                caption = raw.decode("utf-8", errors="replace").replace("\x00", "")
+                caption = pdu_text(raw)
             if cap_erased:
                 errors.append("caption bytes lost")
         return UlbscReconstruction(caption, sal, shape, idx, sal_erased, cap_erased, errors)
