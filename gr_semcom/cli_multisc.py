@@ -34,17 +34,11 @@ def add_args(t) -> None:
 
 def build_codec(args):
     from .semantic.multisc.codec import MultiScCodec, MultiScConfig
-    from .semantic.multisc.correct import make_corrector
-    from .semantic.multisc.regions import make_region_detector
-    from .semantic.multisc.segment import make_segmenter
-    from .semantic.multisc.vlm import VOCABULARY, make_vlm
 
     cfg = MultiScConfig(split=args.split, eps=args.eps, max_regions=args.max_regions, slice_side=args.slice_side,
                         slice_bytes=args.slice_bytes, seed=args.seed)
-    return MultiScCodec(make_segmenter(args.segmenter, args.segmenter_model),
-                        make_region_detector(args.detector, args.detector_model),
-                        make_vlm(args.vlm, args.vlm_model),
-                        make_corrector(args.corrector, args.corrector_model, VOCABULARY), cfg)
+    return MultiScCodec.build(cfg, args.segmenter, args.segmenter_model, args.detector, args.detector_model,
+                              args.vlm, args.vlm_model, args.corrector, args.corrector_model)
 
 
 def make_generator_arg(spec: str | None):
@@ -61,7 +55,6 @@ def make_generator_arg(spec: str | None):
 def cmd_transmit_multisc(args) -> int:
     from .hub import MissingWeights
     from .multisc_link import send_multisc, write_outputs
-    from .phy.channel import ChannelSpec
     from .semantic.images import ImageError, load_image
 
     src = Path(args.input)
@@ -82,8 +75,9 @@ def cmd_transmit_multisc(args) -> int:
     except (ImageError, MissingWeights, FileNotFoundError, ValueError) as exc:
         print(f"semcom: {exc}", file=sys.stderr)
         return 2
-    chan = ChannelSpec(model=args.channel, esn0_db=args.snr, cfo=args.cfo, timing_offset=args.timing_offset,
-                       sro_ppm=args.sro_ppm, doppler=args.doppler, seed=args.seed)
+    from .cli import _specs
+
+    _, chan = _specs(args)  # the slice's MCS follows Es/N0 (phy/mcs.py); --mod/--rate are not used
     res = send_multisc(codec, payload, chan, args.text_mode, timeout=args.timeout,
                        generator=make_generator_arg(args.generator), generator_timeout=args.generator_timeout,
                        ip_scale=args.ip_scale, steps=args.steps, seed=args.seed, deepsc=deepsc, source=img,

@@ -24,27 +24,12 @@ import time
 import numpy as np
 import pmt
 
+from ..semantic.multisc.codec import MultiScCodec, MultiScConfig, caption_count
 from .pdu_util import make_pdu
 from .phy_blocks import IN as _IN, OUT as _OUT, STATUS as _STATUS, _status
 from .ulbsc_blocks import _worker_block, image_from_pdu
 
 _SLICE, _CAPTIONS = pmt.intern("slice"), pmt.intern("captions")
-
-
-def make_codec(split: str = "fusion", eps: float = 0.25, max_regions: int = 4, slice_side: int = 64,
-               slice_bytes: int = 400, segmenter: str = "saliency", detector: str = "proposals",
-               vlm: str = "attributes", vlm_model: str = "", corrector: str = "symspell", corrector_model: str = ""):
-    from ..semantic.multisc.codec import MultiScCodec, MultiScConfig
-    from ..semantic.multisc.correct import make_corrector
-    from ..semantic.multisc.regions import make_region_detector
-    from ..semantic.multisc.segment import make_segmenter
-    from ..semantic.multisc.vlm import VOCABULARY, make_vlm
-
-    cfg = MultiScConfig(split=split, eps=eps, max_regions=max_regions, slice_side=slice_side, slice_bytes=slice_bytes)
-    return MultiScCodec(make_segmenter(segmenter) if segmenter else None,
-                        make_region_detector(detector) if detector else None,
-                        make_vlm(vlm, vlm_model or None) if vlm else None,
-                        make_corrector(corrector, corrector_model or None, VOCABULARY), cfg)
 
 
 class multisc_encoder(_worker_block):
@@ -54,7 +39,9 @@ class multisc_encoder(_worker_block):
         if text_mode not in ("uncoded", "digital"):
             raise ValueError("text_mode is 'uncoded' (c32 symbols) or 'digital' (UTF-8 bytes)")
         self.text_mode = text_mode
-        self.codec = make_codec(split, eps, max_regions, slice_side, slice_bytes, vlm=vlm, vlm_model=vlm_model)
+        self.codec = MultiScCodec.build(MultiScConfig(split=split, eps=eps, max_regions=max_regions,
+                                                      slice_side=slice_side, slice_bytes=slice_bytes),
+                                        vlm=vlm, vlm_model=vlm_model)
         self.encoded = 0
         self.message_port_register_in(_IN)
         self.message_port_register_out(_SLICE)
@@ -90,8 +77,8 @@ class multisc_decoder(_worker_block):
     def __init__(self, corrector: str = "symspell", corrector_model: str = "", ip_adapter_scale: float = 0.6,
                  pair_timeout: float = 3.0, slice_side: int = 64):
         _worker_block.__init__(self, "semcom_multisc_decoder")
-        self.codec = make_codec(slice_side=slice_side, segmenter="", detector="", vlm="", corrector=corrector,
-                                corrector_model=corrector_model)
+        self.codec = MultiScCodec.build(MultiScConfig(slice_side=slice_side), segmenter="", detector="", vlm="",
+                                        corrector=corrector, corrector_model=corrector_model)
         self.ip_adapter_scale, self.pair_timeout = float(ip_adapter_scale), float(pair_timeout)
         self.decoded = 0
         self._slices: list = []
@@ -124,16 +111,18 @@ class multisc_decoder(_worker_block):
                 t0, meta, data = self._slices[0]
                 raw = np.asarray(data, np.uint8).tobytes()
                 missing = [tuple(m) for m in (meta.get("missing") or [])]
-                n = raw[15] if len(raw) >= 16 and not any(a < 16 for a, _ in missing) else None
+                n = caption_count(raw, missing)
                 ready = n is not None and len(self._caps) >= n
                 if not ready and now - t0 < self.pair_timeout:
                     return
                 self._slices.pop(0)
                 take = n if n is not None else len(self._caps)
                 caps, self._caps = self._caps[:take], self._caps[take:]
-            self.decode_one(raw, missing, caps)
+            self.decode_one(raw, missing, caps, n)
 
-    def decode_one(self, raw: bytes, missing, caps):
+    def decode_one(self, raw: bytes, missing, caps, n: int | None):
+        """``n``: the captions the slice header announces (None: header lost,
+        the captions that came are used)."""
         from ..bridge.protocol import png_encode
         from ..semantic.data import pdu_text
         from ..semantic.multisc.textcode import symbols_to_text
@@ -143,7 +132,7 @@ class multisc_decoder(_worker_block):
             d = np.asarray(d)
             texts.append(symbols_to_text(d) if np.iscomplexobj(d) else
                          pdu_text(d.astype(np.uint8).tobytes()))
-        n = raw[15] if len(raw) >= 16 else len(texts)
+        n = len(texts) if n is None else n
         texts += [""] * max(0, n - len(texts))
         rec = self.codec.decode(raw, missing, texts)
         out = rec.meta()

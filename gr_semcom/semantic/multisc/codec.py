@@ -32,6 +32,16 @@ SPLITS = ("fusion", "random", "single")
 TEXT_MODES = ("uncoded", "digital", "deepsc")
 
 
+def header_intact(data: bytes, missing=()) -> bool:
+    """Whether the slice PDU's header arrived (the PHY lists lost byte ranges)."""
+    return len(data) >= HEADER and not any(a < HEADER for a, _ in (missing or ()))
+
+
+def caption_count(data: bytes, missing=()) -> int | None:
+    """How many captions the slice PDU announces (None: header lost)."""
+    return data[HEADER - 1] if header_intact(data, missing) else None
+
+
 @dataclass
 class MultiScConfig:
     split: str = "fusion"  # fusion (eq. 9) | random | single (one caption of the whole image)
@@ -99,14 +109,29 @@ class MultiScCodec:
 
     @classmethod
     def default(cls, cfg: MultiScConfig | None = None, segmenter=None, detector=None, vlm=None, corrector=None):
-        """Every stage's no-download default (README: Multi-SC defaults)."""
-        from .correct import SymSpellCorrector
-        from .regions import ProposalDetector
-        from .segment import SaliencySegmenter
-        from .vlm import VOCABULARY, AttributeCaptioner
+        """Every stage's no-download default (README: Multi-SC defaults), or the given stage objects."""
+        return cls.build(cfg, segmenter=segmenter or "saliency", detector=detector or "proposals",
+                         vlm=vlm or "attributes", corrector=corrector or "symspell")
 
-        return cls(segmenter or SaliencySegmenter(), detector or ProposalDetector(), vlm or AttributeCaptioner(),
-                   corrector or SymSpellCorrector(VOCABULARY), cfg)
+    @classmethod
+    def build(cls, cfg: MultiScConfig | None = None, segmenter="saliency", segmenter_model: str | None = None,
+              detector="proposals", detector_model: str | None = None, vlm="attributes",
+              vlm_model: str | None = None, corrector="symspell", corrector_model: str | None = None):
+        """The codec from stage kinds (the CLI's and the GRC blocks' options) or
+        stage objects; an empty kind leaves that stage out (a receiver needs
+        only the corrector)."""
+        from .correct import make_corrector
+        from .regions import make_region_detector
+        from .segment import make_segmenter
+        from .vlm import VOCABULARY, make_vlm
+
+        def stage(kind, make, *args):
+            return (make(kind, *args) if kind else None) if isinstance(kind, str) else kind
+
+        return cls(stage(segmenter, make_segmenter, segmenter_model or None),
+                   stage(detector, make_region_detector, detector_model or None),
+                   stage(vlm, make_vlm, vlm_model or None),
+                   stage(corrector, make_corrector, corrector_model or None, VOCABULARY), cfg)
 
     # -- transmitter ----------------------------------------------------------------
     def regions(self, work: np.ndarray, rng: np.random.Generator) -> tuple[list[Box], list[Box]]:
@@ -163,7 +188,7 @@ class MultiScCodec:
 
         data = bytes(slice_data or b"")
         errors = []
-        head_lost = len(data) < HEADER or any(a < HEADER for a, _ in (missing or ()))
+        head_lost = not header_intact(data, missing)
         side = self.cfg.slice_side
         if head_lost:
             errors.append("slice header lost: no slice, size and position unknown")
