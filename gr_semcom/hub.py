@@ -23,3 +23,11 @@ def load_pretrained(cls, what: str, where: str, **kw):
         return cls.from_pretrained(where, local_files_only=True, **kw)
     except (OSError, ValueError, EnvironmentError) as exc:
         raise MissingWeights(what, where, exc) from None
+
+
+def load_model_and_processor(model_cls, processor_cls, what: str, where: str, part: str = "processor"):
+    """(model, processor) of one checkpoint: a transformers model class and
+    its processor / tokenizer class, both from ``where``; MissingWeights
+    names ``what`` (and ``part`` for the processor)."""
+    processor = load_pretrained(processor_cls, f"{what} ({part})", where)
+    return load_pretrained(model_cls, what, where), processor

@@ -41,10 +41,10 @@ class BlipCaptioner:
     def from_pretrained(cls, where: str = DEFAULT_BLIP, device: str = "cpu", **kw) -> "BlipCaptioner":
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
-        from ..hub import load_pretrained
+        from ..hub import load_model_and_processor
 
-        processor = load_pretrained(BlipProcessor, "BLIP captioner (processor)", where)
-        model = load_pretrained(BlipForConditionalGeneration, "BLIP captioner", where)
+        model, processor = load_model_and_processor(BlipForConditionalGeneration, BlipProcessor, "BLIP captioner",
+                                                    where)
         return cls(model, processor, device, **kw)
 
     def __call__(self, image: np.ndarray) -> str:

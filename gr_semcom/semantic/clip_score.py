@@ -24,10 +24,9 @@ class ClipSimilarity:
     def from_pretrained(cls, where: str = DEFAULT_CLIP, **kw) -> "ClipSimilarity":
         from transformers import CLIPModel, CLIPProcessor
 
-        from ..hub import load_pretrained
+        from ..hub import load_model_and_processor
 
-        proc = load_pretrained(CLIPProcessor, "CLIP (processor)", where)
-        model = load_pretrained(CLIPModel, "CLIP", where)
+        model, proc = load_model_and_processor(CLIPModel, CLIPProcessor, "CLIP", where)
         return cls(model, proc, **kw)
 
     def image_features(self, images: list[np.ndarray]):

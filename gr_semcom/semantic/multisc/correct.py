@@ -72,10 +72,10 @@ class BartCorrector:
     def from_pretrained(cls, where: str = DEFAULT_BART, **kw) -> "BartCorrector":
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-        from ...hub import load_pretrained
+        from ...hub import load_model_and_processor
 
-        tok = load_pretrained(AutoTokenizer, "spelling corrector (tokenizer)", where)
-        model = load_pretrained(AutoModelForSeq2SeqLM, "BART spelling corrector", where)
+        model, tok = load_model_and_processor(AutoModelForSeq2SeqLM, AutoTokenizer, "BART spelling corrector", where,
+                                              "tokenizer")
         return cls(model, tok, **kw)
 
     def __call__(self, text: str) -> str:

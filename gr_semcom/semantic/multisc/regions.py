@@ -160,10 +160,10 @@ class HFObjectDetector:
     def from_pretrained(cls, where: str = DEFAULT_DETECTOR, **kw) -> "HFObjectDetector":
         from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
-        from ...hub import load_pretrained
+        from ...hub import load_model_and_processor
 
-        proc = load_pretrained(AutoImageProcessor, "object detector (image processor)", where)
-        model = load_pretrained(AutoModelForObjectDetection, "object detector", where)
+        model, proc = load_model_and_processor(AutoModelForObjectDetection, AutoImageProcessor, "object detector",
+                                               where, "image processor")
         return cls(model, proc, **kw)
 
     def __call__(self, image: np.ndarray) -> list[Box]:

@@ -51,10 +51,10 @@ class HFSegmenter:
     def from_pretrained(cls, where: str = DEFAULT_SEGMENTER, **kw) -> "HFSegmenter":
         from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
-        from ...hub import load_pretrained
+        from ...hub import load_model_and_processor
 
-        proc = load_pretrained(AutoImageProcessor, "segmenter (image processor)", where)
-        model = load_pretrained(AutoModelForSemanticSegmentation, "semantic segmenter", where)
+        model, proc = load_model_and_processor(AutoModelForSemanticSegmentation, AutoImageProcessor,
+                                               "semantic segmenter", where, "image processor")
         return cls(model, proc, **kw)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:

@@ -109,10 +109,9 @@ class LlavaCaptioner:
     def from_pretrained(cls, where: str = DEFAULT_VLM, **kw) -> "LlavaCaptioner":
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from ...hub import load_pretrained
+        from ...hub import load_model_and_processor
 
-        proc = load_pretrained(AutoProcessor, "VLM (processor)", where)
-        model = load_pretrained(AutoModelForImageTextToText, "VLM (LLaVA-class)", where)
+        model, proc = load_model_and_processor(AutoModelForImageTextToText, AutoProcessor, "LLaVA-class VLM", where)
         return cls(model, proc, **kw)
 
     def prompt(self) -> str:
