@@ -183,16 +183,23 @@ def load_dists(path: str | Path | None = None):
     return net
 
 
+def _checked_pair(img_a, img_b, metric: str):
+    """Both images as [-1, 1] tensors; ValueError unless same size and >= 32 x 32."""
+    a, b = _to_tensor(img_a), _to_tensor(img_b)
+    if a.shape != b.shape:
+        raise ValueError(f"image sizes differ: {tuple(a.shape[2:])} vs {tuple(b.shape[2:])}")
+    if min(a.shape[2:]) < 32:
+        raise ValueError(f"{metric} needs images of at least 32 x 32")
+    return a, b
+
+
 def dists(img_a, img_b, path: str | Path | None = None) -> float:
     """DISTS between two images of the same size (uint8, or float in [0, 1]);
     lower is more similar."""
     import torch
 
-    a, b = (_to_tensor(img_a) + 1) / 2, (_to_tensor(img_b) + 1) / 2
-    if a.shape != b.shape:
-        raise ValueError(f"image sizes differ: {tuple(a.shape[2:])} vs {tuple(b.shape[2:])}")
-    if min(a.shape[2:]) < 32:
-        raise ValueError("DISTS needs images of at least 32 x 32")
+    a, b = _checked_pair(img_a, img_b, "DISTS")
+    a, b = (a + 1) / 2, (b + 1) / 2
     with torch.inference_mode():
         return float(load_dists(path)(a, b)[0])
 
@@ -273,11 +280,7 @@ def lpips(img_a, img_b, path: str | Path | None = None) -> float:
     float in [0, 1]); lower is more similar."""
     import torch
 
-    a, b = _to_tensor(img_a), _to_tensor(img_b)
-    if a.shape != b.shape:
-        raise ValueError(f"image sizes differ: {tuple(a.shape[2:])} vs {tuple(b.shape[2:])}")
-    if min(a.shape[2:]) < 32:
-        raise ValueError("LPIPS(alex) needs images of at least 32 x 32")
+    a, b = _checked_pair(img_a, img_b, "LPIPS(alex)")
     with torch.inference_mode():
         return float(load_lpips(path)(a, b)[0])
 
