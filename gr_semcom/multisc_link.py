@@ -145,13 +145,13 @@ def generate(generator, recon: MultiScReconstruction, timeout: float, ip_scale: 
 def _text_metrics(hyps: list, refs: list, tag: str) -> dict:
     from .semantic.metrics import bleu
     from .semantic.multisc.textcode import char_error_rate
-    from .ulbsc_link import _caption_similarity
+    from .ulbsc_link import caption_similarities
 
     hyps = [h or "" for h in hyps]
     return {f"caption_bleu_{tag}": bleu(hyps, refs) if refs else float("nan"),
             f"caption_cer_{tag}": float(np.mean([char_error_rate(h, r) for h, r in zip(hyps, refs)])) if refs
             else float("nan"),
-            f"caption_similarity_{tag}": float(np.nanmean([_caption_similarity(h, r) for h, r in zip(hyps, refs)]))
+            f"caption_similarity_{tag}": float(np.nanmean(caption_similarities(hyps, refs)))
             if refs else float("nan")}
 
 

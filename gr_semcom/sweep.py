@@ -186,10 +186,15 @@ def _encode(codec, im, base: dict, rows: list):
         return None, 0.0
 
 
+def _image_channel(point: Point, i: int):
+    """Image ``i``'s channel realisation at a point (seeded: reruns repeat it)."""
+    from .phy.channel import ChannelSpec
+
+    return ChannelSpec(model=point.channel, esn0_db=point.esn0_db, seed=1000 * point.seed + 17 + 104729 * i)
+
+
 def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> list[dict]:
     from PIL import Image
-
-    from .phy.channel import ChannelSpec
 
     rows = []
     base = {"scheme": point.scheme, "channel": point.channel, "esn0_db": point.esn0_db, "seed": point.seed,
@@ -209,7 +214,7 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
 
             gen = make_generator_arg(cfg.generator)
         for i, (name, im) in enumerate(zip(names, ims)):
-            chan = ChannelSpec(model=point.channel, esn0_db=point.esn0_db, seed=1000 * point.seed + 17 + 104729 * i)
+            chan = _image_channel(point, i)
             p, t_enc = _encode(codec, im, {**base, "image": name}, rows)
             if p is None:
                 continue
@@ -245,7 +250,7 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
         from .sim import run_link
 
         for i, (name, im) in enumerate(zip(names, ims)):
-            chan = ChannelSpec(model=point.channel, esn0_db=point.esn0_db, seed=1000 * point.seed + 17 + 104729 * i)
+            chan = _image_channel(point, i)
             p, t_enc = _encode(codec, im, {**base, "image": name}, rows)
             if p is None:
                 continue

@@ -70,17 +70,24 @@ def send_ulbsc(codec: UlbscCodec, payload: UlbscPayload, spec, chan: ChannelSpec
     return out
 
 
-def _caption_similarity(hyp: str, ref: str) -> float:
-    """MiniLM cosine similarity (semantic/text_similarity.py) if the model
-    is installed, else NaN: the other metrics still get reported."""
+def caption_similarities(hyps: list, refs: list) -> np.ndarray:
+    """MiniLM cosine similarity of each pair (semantic/text_similarity.py, one
+    batch) if the model is installed, else NaN: the other metrics still get
+    reported. NaN for an empty reference."""
     from .semantic.text_similarity import MissingSentenceModel, sentence_similarity
 
-    if not ref:
-        return float("nan")
-    try:
-        return float(sentence_similarity([hyp], [ref])[0])
-    except MissingSentenceModel:
-        return float("nan")
+    out = np.full(len(refs), np.nan)
+    keep = [k for k, r in enumerate(refs) if r]
+    if keep:
+        try:
+            out[keep] = sentence_similarity([hyps[k] or "" for k in keep], [refs[k] for k in keep])
+        except MissingSentenceModel:
+            pass
+    return out
+
+
+def _caption_similarity(hyp: str, ref: str) -> float:
+    return float(caption_similarities([hyp], [ref])[0])
 
 
 def generate_image(endpoint: str, recon: UlbscReconstruction, timeout: float, steps: int = 20,
