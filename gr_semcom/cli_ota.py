@@ -51,14 +51,13 @@ def cmd_radios(args) -> int:
 
 def cmd_record(args) -> int:
     from . import ota
-    from .phy.channel import ChannelSpec
     from .phy.recording import RecordingError
 
     spec = _spec(args)
     chan = ota.CHANNEL_PRESETS[args.channel]
     if chan is not None:
         kw = {k: v for k, v in (("esn0_db", args.snr), ("cfo", args.cfo), ("seed", args.seed)) if v is not None}
-        chan = ChannelSpec(**{**chan.__dict__, **kw})
+        chan = ota.shifted(chan, **kw)
     if args.scheme == "file":
         data = Path(args.input).read_bytes()
         pdus = [({"payload_type": 1}, data)]
