@@ -15,7 +15,8 @@ def add_args(t) -> None:
     g.add_argument("--eps", type=float, default=0.25, help="fusion threshold epsilon, fraction of the image diagonal")
     g.add_argument("--max-regions", type=int, default=4)
     g.add_argument("--slice-side", type=int, default=64, help="main-object slice sent as SIDE x SIDE")
-    g.add_argument("--slice-bytes", type=int, default=400, help="JPEG 2000 budget of the slice")
+    g.add_argument("--slice-bytes", type=int, default=400,
+                   help="JPEG 2000 cap of the slice; what --cbr leaves after the captions may lower it")
     g.add_argument("--text-mode", default="uncoded", choices=TEXT_MODES,
                    help="captions: uncoded QPSK characters (misspellings), digital (LDPC+CRC, erasures), deepsc")
     g.add_argument("--segmenter", default="saliency", choices=("saliency", "hf"))
@@ -54,19 +55,21 @@ def make_generator_arg(spec: str | None):
 
 def cmd_transmit_multisc(args) -> int:
     from .hub import MissingWeights
-    from .multisc_link import send_multisc, write_outputs
+    from .multisc_link import cbr_budget, send_multisc, write_outputs
     from .semantic.images import ImageError, load_image
 
     src = Path(args.input)
     try:
         img = load_image(src)
         codec = build_codec(args)
-        payload = codec.encode(img)
         deepsc = None
         if args.text_mode == "deepsc":
             from .deepsc import DeepSC
 
             deepsc = DeepSC.load(args.deepsc)
+        # the same-budget rule: captions + slice PDU within --cbr (the slice at most --slice-bytes)
+        budget = cbr_budget(img.shape[:2], args.snr, args.cbr, args.text_mode, deepsc)
+        payload = codec.encode(img, budget)
         clip = None
         if args.clip:
             from .semantic.clip_score import ClipSimilarity
@@ -81,7 +84,8 @@ def cmd_transmit_multisc(args) -> int:
     res = send_multisc(codec, payload, chan, args.text_mode, timeout=args.timeout,
                        generator=make_generator_arg(args.generator), generator_timeout=args.generator_timeout,
                        ip_scale=args.ip_scale, steps=args.steps, seed=args.seed, deepsc=deepsc, source=img,
-                       clip=clip, gen_size=args.gen_size or (64 if args.generator == "tiny" else 512))
+                       clip=clip, gen_size=args.gen_size or (64 if args.generator == "tiny" else 512),
+                       spec=budget.spec)
     out = Path(args.out)
     summary = write_outputs(res, out, img)
     m = res.metrics
@@ -94,7 +98,8 @@ def cmd_transmit_multisc(args) -> int:
     print(f"caption BLEU {m['caption_bleu_raw']:.1f} -> {m['caption_bleu_corrected']:.1f} after correction "
           f"({codec.corrector.name}); CER {m['caption_cer_raw']:.3f} -> {m['caption_cer_corrected']:.3f}; "
           f"slice PSNR {m['slice_psnr']:.2f} dB" + (" (ERASED)" if res.recon.slice_erased else ""))
-    print(f"channel uses {res.channel_uses} (CBR {m['cbr']:.5f}); slice PHY {res.link['frames_ok']}/"
+    print(f"channel uses {res.channel_uses} of {budget.channel_uses} (CBR {m['cbr']:.5f} <= {args.cbr:.5f}); "
+          f"slice {budget.spec.modulation} {budget.spec.code_rate}: {res.link['frames_ok']}/"
           f"{res.link['frames_sent']} frames ok, Es/N0 {chan.esn0_db} dB ({chan.model})")
     if args.generator:
         print("generated image: " + ("generated.png" if res.generated is not None else

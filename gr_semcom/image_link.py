@@ -208,8 +208,8 @@ def run_seb(codec, names: list[str], images: list[np.ndarray], chan: ChannelSpec
                        model=codec.names[plan["model_id"]], gain=round(plan["gains"][j], 4),
                        subset=int(lab), subset_size=len(members), bases=plan["set"].k,
                        set_received=(bases is not None) if codec.uses_bases else None,
-                       frames_sent=r.frames_sent if r else 0, frames_ok=r.frames_ok if r else 0,
-                       failed=dec.failed, parts_received=",".join(k for k, v in dec.parts.items() if v),
+                       **link_columns(r), failed=dec.failed,
+                       parts_received=",".join(k for k, v in dec.parts.items() if v),
                        tx_psnr=psnr(plan["tx_recon"][j], im),
                        ideal_esn0_db=ideal_esn0_db((len(pkt) + set_bytes) * 8, cbr_channel_uses(h, w, cbr)),
                        split_s=t_split / len(images), encode_s=t_enc / len(members), link_s=t_link,
@@ -259,7 +259,7 @@ def run_jpeg2000(names, images, chan: ChannelSpec, cbr: float = 1 / 30, timeout:
         n = len(stream) if stream else 0
         row = _row(name, "jpeg2000", chan, cbr, b.spec, pdu_channel_uses(n, b.spec) if n else 0, h, w)
         row.update(bytes=n, bpp=n * 8 / (h * w), budget_bytes=b.payload_bytes,
-                   frames_sent=r.frames_sent if r else 0, frames_ok=r.frames_ok if r else 0, failed=failed,
+                   **link_columns(r), failed=failed,
                    tx_psnr=psnr(jpeg2000.decode(stream, (h, w))[0], im) if stream else float("nan"),
                    ideal_esn0_db=ideal_esn0_db(n * 8, cbr_channel_uses(h, w, cbr)),
                    encode_s=t_enc, link_s=t_link, decode_s=t_dec, **_quality(rec, im))
@@ -335,6 +335,25 @@ def _row(name, scheme, chan: ChannelSpec, cbr, spec, uses, h, w) -> dict:
             "height": h, "width": w, "cbr_target": cbr, "channel_uses": int(round(uses)),
             "cbr": uses / (3 * h * w), "modulation": spec.modulation, "code_rate": spec.code_rate,
             "codewords_per_burst": spec.codewords}
+
+
+def link_columns(r) -> dict:
+    """The PHY columns of a sweep row from one ``sim.LinkResult`` (or None:
+    nothing was sent): frames sent / ok; BLER = 1 - ok / sent (after LDPC
+    decoding and CRC); ``channel_ber``, the raw BER of the coded bits
+    (hard decisions on the demapper's LLRs, before decoding) over the
+    bursts the receiver detected (undetected bursts count in BLER only);
+    ``erased_fraction``, the share of the PDU's bytes that arrived as
+    erasures (a CRC-checked PHY delivers the rest exactly)."""
+    if r is None:
+        return {"frames_sent": 0, "frames_ok": 0, "bler": float("nan"), "channel_ber": float("nan"),
+                "channel_bits": 0, "erased_fraction": float("nan")}
+    n = len(r.received) if r.received is not None else 0
+    lost = sum(b - a for a, b in r.missing) if r.received is not None else 0
+    return {"frames_sent": r.frames_sent, "frames_ok": r.frames_ok,
+            "bler": 1 - r.frames_ok / r.frames_sent if r.frames_sent else float("nan"),
+            "channel_ber": r.coded_ber, "channel_bits": r.coded_bits,
+            "erased_fraction": min(1.0, lost / n) if n else 1.0}
 
 
 def _failed(name, im, scheme, chan, cbr, spec, why) -> ImageResult:

@@ -46,10 +46,67 @@ class MultiScResult:
     channel_uses: int = 0
 
 
+def _caption_symbols(text: str, mode: str, deepsc=None):
+    """(symbols, decoder) of a caption on an analog burst (uncoded / deepsc)."""
+    if mode == "uncoded":
+        from .semantic.multisc.textcode import symbols_to_text, text_to_symbols
+
+        return text_to_symbols(text), symbols_to_text
+    if mode == "deepsc":
+        if deepsc is None:
+            raise ValueError("caption mode deepsc needs a DeepSC model")
+
+        def dec(y):
+            return deepsc.symbols_to_text(np.asarray(y)[None])[0]
+
+        return deepsc.text_to_symbols([text])[0], dec
+    raise ValueError(f"caption mode is one of {TEXT_MODES}")
+
+
+def caption_channel_uses(text: str, mode: str, spec, deepsc=None) -> int:
+    """Channel uses of one caption as :func:`send_caption` sends it."""
+    from .image_link import analog_layout
+    from .phy.mcs import burst_symbols, pdu_channel_uses
+
+    if mode == "digital":
+        return pdu_channel_uses(len(text.encode("utf-8") or b" "), spec)
+    sym, _ = _caption_symbols(text, mode, deepsc)
+    return burst_symbols(analog_layout(sym.size, 10 ** 9)[0])
+
+
+def cbr_budget(shape: tuple, esn0_db: float, cbr: float, mode: str = "uncoded", deepsc=None):
+    """The same-budget rule for Multi-SC: a ``budget(captions)`` for
+    ``MultiScCodec.encode`` that keeps the captions (dropping the last,
+    smallest regions while the slice PDU would not even carry its header)
+    and gives the slice PDU every byte the rest of ``cbr`` x 3HW channel
+    uses carries at this Es/N0's MCS (phy/mcs.byte_budget, codewords per
+    burst searched). Also returns the chosen slice spec via
+    ``budget.spec`` once called."""
+    from .phy.mcs import byte_budget, cbr_channel_uses, choose_mcs
+    from .semantic.multisc.codec import HEADER
+
+    total = cbr_channel_uses(shape[0], shape[1], cbr)
+    spec = choose_mcs(esn0_db)
+
+    def budget(captions: list) -> tuple[int, int | None]:
+        keep = len(captions)
+        while True:
+            rest = total - sum(caption_channel_uses(c, mode, spec, deepsc) for c in captions[:keep])
+            b = byte_budget(max(0, rest), spec)
+            if b.payload_bytes >= HEADER or keep <= 1:
+                break
+            keep -= 1
+        budget.spec, budget.channel_uses = b.spec, total
+        return keep, (b.payload_bytes if b.payload_bytes >= HEADER else None)
+
+    budget.spec, budget.channel_uses = spec, total
+    return budget
+
+
 def send_caption(text: str, mode: str, spec, chan: ChannelSpec, timeout: float, rx_threshold: float,
                  deepsc=None) -> tuple[str | None, dict]:
     """One caption over its channel; (received text or None, link record)."""
-    from .image_link import analog_layout
+    from .image_link import analog_layout, link_columns
     from .phy.mcs import burst_symbols, pdu_channel_uses
     from .semantic.data import pdu_text
     from .sim import run_analog, run_link
@@ -58,23 +115,9 @@ def send_caption(text: str, mode: str, spec, chan: ChannelSpec, timeout: float, 
         data = text.encode("utf-8") or b" "
         r = run_link(data, spec, chan, timeout=timeout, payload_type=0x62, rx_threshold=rx_threshold)
         got = pdu_text(r.received) if r.received is not None else None  # lost frames: erased characters
-        return got, {"mode": mode, "received": r.received is not None, "complete": r.complete,
-                     "frames_ok": r.frames_ok, "frames_sent": r.frames_sent,
+        return got, {"mode": mode, "received": r.received is not None, "complete": r.complete, **link_columns(r),
                      "channel_uses": pdu_channel_uses(len(data), spec)}
-    if mode == "uncoded":
-        from .semantic.multisc.textcode import symbols_to_text, text_to_symbols
-
-        sym = text_to_symbols(text)
-        dec = symbols_to_text
-    elif mode == "deepsc":
-        if deepsc is None:
-            raise ValueError("caption mode deepsc needs a DeepSC model")
-        sym = deepsc.text_to_symbols([text])[0]
-
-        def dec(y):
-            return deepsc.symbols_to_text(np.asarray(y)[None])[0]
-    else:
-        raise ValueError(f"caption mode is one of {TEXT_MODES}")
+    sym, dec = _caption_symbols(text, mode, deepsc)
     aspec, n = analog_layout(sym.size, 10 ** 9)
     ar = run_analog(sym, chan, spec=aspec, timeout=min(timeout, 10.0), rx_threshold=rx_threshold)
     got = dec(ar.symbols[: sym.size]) if ar.symbols is not None else None
@@ -85,28 +128,34 @@ def send_caption(text: str, mode: str, spec, chan: ChannelSpec, timeout: float, 
 def send_multisc(codec: MultiScCodec, payload: MultiScPayload, chan: ChannelSpec, text_mode: str = "uncoded",
                  timeout: float = 60.0, generator=None, generator_timeout: float = 60.0, ip_scale: float = 0.6,
                  steps: int = 20, seed: int = 0, rx_threshold: float = 0.15, deepsc=None, source=None,
-                 clip=None, gen_size: int = 512) -> MultiScResult:
+                 clip=None, gen_size: int = 512, spec=None) -> MultiScResult:
     """``generator``: a bridge endpoint (str), an in-process object with
     ``generate(GenerateRequest)``, or None. ``source``: the source image
-    (for image metrics)."""
+    (for image metrics). ``spec``: the slice's frame spec (default: the MCS
+    of this Es/N0; with a CBR budget, the one :func:`cbr_budget` chose);
+    captions always use this Es/N0's MCS."""
+    from .image_link import link_columns
     from .phy.mcs import choose_mcs, pdu_channel_uses
     from .sim import run_link
 
-    spec = choose_mcs(chan.esn0_db)
+    cap_spec = choose_mcs(chan.esn0_db)
+    spec = spec or cap_spec
     t = time.monotonic()
-    r = run_link(payload.slice_data, spec, chan, timeout=timeout, payload_type=0x61, rx_threshold=rx_threshold)
-    link = r.summary()
-    uses = pdu_channel_uses(len(payload.slice_data), spec)
+    r = None
+    if payload.slice_data:  # empty: the budget had no room for the slice PDU
+        r = run_link(payload.slice_data, spec, chan, timeout=timeout, payload_type=0x61, rx_threshold=rx_threshold)
+    link = {**(r.summary() if r else {}), **link_columns(r)}
+    uses = pdu_channel_uses(len(payload.slice_data), spec) if r else 0
     caps, clinks = [], []
     for k, c in enumerate(payload.captions):
         ck = replace(chan, seed=chan.seed + CAPTION_SEED_STRIDE * (k + 1))
-        got, rec = send_caption(c, text_mode, spec, ck, timeout, rx_threshold, deepsc)
+        got, rec = send_caption(c, text_mode, cap_spec, ck, timeout, rx_threshold, deepsc)
         caps.append(got)
         clinks.append(rec)
         uses += rec["channel_uses"]
     t_link = time.monotonic() - t
     t = time.monotonic()
-    recon = codec.decode(r.received, r.missing if r.received is not None else (), caps)
+    recon = codec.decode(r.received if r else None, r.missing if r and r.received is not None else (), caps)
     t_dec = time.monotonic() - t
     out = MultiScResult(payload, recon, link, clinks, {}, timings={"link_s": t_link, "decode_correct_s": t_dec},
                         channel_uses=int(uses))

@@ -57,10 +57,12 @@ LABELS.update({"multisc": "Multi-SC, feature fusion", "multisc-random": "Multi-S
 COLOURS.update({"multisc": "C4", "multisc-random": "C5", "multisc-single": "C6", "ulbsc": "C7",
                 "caption-only": "C8"})
 # every metric a summary may carry (those no row has are left out)
-ALL_METRICS = METRICS + ("clip", "psnr_before", "lpips_before", "clip_before", "slice_psnr", "caption_bleu",
+ALL_METRICS = METRICS + ("bler", "channel_ber", "erased_fraction", "clip", "psnr_before", "lpips_before",
+                         "clip_before", "slice_psnr", "caption_bleu",
                          "caption_bleu_raw", "caption_bleu_corrected", "caption_cer_raw", "caption_cer_corrected",
                          "caption_similarity", "caption_similarity_raw", "caption_similarity_corrected",
                          "saliency_mae", "saliency_fmeasure", "saliency_fmeasure_t05")
+LINK_COLUMNS = ("frames_sent", "frames_ok", "bler", "channel_ber", "channel_bits", "erased_fraction")
 KEY = ("scheme", "channel", "esn0_db", "seed", "accounting")
 
 
@@ -174,13 +176,13 @@ def run_point(point: Point, cfg: SweepConfig) -> list[dict]:
     return rows
 
 
-def _encode(codec, im, base: dict, rows: list):
+def _encode(codec, im, base: dict, rows: list, *args):
     """(payload, seconds), or (None, 0) with a failed row (the reason) appended."""
     import time
 
     t = time.monotonic()
     try:
-        return codec.encode(im), time.monotonic() - t
+        return codec.encode(im, *args), time.monotonic() - t
     except Exception as exc:
         rows.append({**base, "failed": True, "reason": f"{type(exc).__name__}: {exc}"})
         return None, 0.0
@@ -202,7 +204,7 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
     grid_dir = Path(cfg.out) / "recon"
     save_grid = point.esn0_db in cfg.grid_snrs and point.seed == 0
     if point.scheme in MULTISC_SCHEMES:
-        from .multisc_link import send_multisc
+        from .multisc_link import cbr_budget, send_multisc
         from .semantic.clip_score import ClipSimilarity, try_clip
         from .semantic.multisc.codec import MultiScCodec, MultiScConfig
 
@@ -215,16 +217,20 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
             gen = make_generator_arg(cfg.generator)
         for i, (name, im) in enumerate(zip(names, ims)):
             chan = _image_channel(point, i)
-            p, t_enc = _encode(codec, im, {**base, "image": name}, rows)
+            budget = cbr_budget(im.shape[:2], point.esn0_db, cfg.cbr, "uncoded")  # the same-budget rule
+            p, t_enc = _encode(codec, im, {**base, "image": name}, rows, budget)
             if p is None:
                 continue
             r = send_multisc(codec, p, chan, "uncoded", generator=gen, source=im, clip=clip, seed=point.seed,
-                             gen_size=cfg.gen_size, steps=cfg.steps)
+                             gen_size=cfg.gen_size, steps=cfg.steps, spec=budget.spec)
             m = dict(r.metrics)
             m["caption_bleu"], m["caption_similarity"] = m["caption_bleu_corrected"], m["caption_similarity_corrected"]
+            link = {k: r.link[k] for k in LINK_COLUMNS}
             rows.append({**base, "image": name, "height": im.shape[0], "width": im.shape[1], "bytes": len(p.slice_data),
+                         "budget_channel_uses": budget.channel_uses, "modulation": budget.spec.modulation,
+                         "code_rate": budget.spec.code_rate, "codewords_per_burst": budget.spec.codewords,
                          "failed": bool(r.recon.slice_erased and m["captions_lost"] == m["captions"]),
-                         "encode_s": t_enc, **{k: v for k, v in r.timings.items()}, **m,
+                         "encode_s": t_enc, **{k: v for k, v in r.timings.items()}, **link, **m,
                          "generator_error": r.generator_error or ""})
             if save_grid and i < cfg.grid_images:
                 grid_dir.mkdir(parents=True, exist_ok=True)
@@ -244,7 +250,8 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
                                       mdir / "deepsc_text" / "model.safetensors", "digital", make_detector("u2netp"),
                                       AttributeCaptioner())
         spec = FrameSpec(modulation="bpsk", code_rate="1/4", codewords=2)  # ulbsc_curves.py's PHY
-        from .phy.mcs import pdu_channel_uses
+        from .image_link import link_columns
+        from .phy.mcs import cbr_channel_uses, pdu_channel_uses
         from .semantic.data import pdu_text
         from .semantic.metrics import bleu
         from .sim import run_link
@@ -259,6 +266,7 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
                 m, cap, sal = dict(r.metrics), r.recon.caption, r.recon.saliency
                 nbytes = len(p.data)
                 failed = not r.link.get("frames_ok")
+                link = {k: r.link[k] for k in LINK_COLUMNS}
             else:  # the caption field alone; the receiver's map is the codebook prior
                 raw, enc = codec._caption_bytes(p.caption)
                 lr = run_link(raw, spec, chan, timeout=60, payload_type=0x52, rx_threshold=0.15)
@@ -270,10 +278,13 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
                 m.update(caption_bleu=bleu([cap], [p.caption]), caption_similarity=_caption_similarity(cap, p.caption))
                 nbytes = len(raw)
                 failed = lr.received is None
+                link = link_columns(lr)
             uses = pdu_channel_uses(nbytes, spec)
             h, w = im.shape[:2]
             rows.append({**base, "image": name, "height": h, "width": w, "bytes": nbytes, "channel_uses": uses,
-                         "cbr": uses / (3 * h * w), "failed": failed, "encode_s": t_enc, "caption_sent": p.caption,
+                         "cbr": uses / (3 * h * w), "budget_channel_uses": cbr_channel_uses(h, w, cfg.cbr),
+                         "modulation": spec.modulation, "code_rate": spec.code_rate, **link,
+                         "failed": failed, "encode_s": t_enc, "caption_sent": p.caption,
                          "caption_received": cap, **{k: v for k, v in m.items() if k != "caption_exact"}})
             if save_grid and i < cfg.grid_images:
                 grid_dir.mkdir(parents=True, exist_ok=True)
@@ -381,7 +392,7 @@ def summarise(raw: list[dict], metrics=METRICS) -> list[dict]:
     return out
 
 
-def plot(summary: list[dict], path: Path, title: str = "", metrics=METRICS) -> None:
+def plot(summary: list[dict], path: Path, title: str = "", metrics=METRICS, log: bool = False) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -408,6 +419,9 @@ def plot(summary: list[dict], path: Path, title: str = "", metrics=METRICS) -> N
                         ax.fill_between(x, y - e, y + e, color=COLOURS.get(s), alpha=0.12)
             ax.set_xlabel("Es/N0 (dB)")
             ax.set_ylabel(metric)
+            if log:  # error rates: zero (no error in the bits measured) stays on the axis
+                ax.set_yscale("symlog", linthresh=1e-4)
+                ax.set_ylim(bottom=0)
             ax.set_title(f"{ch.upper()} {title}: {metric} (mean, 95 % CI)", fontsize=10)
             ax.grid(alpha=0.3)
         axes[ci][0].legend(fontsize=7)
@@ -479,12 +493,15 @@ def main_sweep(args) -> int:
     from fractions import Fraction
 
     img_metrics = [m for m in present if m in METRICS + ("clip", "psnr_before", "lpips_before", "clip_before")]
-    sem_metrics = [m for m in present if m not in img_metrics and not m.endswith(("_raw", "_corrected"))
-                   and m != "saliency_fmeasure_t05"]
+    phy_metrics = [m for m in present if m in ("bler", "channel_ber", "erased_fraction")]
+    sem_metrics = [m for m in present if m not in img_metrics + phy_metrics
+                   and not m.endswith(("_raw", "_corrected")) and m != "saliency_fmeasure_t05"]
     if img_metrics:
         plot(summary, out / "sweep.png", f"CBR {Fraction(cfg.cbr).limit_denominator(1000)}", img_metrics)
     if sem_metrics:
         plot(summary, out / "sweep_semantic.png", "", sem_metrics)
+    if phy_metrics:
+        plot(summary, out / "sweep_phy.png", "digital PDUs", phy_metrics, log=True)
     if any(s in MULTISC_SCHEMES for s in schemes):
         plot(summary, out / "sweep_correction.png", "Multi-SC captions",
              [m for m in present if m.endswith(("_raw", "_corrected"))])

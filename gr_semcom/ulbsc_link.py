@@ -43,7 +43,9 @@ def send_ulbsc(codec: UlbscCodec, payload: UlbscPayload, spec, chan: ChannelSpec
     thr = {} if rx_threshold is None else {"rx_threshold": rx_threshold}
     t = time.monotonic()
     res = run_link(payload.data, spec, chan, timeout=timeout, payload_type=0x51, **thr)
-    link = res.summary()
+    from .image_link import link_columns
+
+    link = {**res.summary(), **link_columns(res)}
     analog, symbols = None, None
     if payload.symbols is not None:
         ar = run_analog(payload.symbols, chan, timeout=min(timeout, 10.0), **thr)

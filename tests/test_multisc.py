@@ -230,6 +230,36 @@ def test_codec_erasures_and_bad_input(codec):
         MultiScConfig(split="nope")
 
 
+@pytest.mark.parametrize("mode", ["uncoded", "digital"])
+def test_cbr_budget_is_met_at_every_snr(codec, mode):
+    """The same-budget rule: slice PDU + captions fit CBR x 3HW channel uses,
+    from -3 dB (BPSK 1/4: no room for a JPEG 2000 slice, the header alone
+    goes) to 15 dB (the slice reaches its --slice-bytes cap)."""
+    from gr_semcom.multisc_link import caption_channel_uses, cbr_budget
+    from gr_semcom.phy.mcs import choose_mcs, pdu_channel_uses
+
+    im = _photo()
+    h, w = im.shape[:2]
+    sizes = {}
+    for esn0 in (-3.0, 0.0, 3.0, 9.0, 15.0):
+        for cbr in (1 / 30, 1 / 60):
+            b = cbr_budget(im.shape[:2], esn0, cbr, mode)
+            p = codec.encode(im, b)
+            uses = (pdu_channel_uses(len(p.slice_data), b.spec) if p.slice_data else 0) + sum(
+                caption_channel_uses(c, mode, choose_mcs(esn0)) for c in p.captions)
+            assert uses <= b.channel_uses == int(cbr * 3 * h * w), (esn0, cbr, uses)
+            assert 1 <= len(p.captions) == len(p.regions)
+            assert len(p.slice_data) <= HEADER + 300
+            sizes[esn0, cbr] = len(p.slice_data)
+            r = codec.decode(p.slice_data, (), p.captions)  # a header-only slice decodes to grey, no crash
+            assert r.shape == (h, w) and (r.slice_erased == (len(p.slice_data) <= HEADER))
+    assert sizes[15.0, 1 / 30] > HEADER + 100 and sizes[-3.0, 1 / 30] <= sizes[15.0, 1 / 30]
+    # a budget that does not even carry the header sends no slice PDU
+    p = codec.encode(im, lambda caps: (1, None))
+    assert p.slice_data == b"" and len(p.captions) == 1
+    assert codec.decode(None, (), p.captions).slice_erased
+
+
 # ------------------------------------------------------------------ over the GNU Radio chain
 @pytest.mark.parametrize("snr,mode", [(15.0, "uncoded"), (15.0, "digital")])
 def test_link_delivers_captions_and_slice(codec, snr, mode):
@@ -259,6 +289,21 @@ def test_link_low_snr_misspells_and_correction_helps(codec):
     assert m["caption_cer_raw"] > 0.02
     assert m["caption_cer_corrected"] < m["caption_cer_raw"]
     assert m["caption_bleu_corrected"] > m["caption_bleu_raw"]
+
+
+def test_link_meets_the_budget_at_minus_3_db(codec):
+    pytest.importorskip("gnuradio")
+    from gr_semcom.multisc_link import cbr_budget, send_multisc
+    from gr_semcom.phy.channel import ChannelSpec
+
+    im = _photo()
+    b = cbr_budget(im.shape[:2], -3.0, 1 / 30)
+    p = codec.encode(im, b)
+    res = send_multisc(codec, p, ChannelSpec(model="awgn", esn0_db=-3.0, seed=1), "uncoded", timeout=30,
+                       source=im, spec=b.spec)
+    assert res.channel_uses <= b.channel_uses and res.metrics["cbr"] <= 1 / 30
+    assert res.link["frames_sent"] >= 1 and 0 <= res.link["bler"] <= 1
+    assert res.metrics["captions"] == len(p.captions) and res.recon.slice_image.ndim == 3
 
 
 def test_cli_transmit_multisc_with_tiny_generator(tmp_path):

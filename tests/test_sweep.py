@@ -37,6 +37,24 @@ def test_summary_mean_and_interval():
     assert np.isnan(s["ms_ssim"])
 
 
+def _uncoded_ber(mod: str, esn0_db: float) -> float:
+    """Closed-form AWGN bit error rate of Gray-mapped BPSK / QPSK / square 16QAM (Cho & Yoon 2002)."""
+    from scipy.special import erfc
+
+    def q(x):
+        return 0.5 * erfc(x / math.sqrt(2))
+
+    es = 10 ** (esn0_db / 10)
+    if mod == "bpsk":
+        return q(math.sqrt(2 * es))
+    if mod == "qpsk":
+        return q(math.sqrt(es))
+    if mod == "16qam":
+        a = math.sqrt(es / 5)
+        return 0.75 * q(a) + 0.5 * q(3 * a) - 0.25 * q(5 * a)
+    raise ValueError(mod)
+
+
 @pytest.mark.skipif(not (ROOT / "models" / "image_deepjscc" / "model.safetensors").exists(),
                     reason="image DeepJSCC weights not shipped")
 def test_sweep_cli_resumable_and_bad_images(tmp_path):
@@ -59,6 +77,14 @@ def test_sweep_cli_resumable_and_bad_images(tmp_path):
     ok = [x for x in raw if x["image"] == "a" and x["accounting"] == "phy"]
     assert len(ok) == 4 and all(float(x["cbr"]) <= 1 / 30 for x in ok)
     assert all(float(x["psnr"]) > 15 for x in ok)
+    for x in ok:  # the PHY columns: raw BER of the coded bits against the closed form, BLER = 1 - ok / sent
+        if x["scheme"] == "jpeg2000-ldpc":
+            n, ber = int(x["channel_bits"]), float(x["channel_ber"])
+            ref = _uncoded_ber(x["modulation"], float(x["esn0_db"]))
+            sigma = math.sqrt(ref * (1 - ref) / n)
+            assert n >= 5000 and abs(ber - ref) < 5 * sigma + 0.1 * ref, (x["modulation"], ber, ref, n)
+            assert float(x["bler"]) == pytest.approx(1 - int(x["frames_ok"]) / int(x["frames_sent"]))
+            assert 0 <= float(x["erased_fraction"]) <= float(x["bler"]) + 1e-9
     bad = [x for x in raw if x["image"] == "b"]
     assert bad and all(x["failed"] == "True" and x["reason"] for x in bad)
     assert any(x["accounting"] == "capacity" for x in raw)
@@ -95,9 +121,14 @@ def test_sweep_semantic_schemes_on_tiny_models(tmp_path):
             assert math.isfinite(float(row[k])), (s, k, row[k])
         assert float(row["cbr"]) <= 1 / 30 and -1 <= float(row["clip"]) <= 1
     assert int(by["multisc-single"]["captions"]) == 1
+    for s in ("multisc", "ulbsc", "caption-only"):  # digital PDUs carry the PHY columns
+        assert int(by[s]["frames_sent"]) >= 1 and int(by[s]["channel_bits"]) > 0, s
+        assert 0 <= float(by[s]["channel_ber"]) <= 1 and 0 <= float(by[s]["bler"]) <= 1, s
+    for row in raw:
+        assert int(row["channel_uses"]) <= int(row["budget_channel_uses"]), row["scheme"]
     for s in ("ulbsc", "caption-only"):
         assert math.isfinite(float(by[s]["saliency_mae"])) and by[s]["caption_sent"]
     summary = list(csv.DictReader(open(tmp_path / "out" / "sweep_summary.csv")))
     assert all(row["budget_met"] == "True" for row in summary)
-    for f in ("sweep.png", "sweep_semantic.png", "sweep_correction.png"):
+    for f in ("sweep.png", "sweep_semantic.png", "sweep_correction.png", "sweep_phy.png"):
         assert (tmp_path / "out" / f).stat().st_size > 5000, f

@@ -22,9 +22,11 @@ def encode(img: np.ndarray, ratio: float) -> bytes:
     from PIL import Image
 
     b = io.BytesIO()
-    Image.fromarray(np.asarray(img, np.uint8)).save(b, format="JPEG2000", no_jp2=True, quality_mode="rates",
-                                                    quality_layers=[float(ratio)], irreversible=True,
-                                                    num_resolutions=6)
+    img = np.asarray(img, np.uint8)
+    # OpenJPEG needs the lowest resolution level to be at least one pixel
+    levels = max(1, min(6, int(np.log2(max(1, min(img.shape[:2])))) + 1))
+    Image.fromarray(img).save(b, format="JPEG2000", no_jp2=True, quality_mode="rates",
+                              quality_layers=[float(ratio)], irreversible=True, num_resolutions=levels)
     return b.getvalue()
 
 

@@ -146,7 +146,14 @@ class MultiScCodec:
             return random_split(shape, len(fused), rng), dets
         return fused, dets
 
-    def encode(self, image) -> MultiScPayload:
+    def encode(self, image, budget=None) -> MultiScPayload:
+        """``budget``: None (the slice gets at most ``cfg.slice_bytes``) or a
+        callable ``budget(captions) -> (captions kept, slice PDU bytes or None)``
+        that fits the payload to a channel-use budget once the captions are
+        known (multisc_link.cbr_budget). With a budget the slice stream is at
+        most min(``cfg.slice_bytes``, PDU bytes - header); if that cannot carry
+        the slice at ``slice_side``, the side is halved (down to 16) before it
+        goes out as a header alone; None sends no slice PDU at all."""
         img = image if isinstance(image, np.ndarray) else load_image(image)
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
             raise ImageError(f"expected an HxWx3 uint8 RGB image, got {img.shape} {img.dtype}")
@@ -156,7 +163,6 @@ class MultiScCodec:
         s = min(1.0, self.cfg.work_side / max(h, w))
         work = resize(img, (max(1, round(w * s)), max(1, round(h * s)))) if s < 1 else img
         mask = np.asarray(self.segmenter(work), np.float32)
-        sl = main_object_slice(work, mask, self.cfg.slice_side)
         rng = np.random.default_rng(self.cfg.seed)
         regs, dets = self.regions(work, rng)
         main = mask >= 0.5
@@ -165,20 +171,33 @@ class MultiScCodec:
         for b in regs:
             frac = float(main[b.y0:b.y1, b.x0:b.x1].sum()) / n_main if b.area < 0.9 * main.size else 0.0
             caps.append(self.vlm.describe(b.crop(work), b, work.shape[:2], frac))
+        max_bytes = self.cfg.slice_bytes
+        if budget is not None:
+            keep, pdu_bytes = budget(list(caps))
+            keep = max(1, min(len(caps), int(keep)))
+            regs, caps = regs[:keep], caps[:keep]
+            max_bytes = None if pdu_bytes is None else min(max_bytes, max(0, int(pdu_bytes) - HEADER))
 
         def up(b: Box) -> Box:  # work -> source pixels
             return Box(int(b.x0 / s), int(b.y0 / s), min(w, int(round(b.x1 / s))), min(h, int(round(b.y1 / s))),
                        b.score, b.label)
 
-        regs, dets, sbox = [up(b) for b in regs], [up(b) for b in dets], up(sl.box)
         from ..jpeg2000 import encode_to_budget
 
-        stream = encode_to_budget(sl.image, self.cfg.slice_bytes) or b""
-        head = struct.pack(">BHH4HHB", VERSION << 4, h, w, *sbox.as_list(), self.cfg.slice_side, len(caps))
+        side = self.cfg.slice_side
+        sl = main_object_slice(work, mask, side)
+        stream = encode_to_budget(sl.image, max_bytes) if max_bytes else None
+        while stream is None and max_bytes and side > 16:  # a smaller slice rather than none
+            side //= 2
+            sl = main_object_slice(work, mask, side)
+            stream = encode_to_budget(sl.image, max_bytes)
+        stream = stream or b""
+        regs, dets, sbox = [up(b) for b in regs], [up(b) for b in dets], up(sl.box)
+        head = struct.pack(">BHH4HHB", VERSION << 4, h, w, *sbox.as_list(), side, len(caps))
         fields = [{"name": "header", "offset": 0, "length": HEADER},
-                  {"name": "slice_jpeg2000", "offset": HEADER, "length": len(stream),
-                   "side": self.cfg.slice_side}]
-        return MultiScPayload(head + stream, caps, regs, dets, sl.image, sbox, mask, (h, w), fields)
+                  {"name": "slice_jpeg2000", "offset": HEADER, "length": len(stream), "side": side}]
+        data = b"" if max_bytes is None else head + stream
+        return MultiScPayload(data, caps, regs, dets, sl.image, sbox, mask, (h, w), fields)
 
     # -- receiver ---------------------------------------------------------------------
     def decode(self, slice_data: bytes | None, missing=(), captions=(), correct: bool = True) -> MultiScReconstruction:
