@@ -28,7 +28,9 @@ def main(argv=None):
     ap.add_argument("--waveform", default="sc", choices=("sc", "ofdm"))
     ap.add_argument("--mbytes", type=float, default=1.0, help="payload megabytes to receive")
     ap.add_argument("--snr", type=float, default=10.0)
-    ap.add_argument("--ldpc-iterations", type=int, default=50, help="gr-fec ldpc_decoder max iterations (sc)")
+    ap.add_argument("--ldpc-iterations", type=int, default=50, help="LDPC decoder max iterations")
+    ap.add_argument("--ldpc-decoder", default="spa", choices=("spa", "minsum", "gr-fec"),
+                    help="batched numpy sum-product / min-sum, or gr-fec's ldpc_decoder")
     args = ap.parse_args(argv)
     if args.waveform == "ofdm":
         from gr_semcom.blocks.ofdm_hier import ofdm_phy_rx as RX, ofdm_phy_tx as TX
@@ -63,7 +65,7 @@ def main(argv=None):
     # -- receive, timed
     tb = gr.top_block()
     src = pdu.pdu_to_stream_c(pdu.EARLY_BURST_APPEND, 64)
-    rx = RX(spec, ldpc_iterations=args.ldpc_iterations) if args.waveform == "sc" else RX(spec)
+    rx = RX(spec, ldpc_iterations=args.ldpc_iterations, ldpc_decoder=args.ldpc_decoder)
     st = _collector()
     tb.connect(src, rx)
     tb.msg_connect(rx, "status", st, "in")
@@ -88,6 +90,7 @@ def main(argv=None):
     tb.wait()
     ok = sum(1 for m in st.items if pmt.to_python(m).get("crc_ok"))
     res = {"waveform": args.waveform, "modulation": args.mod, "code_rate": args.rate, "snr_db": args.snr,
+           "ldpc_decoder": args.ldpc_decoder,
            "samples": int(x.size), "frames": n_frames, "frames_ok": ok, "wall_s": round(wall, 3),
            "cpu_s": round(cpu, 3), "msps_wall": round(x.size / wall / 1e6, 3),
            "msps_per_cpu_second": round(x.size / cpu / 1e6, 3),

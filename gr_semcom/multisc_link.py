@@ -204,6 +204,14 @@ def _text_metrics(hyps: list, refs: list, tag: str) -> dict:
             if refs else float("nan")}
 
 
+def _as_shape(img: np.ndarray, shape: tuple) -> np.ndarray:
+    """The received slice at the sent slice's size (a lost header leaves the
+    receiver with the configured side, the sender may have used a smaller one)."""
+    from .semantic.images import resize
+
+    return img if img.shape == tuple(shape) else resize(img, (shape[1], shape[0]))
+
+
 def multisc_metrics(res: MultiScResult, source: np.ndarray | None = None, clip=None) -> dict:
     from .image_link import _quality
     from .semantic.images import resize
@@ -214,7 +222,8 @@ def multisc_metrics(res: MultiScResult, source: np.ndarray | None = None, clip=N
     refs = list(p.captions)
     m = {"captions": len(refs), "captions_lost": sum(1 for c in rc.captions_received if not c),
          **_text_metrics(rc.captions_received, refs, "raw"), **_text_metrics(rc.captions_corrected, refs, "corrected"),
-         "slice_psnr": psnr(rc.slice_image, p.slice_image), "slice_erased": rc.slice_erased,
+         "slice_psnr": psnr(_as_shape(rc.slice_image, p.slice_image.shape), p.slice_image),
+         "slice_erased": rc.slice_erased,
          "channel_uses": res.channel_uses, "slice_bytes": len(p.slice_data),
          "caption_chars": sum(len(c) for c in refs)}
     if source is not None:

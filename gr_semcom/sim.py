@@ -18,7 +18,7 @@ from .phy.ofdm import OfdmSpec
 
 
 def make_link_blocks(spec: FrameSpec | OfdmSpec, chan: ChannelSpec, rx_threshold: float | None = None,
-                     rx_timeout: float = 2.0, genie_csi: bool = False):
+                     rx_timeout: float = 2.0, genie_csi: bool = False, ldpc_decoder: str = "spa"):
     """(tx, channel, rx) hier blocks for either waveform.
 
     For OFDM the channel runs at one sample per "symbol unit" of the FFT: ``cfo``
@@ -32,10 +32,11 @@ def make_link_blocks(spec: FrameSpec | OfdmSpec, chan: ChannelSpec, rx_threshold
         if genie_csi:
             raise ValueError("genie CSI is implemented for the single-carrier waveform only")
         ch_spec = replace(chan, cfo=chan.cfo / spec.fft_len, doppler=chan.doppler / spec.fft_len)
-        return ofdm_phy_tx(spec), make_channel(ch_spec, 1), ofdm_phy_rx(spec, timeout=rx_timeout, **thr)
+        return ofdm_phy_tx(spec), make_channel(ch_spec, 1), ofdm_phy_rx(spec, timeout=rx_timeout,
+                                                                       ldpc_decoder=ldpc_decoder, **thr)
     tx = phy_tx(spec)
     ch = make_channel(chan, spec.sps, csi_output=genie_csi)
-    rx = phy_rx(spec, timeout=rx_timeout, genie_csi=genie_csi, **thr)
+    rx = phy_rx(spec, timeout=rx_timeout, genie_csi=genie_csi, ldpc_decoder=ldpc_decoder, **thr)
     return tx, ch, rx
 
 
@@ -79,12 +80,13 @@ class LinkResult:
 
 def run_link(data: bytes, spec: FrameSpec | OfdmSpec, chan: ChannelSpec, timeout: float = 60.0,
              rx_threshold: float | None = None, genie_csi: bool = False, payload_type: int = 0,
-             idle_s: float = 3.0) -> LinkResult:
+             idle_s: float = 3.0, ldpc_decoder: str = "spa") -> LinkResult:
     """Send ``data`` as one PDU and wait for the reassembled PDU, for every
     burst to be demodulated, for ``idle_s`` without receiver activity after
     the last frame was sent, or for ``timeout``."""
     tb = gr.top_block("semcom_link")
-    tx, ch, rx = make_link_blocks(spec, chan, rx_threshold, max(1.0, min(5.0, timeout / 4)), genie_csi)
+    tx, ch, rx = make_link_blocks(spec, chan, rx_threshold, max(1.0, min(5.0, timeout / 4)), genie_csi,
+                                  ldpc_decoder)
     out, status, hard, sent = _collector("out"), _collector("status"), _collector("bits"), _collector("sent")
     tb.connect(tx, ch, rx)
     if genie_csi:

@@ -254,6 +254,17 @@ def test_cbr_budget_is_met_at_every_snr(codec, mode):
             r = codec.decode(p.slice_data, (), p.captions)  # a header-only slice decodes to grey, no crash
             assert r.shape == (h, w) and (r.slice_erased == (len(p.slice_data) <= HEADER))
     assert sizes[15.0, 1 / 30] > HEADER + 100 and sizes[-3.0, 1 / 30] <= sizes[15.0, 1 / 30]
+    # the header survived but the slice side differs from the receiver's default (or the header was
+    # lost): the metrics compare at the sent size
+    from gr_semcom.multisc_link import MultiScResult, multisc_metrics
+
+    p = codec.encode(im, lambda caps: (len(caps), 40 + HEADER))  # room for no JPEG 2000 slice: header only
+    assert len(p.slice_data) == HEADER and p.fields[1]["side"] == 48
+    r = codec.decode(p.slice_data, [(0, HEADER)], p.captions)
+    m = multisc_metrics(MultiScResult(p, r, {}, [], {}), im)
+    assert math.isfinite(m["slice_psnr"]) and r.slice_erased
+    p.slice_image = p.slice_image[:16, :16]  # a sender that shrank the slice
+    assert math.isfinite(multisc_metrics(MultiScResult(p, r, {}, [], {}), im)["slice_psnr"])
     # a budget that does not even carry the header sends no slice PDU
     p = codec.encode(im, lambda caps: (1, None))
     assert p.slice_data == b"" and len(p.captions) == 1

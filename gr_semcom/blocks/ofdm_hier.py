@@ -167,7 +167,7 @@ class ofdm_phy_rx(gr.hier_block2):
     Schmidl & Cox plateau check in :class:`OfdmBurstDemodulator`."""
 
     def __init__(self, spec: OfdmSpec | None = None, threshold: float = 0.2, timeout: float = 2.0,
-                 ldpc_iterations: int = 50, **kw):
+                 ldpc_iterations: int = 50, ldpc_decoder: str = "spa", **kw):
         gr.hier_block2.__init__(self, "semcom_ofdm_rx", gr.io_signature(1, 1, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
         self.spec = spec = spec or OfdmSpec(**{k: v for k, v in kw.items() if v is not None})
@@ -185,5 +185,5 @@ class ofdm_phy_rx(gr.hier_block2):
         self.sanitize = sanitize_cc()
         self.connect(self, self.sanitize, self.corr, self.capture)
         self.msg_connect(self.capture, "pdus", self.demod, "in")
-        wire_decoder(self, spec, self.demod, timeout, ldpc_iterations)
+        wire_decoder(self, spec, self.demod, timeout, ldpc_iterations, ldpc_decoder)
         self.msg_connect(self.sanitize, "status", self, "status")

@@ -150,6 +150,8 @@ class burst_demod_base(gr.basic_block):
         self.dropped = 0
         self._last_pos = -1e18
         self.backlog: Backlog | None = None  # shared with the capture that feeds ``in``
+        # soft output: "gr-fec" (gr-fec's ldpc_decoder input convention + pad) or "llr" (ldpc_decoder)
+        self.soft_format = "gr-fec"
         self.message_port_register_in(IN)
         self.message_port_register_out(OUT)
         self.message_port_register_out(STATUS)
@@ -192,9 +194,11 @@ class burst_demod_base(gr.basic_block):
             self.message_port_pub(pmt.intern("symbols"), make_pdu(out_meta, np.asarray(res.symbols, np.complex64)))
         if self.spec.code.alist is None:
             self.message_port_pub(OUT, make_pdu(out_meta, hard))
-        else:
+        elif self.soft_format == "gr-fec":
             soft = np.concatenate([llr_to_grfec(res.llr), np.zeros(ASYNC_DECODER_PAD, np.float32)])
             self.message_port_pub(OUT, make_pdu(out_meta, soft))
+        else:  # our LLRs, for ldpc_decoder
+            self.message_port_pub(OUT, make_pdu(out_meta, np.asarray(res.llr, np.float32)))
 
 
 class burst_demod(burst_demod_base):
@@ -234,6 +238,42 @@ class burst_demod(burst_demod_base):
         while self._x_q and self._csi_q:
             meta, x = self._x_q.pop(0)
             self.publish(meta, self.dem.demodulate(x, csi=self._csi_q.pop(0)))
+
+
+class ldpc_decoder(gr.basic_block):
+    """Soft-bit PDU (LLRs log P0/P1 of whole codewords) -> information-bit PDU
+    (u8, one bit per byte, gr-fec's systematic order), decoding every
+    codeword of a burst in one batch (phy/ldpc.py: sum-product ``spa``, the
+    algorithm of gr-fec's ldpc_decoder, or normalised ``minsum``). Adds
+    ``ldpc_iterations`` (most of any codeword) and ``ldpc_unsatisfied``
+    (codewords whose parity checks still fail; the CRC then decides) to the
+    metadata. A PDU that is not a whole number of codewords is logged and
+    dropped (the burst becomes an erasure)."""
+
+    def __init__(self, spec, max_iterations: int = 50, method: str = "spa"):
+        from ..phy.ldpc import MinSumDecoder
+
+        gr.basic_block.__init__(self, "semcom_ldpc_decoder", None, None)
+        self.code = spec.code
+        self.dec = MinSumDecoder.for_code(spec.code, max_iterations, alpha=0.8 if method == "minsum" else 1.0,
+                                          method=method)
+        self.frames = 0
+        self.message_port_register_in(IN)
+        self.message_port_register_out(OUT)
+        self.set_msg_handler(IN, self.handle)
+
+    def handle(self, msg):
+        from ..phy.ldpc import info_bits
+
+        try:
+            meta, llr = pdu_parts(msg)
+            hard, ok, iters = self.dec.decode(llr)
+        except ValueError as exc:
+            log.error("%s: %s", self.name(), exc)
+            return
+        self.frames += 1
+        meta.update(ldpc_iterations=int(iters.max()), ldpc_unsatisfied=int((~ok).sum()))
+        self.message_port_pub(OUT, make_pdu(meta, info_bits(hard, self.code)))
 
 
 class frame_decoder(gr.basic_block):

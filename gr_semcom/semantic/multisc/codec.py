@@ -191,6 +191,9 @@ class MultiScCodec:
             side //= 2
             sl = main_object_slice(work, mask, side)
             stream = encode_to_budget(sl.image, max_bytes)
+        if stream is None and side != self.cfg.slice_side:  # none fits: the header alone, at the usual side
+            side = self.cfg.slice_side
+            sl = main_object_slice(work, mask, side)
         stream = stream or b""
         regs, dets, sbox = [up(b) for b in regs], [up(b) for b in dets], up(sl.box)
         head = struct.pack(">BHH4HHB", VERSION << 4, h, w, *sbox.as_list(), side, len(caps))
