@@ -17,6 +17,7 @@ from .pdu_util import make_pdu, pdu_parts
 
 log = logging.getLogger(__name__)
 IN, OUT, STATUS = pmt.intern("in"), pmt.intern("out"), pmt.intern("status")
+BITS, SYMBOLS = pmt.intern("bits"), pmt.intern("symbols")
 
 
 def _status(**kw):
@@ -155,8 +156,8 @@ class burst_demod_base(gr.basic_block):
         self.message_port_register_in(IN)
         self.message_port_register_out(OUT)
         self.message_port_register_out(STATUS)
-        self.message_port_register_out(pmt.intern("bits"))
-        self.message_port_register_out(pmt.intern("symbols"))
+        self.message_port_register_out(BITS)
+        self.message_port_register_out(SYMBOLS)
         self.set_msg_handler(IN, self.handle)
 
     def handle(self, msg):
@@ -174,6 +175,11 @@ class burst_demod_base(gr.basic_block):
     def on_burst(self, meta: dict, x: np.ndarray) -> None:
         self.publish(meta, self.dem.demodulate(x))
 
+    def _subscribed(self, port) -> bool:
+        """Whether anything is connected to ``port`` (after the flowgraph is
+        flattened, an unconnected hier port has no subscriber)."""
+        return pmt.length(self.to_basic_block().message_subscribers(port)) > 0
+
     def publish(self, meta: dict, res) -> None:
         self.bursts += 1
         if res.ok and "offset" in meta:
@@ -189,9 +195,10 @@ class burst_demod_base(gr.basic_block):
         out_meta = {"snr_db": round(res.snr_db, 3), "cfo": res.cfo, "timing": res.timing,
                     "burst": self.bursts}
         hard = (res.llr < 0).astype(np.uint8)
-        self.message_port_pub(pmt.intern("bits"), make_pdu(out_meta, hard))
-        if res.symbols is not None:  # equalised data symbols, for constellation displays
-            self.message_port_pub(pmt.intern("symbols"), make_pdu(out_meta, np.asarray(res.symbols, np.complex64)))
+        if self._subscribed(BITS):  # hard decisions for BER; built only when something listens
+            self.message_port_pub(BITS, make_pdu(out_meta, hard))
+        if res.symbols is not None and self._subscribed(SYMBOLS):  # for constellation displays
+            self.message_port_pub(SYMBOLS, make_pdu(out_meta, np.asarray(res.symbols, np.complex64)))
         if self.spec.code.alist is None:
             self.message_port_pub(OUT, make_pdu(out_meta, hard))
         elif self.soft_format == "gr-fec":
@@ -240,6 +247,27 @@ class burst_demod(burst_demod_base):
             self.publish(meta, self.dem.demodulate(x, csi=self._csi_q.pop(0)))
 
 
+class BurstLdpc:
+    """All codewords of a burst through phy/ldpc.py's batched decoder ->
+    (information bits u8, metadata ``ldpc_iterations`` (most of any codeword)
+    and ``ldpc_unsatisfied`` (codewords whose parity checks still fail; the
+    CRC then decides))."""
+
+    def __init__(self, spec, max_iterations: int = 50, method: str = "spa"):
+        from ..phy.ldpc import MinSumDecoder
+
+        self.code = spec.code
+        self.dec = MinSumDecoder.for_code(spec.code, max_iterations, alpha=0.8 if method == "minsum" else 1.0,
+                                          method=method)
+
+    def decode_pdu(self, llr: np.ndarray) -> tuple[np.ndarray, dict]:
+        from ..phy.ldpc import info_bits
+
+        hard, ok, iters = self.dec.decode(llr)
+        return info_bits(hard, self.code), {"ldpc_iterations": int(iters.max()),
+                                            "ldpc_unsatisfied": int((~ok).sum())}
+
+
 class ldpc_decoder(gr.basic_block):
     """Soft-bit PDU (LLRs log P0/P1 of whole codewords) -> information-bit PDU
     (u8, one bit per byte, gr-fec's systematic order), decoding every
@@ -251,29 +279,23 @@ class ldpc_decoder(gr.basic_block):
     dropped (the burst becomes an erasure)."""
 
     def __init__(self, spec, max_iterations: int = 50, method: str = "spa"):
-        from ..phy.ldpc import MinSumDecoder
-
         gr.basic_block.__init__(self, "semcom_ldpc_decoder", None, None)
-        self.code = spec.code
-        self.dec = MinSumDecoder.for_code(spec.code, max_iterations, alpha=0.8 if method == "minsum" else 1.0,
-                                          method=method)
+        self.dec = BurstLdpc(spec, max_iterations, method)
         self.frames = 0
         self.message_port_register_in(IN)
         self.message_port_register_out(OUT)
         self.set_msg_handler(IN, self.handle)
 
     def handle(self, msg):
-        from ..phy.ldpc import info_bits
-
         try:
             meta, llr = pdu_parts(msg)
-            hard, ok, iters = self.dec.decode(llr)
+            bits, extra = self.dec.decode_pdu(llr)
         except ValueError as exc:
             log.error("%s: %s", self.name(), exc)
             return
         self.frames += 1
-        meta.update(ldpc_iterations=int(iters.max()), ldpc_unsatisfied=int((~ok).sum()))
-        self.message_port_pub(OUT, make_pdu(meta, info_bits(hard, self.code)))
+        meta.update(extra)
+        self.message_port_pub(OUT, make_pdu(meta, bits))
 
 
 class frame_decoder(gr.basic_block):

@@ -130,6 +130,23 @@ def wire_burst_input(hier, spec: FrameSpec, threshold: float, genie_csi: bool = 
         front.append(hier.dc)
     hier.connect(*front, hier.mf, hier.corr, hier.burst)
     hier.msg_connect(hier.burst, "pdus", hier.demod, "in")
+    large_buffers(front[1:] + [hier.mf] + hier.corr.stream_blocks())
+
+
+#: items per output buffer of the receivers' stream blocks. GNU Radio's
+#: default (32 KiB: 4096 complex samples) means a work() call every ~2 ms at
+#: 2 Msps; each call of a Python stream block (NaN guard, burst capture) costs
+#: a fixed ~0.1 ms of interpreter and gateway overhead, so under load larger
+#: chunks are what keeps those blocks cheap. Buffers only cap the chunk size;
+#: a block still runs as soon as any input is there (no added latency at low rates).
+RX_BUFFER_ITEMS = 1 << 16
+
+
+def large_buffers(blks, items: int = RX_BUFFER_ITEMS) -> None:
+    for b in blks:
+        # the per-port form: the all-ports form logs a line per block at INFO
+        for port in range(b.output_signature().max_streams()):
+            b.set_min_output_buffer(port, items)
 
 
 class preamble_detector(gr.hier_block2):
@@ -173,6 +190,9 @@ class preamble_detector(gr.hier_block2):
         self.connect(self.norm, self.corr, (self.share, 1))
         self.connect(self, self.delay, (self.share, 0))
         self.connect(self.share, self)
+
+    def stream_blocks(self) -> list:
+        return [self.rms, self.floor, self.f2c, self.norm, self.corr, self.delay, self.share]
 
 
 class phy_tx(gr.hier_block2):

@@ -252,6 +252,26 @@ def _frac_delay(x: np.ndarray, delay: float) -> np.ndarray:
     return np.fft.ifft(np.fft.fft(x) * np.exp(2j * np.pi * f * delay)).astype(np.complex64)
 
 
+def _interp_at(x: np.ndarray, t0: float, step: int, count: int, half: int = 8, beta: float = 6.0) -> np.ndarray:
+    """``x`` at the fractional positions t0 + k * step, k < count: a 2*half-tap
+    Kaiser-windowed sinc (beta 6: about -60 dB interpolation error on a
+    signal 2x oversampled with RRC roll-off 0.35) evaluated only where needed.
+    Replaces an FFT fractional delay of the whole burst (same result within
+    the error above, 4x less time: benchmarks/README.md, RX throughput)."""
+    t0i = int(np.floor(t0))
+    mu = t0 - t0i
+    j = np.arange(-half + 1, half + 1)
+    d = j - mu
+    h = np.sinc(d) * np.i0(beta * np.sqrt(np.clip(1 - (d / half) ** 2, 0, None))) / np.i0(beta)
+    h = (h / h.sum()).astype(np.complex64)
+    first = t0i - half + 1
+    last = t0i + (count - 1) * step + half  # inclusive
+    lo, hi = max(0, -first), max(0, last + 1 - x.size)
+    xp = np.pad(x, (lo, hi)) if (lo or hi) else x
+    win = np.lib.stride_tricks.sliding_window_view(xp, 2 * half)[first + lo::step][:count]
+    return win @ h
+
+
 _KERNELS = [np.array(k, dtype=np.float64) for k in ([1], [1, 2, 1], [1, 2, 3, 2, 1], [1, 2, 3, 4, 3, 2, 1],
                                                       [1, 2, 3, 4, 5, 4, 3, 2, 1])]
 
@@ -353,11 +373,9 @@ class BurstDemodulator:
             if den < 0:
                 frac += 0.5 * (y0 - y2) / den * (grid[1] - grid[0])
         t0 = n0 + frac
-        # 2. resample the burst so symbol k sits at integer sample t0i + k*sps
-        t0i = int(np.floor(t0))
-        xs = _frac_delay(x, t0 - t0i)
+        # 2. the burst at the symbol instants t0 + k*sps
         nsym = spec.n_symbols
-        r = xs[t0i + np.arange(nsym) * sps]
+        r = _interp_at(x, t0, sps, nsym)
         # 3. CFO from the preamble: periodogram peak of r*conj(p), parabolic refine
         zp = r[:PREAMBLE_LEN] * np.conj(PREAMBLE)
         nfft = 2048
