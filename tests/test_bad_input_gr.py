@@ -131,3 +131,29 @@ def test_truncated_last_frame_is_an_erasure():
     assert not meta["complete"] and meta["erasures"] == 1
     a, b = meta["missing"][0]
     assert a == spec.capacity - 18 and b == len(data)
+
+
+def test_second_tag_on_a_taken_burst_is_dropped_without_demodulation(monkeypatch):
+    """A second capture of a burst already decoded is rejected before any DSP
+    (the same decision the non-overlap rule takes after demodulation)."""
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from test_phy_numpy import _burst
+
+    from gr_semcom.blocks.phy_blocks import burst_demod
+
+    spec = FrameSpec(modulation="qpsk", code_rate="1/2")
+    rng = np.random.default_rng(4)
+    x = _burst(spec, rng.integers(0, 2, spec.coded_bits).astype(np.uint8), 12.0, 0.0, 0.2, rng)
+    dem = burst_demod(spec, search=32)
+    x = np.concatenate([np.zeros(10, np.complex64), x.astype(np.complex64)])[: dem.dem.samples_needed + 8]
+    calls = []
+    real = dem.dem.demodulate
+    monkeypatch.setattr(dem.dem, "demodulate", lambda s, **kw: calls.append(1) or real(s, **kw))
+    dem.handle(make_pdu({"offset": 1000}, x))
+    assert dem.dropped == 0 and len(calls) == 1
+    dem.handle(make_pdu({"offset": 1020}, x))  # 20 samples later: inside the first burst
+    assert dem.dropped == 1 and len(calls) == 1
+    dem.handle(make_pdu({"offset": 1000 + spec.n_symbols * spec.sps + 200}, x))  # after it: demodulated
+    assert len(calls) == 2 and dem.dropped == 1
