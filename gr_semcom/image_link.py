@@ -111,15 +111,21 @@ def fit_packet(codec, img: np.ndarray, sset, i: int, max_bytes: int, iters: int 
     return best
 
 
+class Cancelled(Exception):
+    """A search given a ``stop`` event that was set."""
+
+
 def plan_seb(codec, images: list[np.ndarray], spec, cbr: float, budget_bytes: list[int] | None = None,
-             seed: int = 0, set_id: int = 0, search_codewords: bool = True) -> dict | None:
+             seed: int = 0, set_id: int = 0, search_codewords: bool = True, stop=None) -> dict | None:
     """Encoder side of one subset: for each trained rate point, the set packet,
     the per-image packets within budget and the transmitter's own
     reconstruction; returns the rate point with the best mean PSNR.
     ``budget_bytes``: per-image byte budgets instead of the PHY's (the
     capacity-achieving accounting of :func:`ideal_point`). None if the
     budget does not even carry the set packet. ``search_codewords=False``:
-    the spec's codewords per burst are fixed (a flowgraph's PHY)."""
+    the spec's codewords per burst are fixed (a flowgraph's PHY). ``stop``: a
+    ``threading.Event``; once set, :class:`Cancelled` is raised between steps
+    (a flowgraph stopping mid-search does not wait for the whole search)."""
     best = None
     uses = [cbr_channel_uses(im.shape[0], im.shape[1], cbr) for im in images]
     pix = np.array([im.shape[0] * im.shape[1] for im in images], np.float64)
@@ -143,6 +149,8 @@ def plan_seb(codec, images: list[np.ndarray], spec, cbr: float, budget_bytes: li
             continue
         packets, gains, recon = [], [], []
         for i, im in enumerate(images):
+            if stop is not None and stop.is_set():
+                raise Cancelled("rate search stopped")
             p, g = fit_packet(codec, im, sset, i, max_b[i])
             packets.append(p)
             gains.append(g)

@@ -157,3 +157,36 @@ def test_second_tag_on_a_taken_burst_is_dropped_without_demodulation(monkeypatch
     assert dem.dropped == 1 and len(calls) == 1
     dem.handle(make_pdu({"offset": 1000 + spec.n_symbols * spec.sps + 200}, x))  # after it: demodulated
     assert len(calls) == 2 and dem.dropped == 1
+
+
+def test_stopping_receiver_never_leaves_the_capture_waiting():
+    """GNU Radio calls a block's stop() only after its thread has ended, so a
+    capture blocked on a full backlog inside work() must be released by the
+    demodulator leaving (its stop), not by its own stop: otherwise wait()
+    hangs when one work() call completes more bursts than the backlog holds."""
+    import threading
+
+    from gr_semcom.blocks.phy_blocks import Backlog
+
+    rx = phy_rx(FrameSpec(modulation="qpsk", code_rate="1/2"))
+    bl = rx.backlog
+    assert rx.burst.backlog is bl and rx.demod.backlog is bl
+    never = threading.Event()
+    for _ in range(bl.max_pending):
+        assert bl.acquire(never)
+    got = []
+    t = threading.Thread(target=lambda: got.append(bl.acquire(never)), daemon=True)
+    t.start()
+    t.join(0.3)
+    assert t.is_alive()  # full: the producer waits (back-pressure)
+    rx.demod.stop()  # the consumer's thread has ended
+    t.join(2.0)
+    assert not t.is_alive() and got == [False]
+    assert not bl.acquire(never)  # and never waits again while closed
+    rx.demod.start()  # a restart: empty and open, the old run's slots are gone
+    assert bl.pending == 0 and bl.acquire(never) and bl.pending == 1
+    b = Backlog(1)
+    assert b.acquire(never)
+    b.release()
+    b.release()  # an extra release never makes the count negative
+    assert b.pending == 0

@@ -173,6 +173,17 @@ def test_fit_packet_and_plan_meet_the_budget():
     assert used <= allowed
     assert plan_seb(codec, ims, spec, 1 / 5000) is None  # not even the set packet fits
 
+    # a flowgraph stopping mid-search: a set stop event ends the search
+    import threading
+
+    from gr_semcom.image_link import Cancelled
+
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled):
+        plan_seb(codec, ims, spec, 1 / 10, stop=stop)
+    assert plan_seb(codec, ims, spec, 1 / 10, stop=threading.Event())["tx_psnr"] == plan["tx_psnr"]
+
 
 def test_checkpoint_round_trip(tmp_path):
     from gr_semcom.semantic.seb.weights import load_net, save_net

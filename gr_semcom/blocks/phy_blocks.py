@@ -107,6 +107,7 @@ class Backlog:
     def __init__(self, max_pending: int = 8):
         self.max_pending = int(max_pending)
         self._n = 0
+        self._closed = False
         self._lock = threading.Lock()
         self._freed = threading.Condition(self._lock)
 
@@ -115,14 +116,33 @@ class Backlog:
         return self._n
 
     def acquire(self, stop: threading.Event) -> bool:
-        """Wait for room (False if ``stop`` is set first), then take a slot."""
+        """Wait for room (False if ``stop`` is set or the consumer has closed
+        the backlog first), then take a slot."""
         with self._freed:
             while self._n >= self.max_pending:
-                if stop.is_set():
+                if stop.is_set() or self._closed:
                     return False
                 self._freed.wait(0.05)
             self._n += 1
             return True
+
+    def close(self) -> None:
+        """The consumer is gone (its thread ended at flowgraph stop, with
+        messages still queued): no slot will be freed, so nobody may wait.
+        GNU Radio calls a block's ``stop()`` only once its own thread has
+        ended, so the producer's stop cannot be what ends a wait inside its
+        ``work()``: with 64k-item buffers one ``work()`` call can complete
+        more bursts than the backlog holds after the consumer has left."""
+        with self._freed:
+            self._closed = True
+            self._freed.notify_all()
+
+    def reopen(self) -> None:
+        """Flowgraph (re)start: empty and open (queued messages of a stopped
+        run are never handled, so their slots are not coming back)."""
+        with self._freed:
+            self._n = 0
+            self._closed = False
 
     def release(self) -> None:
         with self._freed:
@@ -159,6 +179,16 @@ class burst_demod_base(gr.basic_block):
         self.message_port_register_out(BITS)
         self.message_port_register_out(SYMBOLS)
         self.set_msg_handler(IN, self.handle)
+
+    def start(self):
+        if self.backlog is not None:
+            self.backlog.reopen()
+        return True
+
+    def stop(self):
+        if self.backlog is not None:
+            self.backlog.close()
+        return True
 
     def handle(self, msg):
         try:

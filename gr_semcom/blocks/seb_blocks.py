@@ -93,22 +93,28 @@ class seb_encoder(_worker_block):
         self._pending.append((str(meta.get("name", "")), img))
 
     def encode_set(self, batch):
+        from ..image_link import Cancelled
+
         names, images = [n for n, _ in batch], [im for _, im in batch]
-        for meta, pkt in seb_set_pdus(self.codec, names, images, self.spec, self.cbr, self.sets_sent & 0xFF,
-                                      seed=self.sets_sent):
+        try:
+            pdus = seb_set_pdus(self.codec, names, images, self.spec, self.cbr, self.sets_sent & 0xFF,
+                                seed=self.sets_sent, stop=self._stop)
+        except Cancelled:  # flowgraph stopping: nothing half-sent
+            return
+        for meta, pkt in pdus:
             self.message_port_pub(_OUT, make_pdu(meta, pkt))
             self.images_sent += meta["kind"] == "image"
         self.sets_sent += 1
 
 
-def seb_set_pdus(codec, names, images, spec, cbr: float, set_id: int = 0, seed: int = 0) -> list:
+def seb_set_pdus(codec, names, images, spec, cbr: float, set_id: int = 0, seed: int = 0, stop=None) -> list:
     """(metadata, packet) pairs for one image set at the CBR budget of
     ``spec``: the set packet (if the codec sends bases) then one packet per
     image, as ``seb_encoder`` sends them (also used to make recordings)."""
     from ..image_link import plan_seb
 
     t = time.perf_counter()
-    plan = plan_seb(codec, images, spec, cbr, seed=seed, set_id=set_id, search_codewords=False)
+    plan = plan_seb(codec, images, spec, cbr, seed=seed, set_id=set_id, search_codewords=False, stop=stop)
     if plan is None:
         raise ValueError(f"CBR {cbr:g} does not carry even the set packet")
     seconds = time.perf_counter() - t
