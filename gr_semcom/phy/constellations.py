@@ -80,6 +80,12 @@ class Constellation:
             return (4.0 * y.real / nv).astype(np.float32)
         bpd, levels, labels, scale = _pam_tables(self.name)
         out = np.empty((y.size, 2 * bpd), dtype=np.float32)
+        if bpd == 1:  # QPSK: two levels a0 (bit 0), a1 = -a0 per dimension, LLR = 2 (a0 - a1) x / nv
+            a0 = scale * float(levels[labels == 0][0])
+            g = (4.0 * a0 / nv).astype(np.float32)
+            out[:, 0] = g * y.real
+            out[:, 1] = g * y.imag
+            return out.ravel()
         for part, col0 in ((y.real, 0), (y.imag, bpd)):
             # per-dimension noise variance is nv/2, so log p = -(x-a)^2 / nv + const
             d = -((part[:, None] - scale * levels[None, :]) ** 2) / nv[:, None]

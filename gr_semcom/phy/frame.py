@@ -29,7 +29,7 @@ every burst start. Everything here is vectorised over the burst.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -252,6 +252,32 @@ def _frac_delay(x: np.ndarray, delay: float) -> np.ndarray:
     return np.fft.ifft(np.fft.fft(x) * np.exp(2j * np.pi * f * delay)).astype(np.complex64)
 
 
+@lru_cache(maxsize=16)
+def _delay_bank(n: int, steps: int = 33) -> tuple[np.ndarray, np.ndarray]:
+    """The fractional-delay grid (-1..1 samples) and the FFT phase ramps that
+    apply each delay to an ``n``-sample segment (rows: delays)."""
+    grid = np.linspace(-1.0, 1.0, steps)
+    return grid, np.exp(2j * np.pi * np.fft.fftfreq(n)[None, :] * grid[:, None])
+
+
+def _phasor(f: float, n: int, block: int = 64) -> np.ndarray:
+    """exp(2j pi f k), k < n, as complex64: an outer product of a block of
+    ``block`` rotations and one rotation per block (n/64 + 64 complex
+    exponentials instead of n; error ~1e-7 in float32)."""
+    nb = -(-n // block)
+    inner = np.exp(2j * np.pi * f * np.arange(block))
+    outer = np.exp(2j * np.pi * f * block * np.arange(nb))
+    return (outer[:, None] * inner[None, :]).ravel()[:n].astype(np.complex64)
+
+
+@lru_cache(maxsize=8)
+def _kaiser_table(half: int, beta: float, steps: int = 1024) -> np.ndarray:
+    """Kaiser-windowed sinc taps j - mu, j = -half+1..half, for mu = k/steps, k = 0..steps."""
+    mu = np.linspace(0.0, 1.0, steps + 1)[:, None]
+    d = np.arange(-half + 1, half + 1)[None, :] - mu
+    return np.sinc(d) * np.i0(beta * np.sqrt(np.clip(1 - (d / half) ** 2, 0, None))) / np.i0(beta)
+
+
 def _interp_at(x: np.ndarray, t0: float, step: int, count: int, half: int = 8, beta: float = 6.0) -> np.ndarray:
     """``x`` at the fractional positions t0 + k * step, k < count: a 2*half-tap
     Kaiser-windowed sinc (beta 6: about -60 dB interpolation error on a
@@ -260,9 +286,14 @@ def _interp_at(x: np.ndarray, t0: float, step: int, count: int, half: int = 8, b
     the error above, 4x less time: benchmarks/README.md, RX throughput)."""
     t0i = int(np.floor(t0))
     mu = t0 - t0i
-    j = np.arange(-half + 1, half + 1)
-    d = j - mu
-    h = np.sinc(d) * np.i0(beta * np.sqrt(np.clip(1 - (d / half) ** 2, 0, None))) / np.i0(beta)
+    # taps from a table over mu (1/1024-sample steps, linear between them:
+    # relative error ~1e-7, far below the window's -60 dB); np.i0 per call
+    # cost 0.18 ms per burst
+    table = _kaiser_table(half, beta)
+    pos = mu * (table.shape[0] - 1)
+    i = min(int(pos), table.shape[0] - 2)
+    a = pos - i
+    h = (1.0 - a) * table[i] + a * table[i + 1]
     h = (h / h.sum()).astype(np.complex64)
     first = t0i - half + 1
     last = t0i + (count - 1) * step + half  # inclusive
@@ -276,10 +307,14 @@ _KERNELS = [np.array(k, dtype=np.float64) for k in ([1], [1, 2, 1], [1, 2, 3, 2,
                                                       [1, 2, 3, 4, 5, 4, 3, 2, 1])]
 
 
+@lru_cache(maxsize=64)
+def _edge_weights(n: int, kernel: bytes) -> np.ndarray:
+    """1 / (sum of the kernel taps inside [0, n)) per output position."""
+    return 1.0 / np.convolve(np.ones(n), np.frombuffer(kernel), mode="same")
+
+
 def _smooth(h: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    num = np.convolve(h, kernel, mode="same")
-    den = np.convolve(np.ones(h.size), kernel, mode="same")
-    return num / den
+    return np.convolve(h, kernel, mode="same") * _edge_weights(h.size, kernel.tobytes())
 
 
 def _smooth_loo(h: np.ndarray, est_var: float) -> np.ndarray:
@@ -360,9 +395,8 @@ class BurstDemodulator:
         # band-limited (FFT) interpolation of the preamble region on a 1/16-sample grid
         lo = max(n0 - 8, 0)
         segx = x[lo:n0 + PREAMBLE_LEN * sps + 8]
-        grid = np.linspace(-1.0, 1.0, 33)
-        f = np.fft.fftfreq(segx.size)
-        shifted = np.fft.ifft(np.fft.fft(segx)[None, :] * np.exp(2j * np.pi * f[None, :] * grid[:, None]), axis=1)
+        grid, delays = _delay_bank(segx.size)
+        shifted = np.fft.ifft(np.fft.fft(segx)[None, :] * delays, axis=1)
         z = shifted[:, (n0 - lo) + self._pre_pos] * np.conj(PREAMBLE)[None, :]
         mf = (np.abs(z.reshape(grid.size, self._segs, -1).sum(-1)) ** 2).sum(-1)
         b = int(np.argmax(mf))
@@ -386,7 +420,7 @@ class BurstDemodulator:
         delta = 0.5 * (km - kp) / den if den < 0 else 0.0
         cfo = ((k + delta + nfft / 2) % nfft - nfft / 2) / nfft
         if csi is None:
-            r = r * np.exp(-2j * np.pi * cfo * np.arange(nsym)).astype(np.complex64)
+            r = r * _phasor(-cfo, nsym)
         # genie CSI is the whole channel (fading + any rotation): no CFO is
         # applied, or the preamble estimate's error (~1e-4 cycles/symbol in a
         # fade) would rotate a 15k-symbol burst by a full turn against it
