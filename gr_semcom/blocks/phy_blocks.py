@@ -13,6 +13,7 @@ from gnuradio import gr
 from ..phy import framing
 from ..phy.fec import ASYNC_DECODER_PAD, llr_to_grfec
 from ..phy.frame import BurstDemodulator, FrameSpec
+from ..phy.ldpc import MinSumDecoder, info_bits
 from .pdu_util import make_pdu, pdu_parts
 
 log = logging.getLogger(__name__)
@@ -287,27 +288,6 @@ class burst_demod(burst_demod_base):
             self.publish(meta, self.dem.demodulate(x, csi=self._csi_q.pop(0)))
 
 
-class BurstLdpc:
-    """All codewords of a burst through phy/ldpc.py's batched decoder ->
-    (information bits u8, metadata ``ldpc_iterations`` (most of any codeword)
-    and ``ldpc_unsatisfied`` (codewords whose parity checks still fail; the
-    CRC then decides))."""
-
-    def __init__(self, spec, max_iterations: int = 50, method: str = "spa"):
-        from ..phy.ldpc import MinSumDecoder
-
-        self.code = spec.code
-        self.dec = MinSumDecoder.for_code(spec.code, max_iterations, alpha=0.8 if method == "minsum" else 1.0,
-                                          method=method)
-
-    def decode_pdu(self, llr: np.ndarray) -> tuple[np.ndarray, dict]:
-        from ..phy.ldpc import info_bits
-
-        hard, ok, iters = self.dec.decode(llr)
-        return info_bits(hard, self.code), {"ldpc_iterations": int(iters.max()),
-                                            "ldpc_unsatisfied": int((~ok).sum())}
-
-
 class ldpc_decoder(gr.basic_block):
     """Soft-bit PDU (LLRs log P0/P1 of whole codewords) -> information-bit PDU
     (u8, one bit per byte, gr-fec's systematic order), decoding every
@@ -320,7 +300,9 @@ class ldpc_decoder(gr.basic_block):
 
     def __init__(self, spec, max_iterations: int = 50, method: str = "spa"):
         gr.basic_block.__init__(self, "semcom_ldpc_decoder", None, None)
-        self.dec = BurstLdpc(spec, max_iterations, method)
+        self.code = spec.code
+        self.dec = MinSumDecoder.for_code(spec.code, max_iterations, alpha=0.8 if method == "minsum" else 1.0,
+                                          method=method)
         self.frames = 0
         self.message_port_register_in(IN)
         self.message_port_register_out(OUT)
@@ -329,13 +311,13 @@ class ldpc_decoder(gr.basic_block):
     def handle(self, msg):
         try:
             meta, llr = pdu_parts(msg)
-            bits, extra = self.dec.decode_pdu(llr)
+            hard, ok, iters = self.dec.decode(llr)
         except ValueError as exc:
             log.error("%s: %s", self.name(), exc)
             return
         self.frames += 1
-        meta.update(extra)
-        self.message_port_pub(OUT, make_pdu(meta, bits))
+        meta.update(ldpc_iterations=int(iters.max()), ldpc_unsatisfied=int((~ok).sum()))
+        self.message_port_pub(OUT, make_pdu(meta, info_bits(hard, self.code)))
 
 
 class frame_decoder(gr.basic_block):
