@@ -3,8 +3,9 @@ per burst: timing search, CFO, pilot channel estimate, LLRs.
 
     taskset -c 0 .venv/bin/python benchmarks/demod_time.py --mod qpsk --rate 1/2
 
-The burst is built with the package's own framing and RRC (AWGN at --snr,
-a CFO and an integer lead); the demodulator must find it (the script fails
+The burst is the PHY tests' numpy reference channel
+(``phy.frame.simulated_burst``: AWGN at --snr, CFO 0.005 cycles/symbol,
+0.3-sample timing offset); the demodulator must find it (the script fails
 otherwise, so a broken receiver cannot look fast).
 """
 from __future__ import annotations
@@ -15,18 +16,7 @@ import time
 
 import numpy as np
 
-from gr_semcom.phy.frame import BurstDemodulator, FrameSpec
-
-
-def make_burst(spec: FrameSpec, snr_db: float, cfo: float, lead: int, rng) -> np.ndarray:
-    sym = spec.build_symbols(rng.integers(0, 2, spec.coded_bits).astype(np.uint8))
-    up = np.zeros(sym.size * spec.sps, np.complex64)
-    up[:: spec.sps] = sym
-    tx = np.convolve(up, spec.rrc) * np.exp(2j * np.pi * cfo / spec.sps * np.arange(up.size + spec.rrc.size - 1))
-    nv = 10 ** (-snr_db / 10)
-    rx = tx + np.sqrt(nv / 2) * (rng.standard_normal(tx.size) + 1j * rng.standard_normal(tx.size))
-    mf = np.convolve(rx, spec.rrc)[spec.rrc.size - 1:]  # the matched filter's delay removed
-    return np.concatenate([np.zeros(lead, np.complex64), mf.astype(np.complex64), np.zeros(64, np.complex64)])
+from gr_semcom.phy.frame import BurstDemodulator, FrameSpec, simulated_burst
 
 
 def main(argv=None):
@@ -38,7 +28,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
     spec = FrameSpec(modulation=args.mod, code_rate=args.rate)
     dem = BurstDemodulator(spec, search=40)
-    x = make_burst(spec, args.snr, 0.005, 11, np.random.default_rng(0))[: dem.samples_needed + 8]
+    rng = np.random.default_rng(0)
+    x = simulated_burst(spec, rng.integers(0, 2, spec.coded_bits).astype(np.uint8), args.snr, 0.005, 0.3, rng)
+    x = np.concatenate([x.astype(np.complex64), np.zeros(dem.samples_needed + 8, np.complex64)])
+    x = x[: dem.samples_needed + 8]
     res = dem.demodulate(x)
     if not res.ok:
         raise SystemExit(f"the demodulator did not find the burst: {res.reason}")

@@ -136,12 +136,8 @@ def test_truncated_last_frame_is_an_erasure():
 def test_second_tag_on_a_taken_burst_is_dropped_without_demodulation(monkeypatch):
     """A second capture of a burst already decoded is rejected before any DSP
     (the same decision the non-overlap rule takes after demodulation)."""
-    import sys
-
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-    from test_phy_numpy import _burst
-
     from gr_semcom.blocks.phy_blocks import burst_demod
+    from gr_semcom.phy.frame import simulated_burst as _burst
 
     spec = FrameSpec(modulation="qpsk", code_rate="1/2")
     rng = np.random.default_rng(4)

@@ -8,7 +8,8 @@ import pytest
 from gr_semcom.phy import framing
 from gr_semcom.phy.constellations import get_constellation
 from gr_semcom.phy.fec import get_code, read_alist
-from gr_semcom.phy.frame import BurstDemodulator, FrameSpec, _frac_delay
+from gr_semcom.phy.frame import BurstDemodulator, FrameSpec
+from gr_semcom.phy.frame import simulated_burst as _burst
 
 
 def qfunc(x):
@@ -113,16 +114,6 @@ def test_framing_rejects_empty_and_oversize():
         framing.segment(b"x" * (framing.max_pdu_len(40) + 1), 40, 0)
     assert framing.parse(b"\x00" * 5)[2] == "header"
 
-
-def _burst(spec, bits, esn0, cfo, delay, rng):
-    sym = spec.build_symbols(bits)
-    up = np.zeros(sym.size * spec.sps, np.complex64)
-    up[:: spec.sps] = sym
-    tx = np.concatenate([np.zeros(7, np.complex64), np.convolve(up, spec.rrc)])
-    tx = _frac_delay(tx, -delay) * np.exp(2j * np.pi * cfo / spec.sps * np.arange(tx.size))
-    nv = 10 ** (-esn0 / 10)
-    rx = tx + np.sqrt(nv / 2) * (rng.standard_normal(tx.size) + 1j * rng.standard_normal(tx.size))
-    return np.convolve(rx, spec.rrc)[spec.rrc.size // 2:]
 
 
 def test_burst_demod_qpsk_ber_matches_theory_with_cfo_and_timing():

@@ -252,6 +252,23 @@ def _frac_delay(x: np.ndarray, delay: float) -> np.ndarray:
     return np.fft.ifft(np.fft.fft(x) * np.exp(2j * np.pi * f * delay)).astype(np.complex64)
 
 
+def simulated_burst(spec: "FrameSpec", coded_bits: np.ndarray, esn0_db: float, cfo: float, delay: float,
+                    rng: np.random.Generator) -> np.ndarray:
+    """A burst as :class:`BurstDemodulator` receives it, made in numpy (the
+    reference channel of the PHY tests and ``benchmarks/demod_time.py``):
+    RRC-shaped symbols after 7 zero samples, delayed by ``delay`` samples
+    (FFT fractional delay), rotated by ``cfo`` cycles per symbol, AWGN at
+    ``esn0_db`` per symbol, matched-filtered."""
+    sym = spec.build_symbols(coded_bits)
+    up = np.zeros(sym.size * spec.sps, np.complex64)
+    up[:: spec.sps] = sym
+    tx = np.concatenate([np.zeros(7, np.complex64), np.convolve(up, spec.rrc)])
+    tx = _frac_delay(tx, -delay) * np.exp(2j * np.pi * cfo / spec.sps * np.arange(tx.size))
+    nv = 10 ** (-esn0_db / 10)
+    rx = tx + np.sqrt(nv / 2) * (rng.standard_normal(tx.size) + 1j * rng.standard_normal(tx.size))
+    return np.convolve(rx, spec.rrc)[spec.rrc.size // 2:]
+
+
 @lru_cache(maxsize=16)
 def _delay_bank(n: int, steps: int = 33) -> tuple[np.ndarray, np.ndarray]:
     """The fractional-delay grid (-1..1 samples) and the FFT phase ramps that
