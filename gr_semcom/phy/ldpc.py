@@ -1,4 +1,5 @@
-"""Batched LDPC decoder in numpy: normalised min-sum with flooding schedule.
+"""Batched LDPC decoder in numpy, flooding schedule: sum-product (``spa``, the
+receivers' default, gr-fec's algorithm) or normalised min-sum (``minsum``).
 
 Why this exists next to gr-fec's ``ldpc_decoder`` (which stays selectable,
 ``phy_rx(..., ldpc_decoder="gr-fec")``, and is the reference it is tested
@@ -11,16 +12,18 @@ PyPI (a C++ belief-propagation decoder built for syndrome decoding)
 the receiver (benchmarks/README.md, "RX chain throughput"). All codewords
 of a burst are decoded together here, as dense ``(codewords, checks,
 row degree)`` arrays: the three gr-fec codes have check degrees 4, 5 and
-6 (rows of lower degree are padded with a dummy variable that never wins
-the minimum), so every step is one vectorised numpy operation, and a
+6 (rows of lower degree are padded with a dummy variable of infinite
+reliability: never the minimum, phi of it is 0), so every step is one vectorised numpy operation, and a
 codeword stops iterating once its syndrome is zero.
 
-Message passing (Chen & Fossorier 2002, normalised min-sum): a check sends
-to each of its variables the product of the other incoming signs times
-``alpha`` times the smallest other magnitude; a variable sends its channel
-LLR plus the other incoming check messages. ``alpha = 0.8`` is near the
-optimum these authors report for (3, 6) regular codes; the tests measure
-the BLER against gr-fec's sum-product decoder on the same LLRs.
+Message passing: a variable sends its channel LLR plus the other incoming
+check messages; a check sends to each of its variables the product of the
+other incoming signs times, for ``spa``, phi(sum of phi(other magnitudes))
+with phi(x) = -ln tanh(x/2) (the tanh rule), or, for ``minsum`` (Chen &
+Fossorier 2002), ``alpha`` times the smallest other magnitude (``alpha =
+0.8`` is near the optimum these authors report for (3, 6) regular codes).
+The tests decode the same LLRs with gr-fec's decoder and compare
+(tests/test_ldpc.py).
 
 LLR convention: ``log P(bit = 0) / P(bit = 1)`` (the demodulator's).
 """
