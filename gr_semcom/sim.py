@@ -12,6 +12,7 @@ from gnuradio import gr
 
 from .blocks.pdu_util import make_pdu, pdu_parts
 from .blocks.phy_hier import phy_rx, phy_tx
+from .phy import framing
 from .phy.channel import ChannelSpec, esn0_to_ebn0, make_channel
 from .phy.frame import FrameSpec
 from .phy.ofdm import OfdmSpec
@@ -55,6 +56,14 @@ class _collector(gr.basic_block):
 
 @dataclass
 class LinkResult:
+    """One PDU across the link, every transmitted frame accounted for:
+    ``frames_ok + frames_crc_fail + frames_undetected == frames_sent`` (a
+    frame is *undetected* when no burst reached the frame decoder at its
+    position: missed by the preamble detector, or dropped by the
+    demodulator, with the reason in ``frame_outcomes``). ``drained`` is False
+    when the run hit its timeout with bursts still inside the receiver
+    (``stop_reason`` says how many); those frames are then counted as
+    undetected, outcome ``"in flight at timeout"``."""
     received: bytes | None
     complete: bool
     missing: list
@@ -71,22 +80,112 @@ class LinkResult:
     ebn0_db: float
     lost_segments: list = field(default_factory=list)
     frame: dict = field(default_factory=dict)
+    frames_undetected: int = 0
+    #: one outcome per transmitted frame, in order: "ok", "crc", "undetected" or "dropped: <reason>"
+    frame_outcomes: list = field(default_factory=list)
+    drained: bool = True
+    stop_reason: str = "drained"
 
     def summary(self) -> dict:
         d = asdict(self)
         d.pop("received")
+        outcomes = d.pop("frame_outcomes")
+        d["outcome_counts"] = {k: outcomes.count(k) for k in sorted(set(outcomes))}
         return d
 
 
-def run_link(data: bytes, spec: FrameSpec | OfdmSpec, chan: ChannelSpec, timeout: float = 60.0,
+def link_timeout(n_frames: int, spec) -> float:
+    """Upper bound on one link run, from the amount sent: 20 s of set-up and
+    tail plus 0.5 s per frame (measured cost per frame on one loaded core of
+    the slowest receiver path, gr-fec LDPC at 16QAM: about 0.05 s; the bound
+    is ten times that, so only a stalled receiver reaches it)."""
+    return 20.0 + 0.5 * n_frames * max(1, getattr(spec, "codewords", 1))
+
+
+def frames_for(data_len: int, spec) -> int:
+    return -(-data_len // (spec.capacity - framing.OVERHEAD))
+
+
+def tx_layout(spec, tx, n_frames: int) -> tuple[list[tuple[int, int]], int]:
+    """(start, end) sample offsets of each burst at the TX output, and the
+    total number of samples the TX puts out for one PDU. pdu_to_stream_c
+    sends nothing while idle, so its bursts lie back to back: burst k starts
+    at k burst lengths, and the PDU's last burst carries the idle tail the
+    transmitters append."""
+    if isinstance(spec, OfdmSpec):
+        length, tail = spec.burst_samples, tx.tail.tail
+    else:
+        length, tail = spec.burst_samples, spec.flush_symbols * spec.sps
+    bursts = [(k * length, (k + 1) * length) for k in range(n_frames)]
+    return bursts, n_frames * length + tail
+
+
+def account_frames(tx_bursts: list, frames: list, drops: list, tolerance: float) -> tuple[list, int]:
+    """Give every transmitted burst one outcome from the receiver's reports
+    (frame events with ``offset`` and, when good, ``seg_index``; burst drops
+    with ``offset`` and ``reason``). Offsets of the receiver's stream are the
+    TX offsets plus a constant delay (filters, channel), estimated from the
+    good frames; a report farther than ``tolerance`` samples from every
+    burst is a false alarm. Returns (outcomes, false_alarms)."""
+    n = len(tx_bursts)
+    starts = np.array([b[0] for b in tx_bursts], float)
+    delays = [f["offset"] - starts[f["seg_index"]] for f in frames
+              if f.get("crc_ok") and f.get("seg_index", n) < n and np.isfinite(f.get("offset", np.nan))]
+    delay = float(np.median(delays)) if delays else 0.0
+    rank = {"ok": 3, "crc": 2, "dropped": 1}
+    outcomes = ["undetected"] * n
+    false_alarms = 0
+
+    def nearest(off):
+        if n == 0 or not np.isfinite(off):
+            return None
+        i = int(np.argmin(np.abs(starts + delay - off)))
+        return i if abs(starts[i] + delay - off) <= tolerance else None
+
+    for f in frames:
+        i = f["seg_index"] if f.get("crc_ok") and f.get("seg_index", n) < n else nearest(f.get("offset", np.nan))
+        if i is None:
+            false_alarms += 1
+            continue
+        new = "ok" if f.get("crc_ok") else "crc"
+        if rank[new] > rank.get(outcomes[i].split(":")[0], 0):
+            outcomes[i] = new
+    for d in drops:
+        i = nearest(d.get("offset", np.nan))
+        if i is None:
+            false_alarms += 1
+        elif outcomes[i] == "undetected":
+            outcomes[i] = f"dropped: {d.get('reason', '?')}"
+    return outcomes, false_alarms
+
+
+def _wait_for(cond, limit: float = 5.0) -> bool:
+    """Poll ``cond`` until it holds (messages already published on their way
+    to a collector's queue) or ``limit`` seconds pass."""
+    t = time.monotonic()
+    while not cond():
+        if time.monotonic() - t > limit:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+def run_link(data: bytes, spec: FrameSpec | OfdmSpec, chan: ChannelSpec, timeout: float | None = None,
              rx_threshold: float | None = None, genie_csi: bool = False, payload_type: int = 0,
-             idle_s: float = 3.0, ldpc_decoder: str = "spa") -> LinkResult:
-    """Send ``data`` as one PDU and wait for the reassembled PDU, for every
-    burst to be demodulated, for ``idle_s`` without receiver activity after
-    the last frame was sent, or for ``timeout``."""
+             ldpc_decoder: str = "spa") -> LinkResult:
+    """Send ``data`` as one PDU and run until every transmitted frame is
+    accounted for: the TX has put out all its bursts (its tx_eob tags), the
+    receiver's stream has passed the last of them by a burst capture and
+    more, and no burst is left inside the receiver (captured, demodulated or
+    decoded but not yet judged by the frame decoder). Then the reassembler
+    is flushed. ``timeout`` (default :func:`link_timeout` of the amount
+    sent) only ends a run whose receiver has stalled; the result then says
+    so (``drained`` False). Nothing here depends on how fast the machine is."""
+    n_frames = frames_for(len(data), spec) if data else 0
+    timeout = link_timeout(n_frames, spec) if timeout is None else float(timeout)
     tb = gr.top_block("semcom_link")
-    tx, ch, rx = make_link_blocks(spec, chan, rx_threshold, max(1.0, min(5.0, timeout / 4)), genie_csi,
-                                  ldpc_decoder)
+    # the receiver's own reassembly timeout is not used: this runner flushes it once drained
+    tx, ch, rx = make_link_blocks(spec, chan, rx_threshold, 0.0, genie_csi, ldpc_decoder)
     out, status, hard, sent = _collector("out"), _collector("status"), _collector("bits"), _collector("sent")
     tb.connect(tx, ch, rx)
     if genie_csi:
@@ -95,36 +194,43 @@ def run_link(data: bytes, spec: FrameSpec | OfdmSpec, chan: ChannelSpec, timeout
     tb.msg_connect(rx, "status", status, "in")
     tb.msg_connect(rx, "bits", hard, "in")
     tb.msg_connect(tx.encoder if spec.code.alist is not None else tx.framer, "out", sent, "in")
+    # the burst capture reads what the TX sent (rescaled by the channel's SRO)
+    # except what blocks with history hold back at the end: the correlator
+    # its sync word's length (measured: 45-57 samples for the 64-sample
+    # word), the channel's FIRs about 14 (64 allowed); the idle tail after the
+    # last burst (278 samples single carrier, 1280 OFDM) still completes the
+    # last capture within what arrives
+    bursts, total = tx_layout(spec, tx, n_frames)
+    hold_back = rx.corr.delay_samples + 64 + 2 * len(chan.static_taps or [])
+    needed = total * (1 - abs(chan.sro_ppm) * 1e-6) - hold_back
     t0 = time.monotonic()
+    drained, stop_reason = False, ""
     tb.start()
     try:
         tx.framer._post(pmt.intern("in"), make_pdu({"payload_type": payload_type}, data))
         deadline = t0 + timeout
-        seen, progress_at, all_bursts_at = -1, time.monotonic(), None
         while time.monotonic() < deadline:
-            out.event.wait(0.05)
-            now = time.monotonic()
-            n = len(hard.items) + len(status.items)
-            if n != seen:
-                seen, progress_at = n, now
-            all_bursts = bool(sent.items) and len(hard.items) >= len(sent.items)
-            if all_bursts:
-                all_bursts_at = all_bursts_at or now
-            # done: the PDU is out and every burst was demodulated (or the
-            # receiver has been idle for 1 s: the rest were lost); or every
-            # burst demodulated and no PDU (all frames failed CRC, so the
-            # reassembler has nothing) after a short grace period
-            if out.items and (all_bursts or now - progress_at > 1.0):
-                break
-            if all_bursts and now - all_bursts_at > 0.5:
-                break
-            # every frame went out and the receiver has been idle for idle_s:
-            # the remaining bursts were never detected (deep noise or fade)
-            if sent.items and now - progress_at > idle_s:
-                break
-        if not out.items:
-            rx.deframer.flush()
-            time.sleep(0.1)
+            # asked twice, 20 ms apart: each stage counts a burst before passing it on
+            if rx.stream_position() >= needed and rx.in_flight() == 0:
+                time.sleep(0.02)
+                if rx.in_flight() == 0:
+                    drained = True
+                    break
+            time.sleep(0.01)
+        if drained:
+            stop_reason = "drained"
+        else:
+            stop_reason = (f"timeout after {timeout:.0f} s: receiver read {rx.stream_position()} of {total} "
+                           f"samples, {rx.in_flight()} bursts inside it")
+        # every report published so far reaches the collectors (message delivery
+        # is asynchronous): one status event per judged frame and per drop
+        dec = getattr(rx, "decoder", None)
+        reports = rx.deframer.judged + rx.demod.dropped + getattr(dec, "rejected", 0)
+        _wait_for(lambda: len(status.items) >= reports)
+        n_status = len(status.items)
+        rx.deframer.flush()
+        # the flush publishes on ``out``; wait for the message to be delivered
+        _wait_for(lambda: len(out.items) >= rx.deframer.pdus_out)
     finally:
         tb.stop()
         tb.wait()
@@ -135,9 +241,13 @@ def run_link(data: bytes, spec: FrameSpec | OfdmSpec, chan: ChannelSpec, timeout
         received = arr.tobytes()
         complete = bool(meta.get("complete"))
         missing = [tuple(m) for m in (meta.get("missing") or [])]
-    sts = [pmt.to_python(m) for m in status.items]
+    sts = [pmt.to_python(m) for m in status.items[:n_status]]
     frames = [s for s in sts if isinstance(s, dict) and s.get("event") == "frame"]
     drops = [s for s in sts if isinstance(s, dict) and s.get("event") == "burst_drop"]
+    burst_len = float(bursts[0][1] - bursts[0][0]) if bursts else 1.0
+    outcomes, false_alarms = account_frames(bursts, frames, drops, tolerance=burst_len / 2)
+    if not drained:
+        outcomes = [o if o in ("ok", "crc") else "in flight at timeout" for o in outcomes]
     tx_bits = np.array([pdu_parts(m)[1] for m in sent.items]) if sent.items else np.zeros((0, 0))
     errs, nbits = 0, 0
     for m in hard.items:
@@ -146,19 +256,19 @@ def run_link(data: bytes, spec: FrameSpec | OfdmSpec, chan: ChannelSpec, timeout
             d = (tx_bits[:, : rb.size] != rb[None, :]).sum(1)
             errs += int(d.min())
             nbits += rb.size
-    snrs = [f["snr_db"] for f in frames if f.get("snr_db") is not None]
+    snrs = [f["snr_db"] for f in frames if f.get("snr_db") is not None and np.isfinite(f["snr_db"])]
     bps = spec.constellation.bits_per_symbol
+    n_ok, n_crc = outcomes.count("ok"), outcomes.count("crc")
     return LinkResult(
         received=received, complete=complete, missing=missing,
-        frames_sent=len(sent.items), frames_ok=sum(1 for f in frames if f.get("crc_ok")),
-        frames_crc_fail=sum(1 for f in frames if not f.get("crc_ok")),
-        bursts_detected=len(hard.items), false_alarms=len(drops),
+        frames_sent=n_frames, frames_ok=n_ok, frames_crc_fail=n_crc,
+        bursts_detected=len(hard.items), false_alarms=false_alarms,
         coded_ber=errs / nbits if nbits else float("nan"), coded_bits=nbits,
         mean_snr_db=float(np.mean(snrs)) if snrs else float("nan"), seconds=seconds,
         esn0_db=chan.esn0_db, ebn0_db=esn0_to_ebn0(chan.esn0_db, bps, spec.code.rate),
-        lost_segments=sorted(set(range(len(sent.items)))
-                             - {f["seg_index"] for f in frames if f.get("crc_ok")}),
-        frame=spec.describe())
+        lost_segments=[i for i, o in enumerate(outcomes) if o != "ok"],
+        frame=spec.describe(), frames_undetected=n_frames - n_ok - n_crc, frame_outcomes=outcomes,
+        drained=drained, stop_reason=stop_reason)
 
 
 @dataclass
@@ -170,9 +280,11 @@ class AnalogResult:
 
 
 def run_analog(symbols: np.ndarray, chan: ChannelSpec, spec: FrameSpec | None = None,
-               timeout: float = 10.0, idle_s: float = 2.0, rx_threshold: float = 0.3) -> AnalogResult:
+               timeout: float = 20.0, rx_threshold: float = 0.3) -> AnalogResult:
     """Send complex JSCC symbols as one uncoded burst (blocks/analog.py)
-    through the channel; wait for the equalised symbols (or timeout)."""
+    through the channel; run until the receiver has read the whole burst and
+    its idle tail and holds nothing still being demodulated (the same
+    drain rule as :func:`run_link`), or ``timeout`` if it stalls."""
     from .blocks.analog import analog_rx, analog_spec, analog_tx
 
     spec = spec or analog_spec()
@@ -185,16 +297,21 @@ def run_analog(symbols: np.ndarray, chan: ChannelSpec, spec: FrameSpec | None = 
     tb.connect(tx, ch, rx)
     tb.msg_connect(rx, "out", out, "in")
     tb.msg_connect(rx, "status", status, "in")
+    total = spec.burst_samples + spec.flush_symbols * spec.sps
+    needed = total * (1 - abs(chan.sro_ppm) * 1e-6) - (rx.corr.delay_samples + 64 + 2 * len(chan.static_taps or []))
     t0 = time.monotonic()
     tb.start()
     try:
         tx.mapper._post(pmt.intern("in"), make_pdu({}, x))
         deadline = t0 + timeout
-        while time.monotonic() < deadline and not out.items:
-            out.event.wait(0.05)
-            # the burst leaves at once: nothing within idle_s means it was dropped or never detected
-            if time.monotonic() - t0 > idle_s:
-                break
+        while time.monotonic() < deadline:
+            if rx.stream_position() >= needed and rx.in_flight() == 0:
+                time.sleep(0.02)
+                if rx.in_flight() == 0:
+                    break
+            time.sleep(0.01)
+        _wait_for(lambda: len(out.items) >= rx.deframer.judged)
+        _wait_for(lambda: len(status.items) >= rx.demod.dropped)
     finally:
         tb.stop()
         tb.wait()

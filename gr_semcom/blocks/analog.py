@@ -23,7 +23,7 @@ from gnuradio import gr
 from ..phy.frame import FrameSpec
 from .pdu_util import make_pdu, pdu_parts
 from .phy_blocks import IN, OUT, STATUS, _status
-from .phy_hier import spec_from_kwargs, wire_burst_input, wire_burst_output
+from .phy_hier import spec_from_kwargs, watch_pipeline, wire_burst_input, wire_burst_output
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +89,18 @@ class analog_deframer(gr.basic_block):
     def __init__(self, n_symbols: int = 0):
         gr.basic_block.__init__(self, "semcom_analog_deframer", None, None)
         self.n = int(n_symbols)
+        self.judged = 0  # symbol PDUs handled (the receiver's in-flight count ends here)
         self.message_port_register_in(IN)
         self.message_port_register_out(OUT)
         self.set_msg_handler(IN, self.handle)
 
     def handle(self, msg):
+        try:
+            self._take(msg)
+        finally:
+            self.judged += 1
+
+    def _take(self, msg):
         try:
             meta, y = pdu_parts(msg)
         except ValueError as exc:
@@ -120,3 +127,4 @@ class analog_rx(gr.hier_block2):
         self.msg_connect(self.deframer, "out", self, "out")
         self.msg_connect(self.demod, "status", self, "status")
         self.msg_connect(self.sanitize, "status", self, "status")
+        watch_pipeline(self, self.burst)

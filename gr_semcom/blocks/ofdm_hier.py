@@ -39,7 +39,7 @@ from gnuradio import blocks, digital, fft, gr, pdu
 
 from ..phy.ofdm import OfdmBurstDemodulator, OfdmSpec, sync_waveform
 from .pdu_util import make_pdu, pdu_parts
-from .phy_hier import large_buffers, preamble_detector, wire_decoder, wire_encoder
+from .phy_hier import large_buffers, preamble_detector, watch_pipeline, wire_decoder, wire_encoder
 from .phy_blocks import Backlog, burst_capture, burst_demod_base, last_of_pdu, sanitize_cc
 
 log = logging.getLogger(__name__)
@@ -187,4 +187,5 @@ class ofdm_phy_rx(gr.hier_block2):
         large_buffers([self.sanitize] + self.corr.stream_blocks())
         self.msg_connect(self.capture, "pdus", self.demod, "in")
         wire_decoder(self, spec, self.demod, timeout, ldpc_iterations, ldpc_decoder)
+        watch_pipeline(self, self.capture)
         self.msg_connect(self.sanitize, "status", self, "status")

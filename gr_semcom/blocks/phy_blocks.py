@@ -170,6 +170,8 @@ class burst_demod_base(gr.basic_block):
         self.min_spacing = min_spacing
         self.bursts = 0
         self.dropped = 0
+        self.handled = 0  # burst PDUs taken from ``in`` (every one is either dropped or passed on)
+        self.passed = 0  # soft/hard-bit PDUs published on ``out``
         self._last_pos = -1e18
         self.backlog: Backlog | None = None  # shared with the capture that feeds ``in``
         # soft output: "gr-fec" (gr-fec's ldpc_decoder input convention + pad) or "llr" (ldpc_decoder)
@@ -200,8 +202,13 @@ class burst_demod_base(gr.basic_block):
                 return
             self.on_burst(meta, x)
         finally:
+            self.handled += 1
             if self.backlog is not None:
                 self.backlog.release()
+
+    def pending(self) -> int:
+        """Bursts taken but held back (genie CSI waiting for its CSI burst)."""
+        return 0
 
     def on_burst(self, meta: dict, x: np.ndarray) -> None:
         latest = meta.get("offset", -1e18) + getattr(self.dem, "search", 0) + 1
@@ -212,7 +219,7 @@ class burst_demod_base(gr.basic_block):
             self.bursts += 1
             self.dropped += 1
             self.message_port_pub(STATUS, _status(event="burst_drop", reason="inside previous burst",
-                                                  snr_db=float("nan")))
+                                                  snr_db=float("nan"), offset=float(latest)))
             return
         self.publish(meta, self.dem.demodulate(x))
 
@@ -223,19 +230,25 @@ class burst_demod_base(gr.basic_block):
 
     def publish(self, meta: dict, res) -> None:
         self.bursts += 1
+        # stream position of the burst's preamble (capture offset + timing): lets a
+        # link runner tell which transmitted frame each outcome belongs to
+        pos = float(meta.get("offset", float("nan")) + (res.timing if np.isfinite(res.timing) else 0.0))
         if res.ok and "offset" in meta:
-            pos = meta["offset"] + res.timing
             if pos < self._last_pos + self.min_spacing:
                 res.ok, res.reason = False, "inside previous burst"
             else:
                 self._last_pos = pos
         if not res.ok:
             self.dropped += 1
-            self.message_port_pub(STATUS, _status(event="burst_drop", reason=res.reason, snr_db=res.snr_db))
+            self.message_port_pub(STATUS, _status(event="burst_drop", reason=res.reason, snr_db=res.snr_db,
+                                                  offset=pos))
             return
         out_meta = {"snr_db": round(res.snr_db, 3), "cfo": res.cfo, "timing": res.timing,
-                    "burst": self.bursts}
+                    "burst": self.bursts, "offset": pos}
         hard = (res.llr < 0).astype(np.uint8)
+        # counted before it is published: a receiver's in-flight count may be
+        # one too high for an instant, never one too low
+        self.passed += 1
         if self._subscribed(BITS):  # hard decisions for BER; built only when something listens
             self.message_port_pub(BITS, make_pdu(out_meta, hard))
         if res.symbols is not None and self._subscribed(SYMBOLS):  # for constellation displays
@@ -270,6 +283,9 @@ class burst_demod(burst_demod_base):
             self.message_port_register_in(pmt.intern("csi"))
             self.set_msg_handler(pmt.intern("csi"), self.handle_csi)
 
+    def pending(self) -> int:
+        return len(self._x_q)
+
     def handle_csi(self, msg):
         self._csi_q.append(pdu_parts(msg)[1])
         self._drain()
@@ -303,9 +319,11 @@ class ldpc_decoder(gr.basic_block):
         self.code = spec.code
         self.dec = MinSumDecoder.for_code(spec.code, max_iterations, alpha=0.8 if method == "minsum" else 1.0,
                                           method=method)
-        self.frames = 0
+        self.frames = 0  # PDUs decoded and passed on
+        self.rejected = 0  # PDUs dropped (not whole codewords): their bursts are erasures
         self.message_port_register_in(IN)
         self.message_port_register_out(OUT)
+        self.message_port_register_out(STATUS)
         self.set_msg_handler(IN, self.handle)
 
     def handle(self, msg):
@@ -314,6 +332,8 @@ class ldpc_decoder(gr.basic_block):
             hard, ok, iters = self.dec.decode(llr)
         except ValueError as exc:
             log.error("%s: %s", self.name(), exc)
+            self.rejected += 1
+            self.message_port_pub(STATUS, _status(event="burst_drop", reason=f"ldpc: {exc}", snr_db=float("nan")))
             return
         self.frames += 1
         meta.update(ldpc_iterations=int(iters.max()), ldpc_unsatisfied=int((~ok).sum()))
@@ -324,10 +344,15 @@ class frame_decoder(gr.basic_block):
     """Decoded info-bit PDUs -> CRC check, per-frame status, reassembled PDUs.
 
     Every frame produces a ``status`` message ``{event: "frame", crc_ok, msg_id,
-    seg_index, seg_count, snr_db, cfo}``. A PDU leaves on ``out`` when all its
-    frames arrived, or ``timeout`` seconds after its last good frame (or on a
-    message on ``flush``)
-    with metadata ``missing = [(start, stop), ...]`` byte ranges zero-filled,
+    seg_index, seg_count, snr_db, cfo, offset}`` (``offset``: the burst's stream
+    position, from the demodulator). A PDU leaves on ``out`` when all its
+    frames arrived, when a good frame of another PDU arrives (frames cross the
+    receiver in transmission order, so nothing of the earlier PDU can still
+    come), on a message on ``flush``, or ``timeout`` seconds after the last
+    frame of any kind, but only once the receiver holds no burst still being
+    demodulated or decoded (``busy``, set by the receiver hier block; a slow or
+    loaded decoder therefore never splits a PDU). Incomplete PDUs carry
+    metadata ``missing = [(start, stop), ...]`` byte ranges zero-filled,
     ``complete`` false and ``erasures`` the number of lost frames.
     """
 
@@ -339,7 +364,10 @@ class frame_decoder(gr.basic_block):
         self.lock = threading.Lock()
         self.frames_ok = 0
         self.frames_bad = 0
+        self.judged = 0  # frame PDUs handled (ok, failed or malformed), counted when done
         self.pdus_out = 0
+        self.busy = lambda: False  # the receiver still holds bursts on their way here
+        self._last_activity = time.monotonic()
         self._stop = threading.Event()
         self._thread = None
         self.message_port_register_in(IN)
@@ -351,6 +379,7 @@ class frame_decoder(gr.basic_block):
 
     def start(self):
         self._stop.clear()
+        self._last_activity = time.monotonic()
         if self.timeout and self.timeout > 0:
             self._thread = threading.Thread(target=self._timer, daemon=True)
             self._thread.start()
@@ -362,19 +391,33 @@ class frame_decoder(gr.basic_block):
 
     def _timer(self):
         while not self._stop.wait(min(0.1, self.timeout / 4)):
-            self.flush(older_than=self.timeout)
+            if self.reasm.partial and not self.busy() \
+                    and time.monotonic() - self._last_activity >= self.timeout:
+                self.flush(older_than=self.timeout)
 
     def handle(self, msg):
+        try:
+            self._judge(msg)
+        finally:
+            self._last_activity = time.monotonic()
+            self.judged += 1
+
+    def _judge(self, msg):
         try:
             meta, bits = pdu_parts(msg)
         except ValueError as exc:
             log.error("frame_decoder: %s", exc)
+            with self.lock:
+                self.frames_bad += 1
+            self.message_port_pub(STATUS, _status(event="frame", crc_ok=False, status="malformed",
+                                                  snr_db=float("nan"), cfo=float("nan"), offset=float("nan")))
             return
         frame = framing.bits_to_bytes(bits[: 8 * self.spec.capacity])
         hdr, payload, status = framing.parse(frame)
         ok = status == "ok"
         st = {"event": "frame", "crc_ok": ok, "status": status,
-              "snr_db": meta.get("snr_db", float("nan")), "cfo": meta.get("cfo", float("nan"))}
+              "snr_db": meta.get("snr_db", float("nan")), "cfo": meta.get("cfo", float("nan")),
+              "offset": float(meta.get("offset", float("nan")))}
         if ok:
             st.update(msg_id=hdr.msg_id, seg_index=hdr.seg_index, seg_count=hdr.seg_count)
         self.message_port_pub(STATUS, _status(**st))
@@ -383,9 +426,12 @@ class frame_decoder(gr.basic_block):
                 self.frames_bad += 1
                 return
             self.frames_ok += 1
-            done = self.reasm.add(hdr, payload, now=time.monotonic())
-        if done is not None:
-            self._emit(*done)
+            # a good frame of another PDU: the earlier PDUs are over (frames
+            # arrive in the order they were sent)
+            done = self.reasm.flush_except(hdr.msg_id)
+            finished = self.reasm.add(hdr, payload, now=time.monotonic())
+        for d in done + ([finished] if finished is not None else []):
+            self._emit(*d)
 
     def handle_flush(self, _msg):
         self.flush()
@@ -433,6 +479,7 @@ class burst_capture(gr.sync_block):
         self.max_active = max_active
         self.active: list = []  # [start_offset, list_of_chunks, filled]
         self.captured = 0
+        self.published = 0  # bursts handed to the demodulator (counted before publishing)
         self.overflows = 0
         self.backlog: Backlog | None = None  # set by the receiver: back-pressure from the demodulator
         self._stopping = threading.Event()
@@ -473,6 +520,7 @@ class burst_capture(gr.sync_block):
                 data = np.concatenate(chunks).astype(np.complex64)
                 if self.backlog is not None and not self.backlog.acquire(self._stopping):
                     continue  # flowgraph stopping
+                self.published += 1
                 self.message_port_pub(pmt.intern("pdus"), make_pdu({"offset": int(start)}, data))
             else:
                 still.append(cap)

@@ -95,6 +95,32 @@ def wire_decoder(hier, spec, demod, timeout: float, ldpc_iterations: int, ldpc_d
     hier.msg_connect(demod, "bits", hier, "bits")
     hier.msg_connect(demod, "symbols", hier, "symbols")
     hier.msg_connect(hier, "flush", hier.deframer, "flush")
+    if isinstance(getattr(hier, "decoder", None), ldpc_decoder_block):
+        hier.msg_connect(hier.decoder, "status", hier, "status")
+
+
+def bursts_in_flight(capture, demod, decoder, deframer) -> int:
+    """Bursts a receiver has cut out of the stream and not yet judged by its
+    frame decoder (or dropped): waiting for the demodulator, held by it,
+    between it and the LDPC decoder, or between that and the frame decoder.
+    Each stage counts a PDU before publishing it, so the sum may be one too
+    high for an instant but never too low."""
+    n = max(0, capture.published - demod.handled) + demod.pending()
+    if isinstance(decoder, ldpc_decoder_block):
+        n += max(0, demod.passed - decoder.frames - decoder.rejected) + max(0, decoder.frames - deframer.judged)
+    else:  # gr-fec's async_decoder (C++, one PDU out per PDU in) or uncoded
+        n += max(0, demod.passed - deframer.judged)
+    return n
+
+
+def watch_pipeline(hier, capture) -> None:
+    """Give a receiver hier block ``in_flight()`` (see :func:`bursts_in_flight`)
+    and ``stream_position()`` (samples its burst capture has read), and make
+    its frame decoder's reassembly timeout wait while bursts are in flight."""
+    dec = getattr(hier, "decoder", None)
+    hier.in_flight = lambda: bursts_in_flight(capture, hier.demod, dec, hier.deframer)
+    hier.stream_position = lambda: int(capture.nitems_read(0))
+    hier.deframer.busy = lambda: hier.in_flight() > 0
 
 
 def wire_burst_output(hier, spec: FrameSpec, mapper) -> None:
@@ -220,6 +246,7 @@ class phy_rx(gr.hier_block2):
         self.spec = spec = spec or spec_from_kwargs(**kw)
         wire_burst_input(self, spec, threshold, genie_csi, dc_block)
         wire_decoder(self, spec, self.demod, timeout, ldpc_iterations, ldpc_decoder)
+        watch_pipeline(self, self.burst)
         self.msg_connect(self.sanitize, "status", self, "status")
         if genie_csi:
             # the true channel gain stream takes the same delays as the data and

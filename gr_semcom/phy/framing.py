@@ -155,6 +155,11 @@ class Reassembler:
                 missing.append((a, b))
         return p.header, bytes(p.data), missing
 
+    def flush_except(self, msg_id: int):
+        """Emit every incomplete PDU other than ``msg_id`` (a good frame of
+        ``msg_id`` arrived; on one in-order link that ends the earlier PDUs)."""
+        return [self._finish(m) for m in list(self.partial) if m != msg_id]
+
     def flush(self, older_than: float | None = None, now: float = 0.0):
         """Emit incomplete PDUs (all, or those with no new segment since
         ``now - older_than``: an inactivity timeout, so a long PDU that is
