@@ -92,10 +92,13 @@ def test_spa_matches_grfec_on_the_same_llrs(rate, esn0):
     # threshold some land on a neighbour (the 2/5 code has weight-4 codewords: 6 of
     # 131 at 0 dB, measured), which the frame CRC then rejects
     assert ok.any() and (hard[ok] == cw[ok]).all(1).mean() > 0.9 and iters.max() <= 50
-    # min-sum costs a little: never better than sum-product by more than noise
+    # normalised min-sum (alpha 0.8) costs a little near threshold and no more:
+    # measured 214 / 114 / 241 of 300 against sum-product's 217 / 125 / 262 for
+    # 1/4, 2/5, 1/2; with alpha 0.5 it decodes 1 / 0 / 0, with plain min-sum
+    # (alpha 1) 70 / 12 / 74, so a wrong normalisation fails here
     ms_hard, _, _ = MinSumDecoder.for_code(code, method="minsum").decode(llr)
     ms_ok = (info_bits(ms_hard, code).reshape(-1, code.k) == truth).all(1)
-    assert ms_ok.sum() <= ours_ok.sum() + 6
+    assert ours_ok.sum() - 35 <= ms_ok.sum() <= ours_ok.sum() + 6, (ms_ok.sum(), ours_ok.sum())
 
 
 def test_clean_codewords_take_no_iteration_and_bad_input():
