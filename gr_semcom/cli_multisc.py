@@ -64,7 +64,7 @@ def cmd_transmit_multisc(args) -> int:
         codec = build_codec(args)
         deepsc = None
         if args.text_mode == "deepsc":
-            from .deepsc import DeepSC
+            from .semantic.deepsc import DeepSC
 
             deepsc = DeepSC.load(args.deepsc)
         # the same-budget rule: captions + slice PDU within --cbr (the slice at most --slice-bytes)
