@@ -166,7 +166,7 @@ class ReplayResult:
 
 
 def replay(path, spec: FrameSpec | None = None, threshold: float = 0.3, dc_block: int = 256,
-           decode: bool = True, models: str = "", idle_s: float = 1.5, timeout: float = 120.0) -> ReplayResult:
+           decode: bool = True, models: str = "", timeout: float = 120.0) -> ReplayResult:
     """Feed a recording into the receiver as fast as it runs. ``spec``
     defaults to the recording's ``semcom:frame``; Seb recordings also go
     through ``seb_decoder`` when ``decode``."""
@@ -200,14 +200,16 @@ def replay(path, spec: FrameSpec | None = None, threshold: float = 0.3, dc_block
     t0 = time.monotonic()
     tb.start()
     try:
-        seen, last = -1, time.monotonic()
+        # drained: the receiver has read the whole recording and the zeros
+        # after it that complete its last capture, and holds no burst still
+        # being demodulated or decoded (no wall-clock idleness involved)
+        needed = n_samples + rx.burst.length + rx.corr.delay_samples + 64
         while time.monotonic() - t0 < timeout:
-            time.sleep(0.05)
-            n = len(out.items) + len(status.items) + len(imgs.items)
-            if n != seen:
-                seen, last = n, time.monotonic()
-            elif time.monotonic() - last > idle_s:
-                break
+            time.sleep(0.02)
+            if rx.stream_position() >= needed and rx.in_flight() == 0:
+                time.sleep(0.02)
+                if rx.in_flight() == 0:
+                    break
         rx.deframer.flush()
         time.sleep(0.2)
         if dec is not None:  # let the decoder finish what it got
