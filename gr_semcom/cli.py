@@ -299,9 +299,18 @@ def cmd_grc_path(args) -> int:
     if args.install:
         path = install_grc_config()
         print(f"added {grc_block_dir()} to GRC's local_blocks_path in {path}")
+        print("Debian's gnuradio-companion now lists the blocks, but it runs flowgraphs with /usr/bin/python3, "
+              f"which cannot import gr_semcom: open GRC with `{Path(sys.argv[0]).parent / 'semcom'} companion "
+              "FILE.grc` to execute them")
     else:
         print(grc_block_dir())
     return 0
+
+
+def cmd_companion(args) -> int:
+    from .companion import main
+
+    return main(args.files)
 
 
 def cmd_serve(args) -> int:
@@ -450,6 +459,10 @@ def main(argv=None) -> int:
     g = sub.add_parser("grc-path", help="print (or --install into GRC's config) the directory of our GRC block YAML")
     g.add_argument("--install", action="store_true")
     g.set_defaults(func=cmd_grc_path)
+    c = sub.add_parser("companion", help="open GNU Radio Companion on this interpreter with our blocks, so that "
+                                         "Execute runs the flowgraphs (e.g. flowgraphs/seb_awgn_gui.grc)")
+    c.add_argument("files", nargs="*", metavar="FILE.grc")
+    c.set_defaults(func=cmd_companion)
     s = sub.add_parser("serve", help="run the ZeroMQ generator server (diffusers pipeline) for the receivers")
     s.add_argument("--endpoint", action="append", default=None,
                    help="ZeroMQ endpoint to bind (repeatable; default tcp://*:5555), e.g. ipc:///tmp/semcom.ipc")

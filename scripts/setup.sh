@@ -8,6 +8,15 @@ if ! /usr/bin/python3 -c "import gnuradio.gr, gnuradio.fec, gnuradio.pdu" 2>/dev
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends gnuradio python3-venv python3-pip
 fi
+# GNU Radio Companion's window needs GTK 3's introspection data, which `--no-install-recommends gnuradio`
+# leaves out (`semcom companion` opens GRC); its tests drive GRC under Xvfb with xdotool and keep a
+# screenshot taken with ImageMagick's import
+if ! /usr/bin/python3 -c "import gi; gi.require_version('Gtk', '3.0'); gi.require_foreign('cairo', 'Context'); from gi.repository import Gtk" 2>/dev/null \
+    || ! command -v Xvfb >/dev/null || ! command -v xdotool >/dev/null || ! command -v import >/dev/null; then
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends gir1.2-gtk-3.0 python3-gi-cairo \
+    xvfb xauth xdotool imagemagick
+fi
 if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
