@@ -13,14 +13,25 @@ GUI and headless versions of a link can never drift apart.
   of the receiver's equalised data symbols (``symbols`` PDUs -> PDU to
   Tagged Stream -> QT GUI Constellation Sink), plus Es/N0 and CFO sliders.
 
+Every canvas, the hand-made headless ones included (only their coordinates
+are rewritten there), is then laid out in signal order with GRC's own block
+sizes (gr_semcom/grc_layout.py: measured with GRC's GUI classes under a
+private Xvfb when no display is set), so no two blocks overlap.
+
     .venv/bin/python scripts/make_flowgraphs.py     # rewrites flowgraphs/*_gui.grc etc.
 """
 from __future__ import annotations
 
 import copy
+import re
+import sys
+import tempfile
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from gr_semcom.grc_layout import layout, measure_files  # noqa: E402
 
 FG = Path(__file__).resolve().parents[1] / "flowgraphs"
 _STATES = {"bus_sink": False, "bus_source": False, "bus_structure": None, "rotation": 0, "state": "enabled"}
@@ -211,19 +222,45 @@ def ota(doc, radio, direction, gui_variant=False):
     return d
 
 
+def set_coordinates(text: str, doc: dict) -> str:
+    """The hand-made file's text with only the ``coordinate: [x, y]`` of each block replaced."""
+    coords = {doc["options"]["parameters"]["id"]: doc["options"]["states"]["coordinate"]}
+    coords.update({b["name"]: b["states"]["coordinate"] for b in doc["blocks"]})
+    out, name = [], doc["options"]["parameters"]["id"]
+    for line in text.splitlines(keepends=True):
+        m = re.match(r"- name: (\S+)", line)
+        if m:
+            name = m.group(1)
+        if "coordinate: [" in line:
+            x, y = coords[name]
+            line = re.sub(r"coordinate: \[[^\]]*\]", f"coordinate: [{x}, {y}]", line)
+        out.append(line)
+    return "".join(out)
+
+
 def main():
-    heads = sorted(p.name for p in FG.glob("*_headless.grc") if "rayleigh" not in p.name)
-    save(rayleigh(load("loopback_awgn_headless.grc")), "loopback_rayleigh_headless.grc")
-    save(replay(load("seb_awgn_headless.grc")), "sigmf_replay_headless.grc")
-    for name in heads + ["loopback_rayleigh_headless.grc", "sigmf_replay_headless.grc"]:
-        save(gui(load(name)), name.replace("_headless", "_gui"))
-        print("wrote", name.replace("_headless", "_gui"))
+    hand = sorted(p.name for p in FG.glob("*_headless.grc") if "rayleigh" not in p.name and "sigmf" not in p.name)
+    made = {"loopback_rayleigh_headless.grc": rayleigh(load("loopback_awgn_headless.grc")),
+            "sigmf_replay_headless.grc": replay(load("seb_awgn_headless.grc"))}
+    for name in hand + ["loopback_rayleigh_headless.grc", "sigmf_replay_headless.grc"]:
+        made[name.replace("_headless", "_gui")] = gui(made.get(name) or load(name))
     seb = load("seb_awgn_headless.grc")
     for radio in RADIOS:
-        save(ota(seb, radio, "tx"), f"ota_{radio}_tx.grc")
-        save(ota(seb, radio, "rx"), f"ota_{radio}_rx.grc")
-        save(ota(seb, radio, "rx", gui_variant=True), f"ota_{radio}_rx_gui.grc")
-        print("wrote", f"ota_{radio}_{{tx,rx,rx_gui}}.grc")
+        made[f"ota_{radio}_tx.grc"] = ota(seb, radio, "tx")
+        made[f"ota_{radio}_rx.grc"] = ota(seb, radio, "rx")
+        made[f"ota_{radio}_rx_gui.grc"] = ota(seb, radio, "rx", gui_variant=True)
+    docs = dict(made, **{name: load(name) for name in hand})
+    with tempfile.TemporaryDirectory() as tmp:  # block sizes depend on the parameters shown, not on positions
+        for name, doc in docs.items():
+            (Path(tmp) / name).write_text(yaml.safe_dump(doc, sort_keys=False))
+        sizes = measure_files([Path(tmp) / name for name in docs])
+        sizes = {Path(k).name: v for k, v in sizes.items()}
+    for name in hand:
+        (FG / name).write_text(set_coordinates((FG / name).read_text(), layout(docs[name], sizes[name])))
+        print("laid out", name)
+    for name, doc in made.items():
+        save(layout(doc, sizes[name]), name)
+        print("wrote", name)
 
 
 if __name__ == "__main__":
