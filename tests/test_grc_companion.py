@@ -10,7 +10,9 @@
   radio ones stop with RadioNotFoundError. A run is stopped, like GRC's Kill
   button does, as soon as it has delivered.
 * Under Xvfb: the documented command opens GRC's window, its block tree holds
-  [Semantic Comms]; a screenshot is kept in out/test_artifacts/.
+  [Semantic Comms]; F6 (Execute) opens the flowgraph's Qt window and images
+  land in the checkout's out/; F7 (Kill) stops it. Screenshots of both are
+  kept in out/test_artifacts/.
 * No two blocks of any shipped flowgraph overlap (GRC's own block sizes), and
   connections run left to right.
 * A flowgraph run by an interpreter that cannot import gr_semcom stops with
@@ -357,37 +359,57 @@ def test_make_flowgraphs_lays_out_what_it_writes(sizes):
 
 # ---------------------------------------------------------------- GRC's window under Xvfb
 
+def _screenshot(path: Path, env: dict) -> Path:
+    if shutil.which("import"):
+        subprocess.run(["import", "-window", "root", str(path)], env=env, check=True, timeout=30)
+        return path
+    path = path.with_suffix(".xwd")
+    subprocess.run(["xwd", "-root", "-silent", "-out", str(path)], env=env, check=True, timeout=30)
+    return path
+
+
+def _window(name: str, env: dict) -> str:
+    r = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", name], capture_output=True, text=True,
+                       env=env)
+    return r.stdout.split()[0] if r.stdout.split() else ""
+
+
 @pytest.mark.skipif(shutil.which("Xvfb") is None or shutil.which("xdotool") is None,
                     reason="needs Xvfb and xdotool (scripts/setup.sh installs them)")
-def test_companion_opens_grc_with_our_blocks(hooks, tmp_path):
+def test_companion_opens_grc_and_executes(hooks, tmp_path):
+    """`semcom companion FILE.grc` under Xvfb: GRC's window opens with [Semantic Comms] in its block
+    tree; F6 (Execute) runs the flowgraph on the venv's interpreter, its Qt window opens and the received
+    images land in the checkout's out/; F7 (Kill) stops it. Screenshots: out/test_artifacts/."""
     if _gtk_missing():
         pytest.skip(_gtk_missing())
     if not SEMCOM.is_file():
         pytest.skip(".venv/bin/semcom missing (scripts/setup.sh)")
+    import psutil
+
     from gr_semcom.grc_layout import virtual_display
 
     grc = FG / "ulbsc_awgn_gui.grc"
+    doc = yaml.safe_load(grc.read_text())
+    image_dirs = _image_dirs(doc)
     report = tmp_path / "grc.json"
-    home = tmp_path / "home"
+    home = tmp_path / "home"  # GRC's own settings (recent files, window size) stay out of the user's
     home.mkdir()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / "grc_companion_ulbsc_awgn_gui.png"
-    shot.unlink(missing_ok=True)
+    shots = [ARTIFACTS / "grc_companion_ulbsc_awgn_gui.png", ARTIFACTS / "grc_companion_ulbsc_awgn_gui_running.png"]
+    for shot in shots:
+        shot.unlink(missing_ok=True)
     with virtual_display("1600x1000x24") as display:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("GRC_", "GR_CONF_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GRC_", "GR_CONF_", "QT_QPA"))}
         env.update(DISPLAY=display, HOME=str(home), PYTHONPATH=str(hooks), SEMCOM_TEST_REPORT=str(report),
-                   SEMCOM_TEST_GRC="1")
-        env.pop("QT_QPA_PLATFORM", None)
+                   SEMCOM_TEST_GRC="1", XDG_CACHE_HOME=os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache")))
+        xenv = dict(env, HOME=str(Path.home()))
         proc = subprocess.Popen([str(SEMCOM), "companion", str(grc)], cwd=tmp_path, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
-            xenv = dict(env, HOME=os.environ.get("HOME", str(home)))
             t0 = time.monotonic()
             window = ""
             while time.monotonic() - t0 < 60 and proc.poll() is None and not (window and report.is_file()):
-                r = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", grc.name], capture_output=True,
-                                   text=True, env=xenv)
-                window = r.stdout.split()[0] if r.stdout.split() else ""
+                window = _window(grc.name, xenv)
                 time.sleep(0.5)
             assert proc.poll() is None, proc.communicate()[0][-4000:]
             assert window, "no GRC window titled with the flowgraph"
@@ -395,20 +417,42 @@ def test_companion_opens_grc_with_our_blocks(hooks, tmp_path):
             subprocess.run(["xdotool", "windowmove", window, "0", "0", "windowsize", window, "1600", "1000"],
                            env=xenv, check=True)
             time.sleep(1.5)
-            if shutil.which("import"):
-                subprocess.run(["import", "-window", "root", str(shot)], env=xenv, check=True, timeout=30)
-            else:
-                subprocess.run(["xwd", "-root", "-silent", "-out", str(shot.with_suffix(".xwd"))], env=xenv,
-                               check=True, timeout=30)
+            shots[0] = _screenshot(shots[0], xenv)
+            # Execute (F6), as a user would press it
+            t_exec = time.time()
+            subprocess.run(["xdotool", "windowfocus", "--sync", window, "key", "F6"], env=xenv, check=True)
+            qt_window = ""
+            while time.time() - t_exec < WAIT_S and proc.poll() is None:
+                qt_window = qt_window or _window(doc["options"]["parameters"]["title"].replace("(", "\\("
+                                                                                            ).replace(")", "\\)"), xenv)
+                if qt_window and _pngs(image_dirs, t_exec):
+                    break
+                time.sleep(0.5)
+            running = [c for c in psutil.Process(proc.pid).children(recursive=True)
+                       if str(FG / "ulbsc_awgn_gui.py") in " ".join(c.cmdline())]
+            if qt_window:  # no window manager here: give the Qt window room in the screenshot
+                subprocess.run(["xdotool", "windowmove", qt_window, "700", "60", "windowsize", qt_window, "880", "900"],
+                               env=xenv)
+            time.sleep(1.5)
+            shots[1] = _screenshot(shots[1], xenv)
+            subprocess.run(["xdotool", "windowfocus", "--sync", window, "key", "F7"], env=xenv, check=True)  # Kill
+            gone, alive = psutil.wait_procs(running, timeout=30)
         finally:
+            for c in psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []:
+                c.kill()  # what this test started: GRC's flowgraph process, if Kill did not stop it
             out = _stop(proc, timeout=10)
     assert "Semantic Comms" in info["tree"], sorted(info["tree"])
     assert {"PHY", "ULBSC Encoder", "ULBSC Decoder", "Seb Encoder"} <= set(info["tree"]["Semantic Comms"]), info
-    assert info["executable"] == _grc_interpreter(), info  # the interpreter Execute will use
+    assert info["executable"] == _grc_interpreter(), info  # the interpreter Execute uses
     assert info["pages"] == [str(grc)] and grc.name in info["title"], info
-    assert "Loading" in out and "Error" not in out, out
-    if shot.is_file():
-        from PIL import Image
+    assert f"Executing: {_grc_interpreter()} -u {FG / 'ulbsc_awgn_gui.py'}" in out, out[-4000:]
+    assert running and qt_window, f"no flowgraph process or Qt window after Execute:\n{out[-4000:]}"
+    assert _pngs(image_dirs, t_exec), f"no image in {image_dirs} {WAIT_S} s after Execute:\n{out[-4000:]}"
+    assert not alive, "Kill did not stop the flowgraph"
+    assert "Traceback" not in out, out[-6000:]
+    from PIL import Image
 
-        im = Image.open(shot)
-        assert im.size == (1600, 1000) and len(im.convert("L").getcolors(1 << 16) or ()) > 8, "blank screenshot"
+    for shot in shots:
+        if shot.suffix == ".png":
+            im = Image.open(shot)
+            assert im.size == (1600, 1000) and len(im.convert("L").getcolors(1 << 16) or ()) > 8, shot
