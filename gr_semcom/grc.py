@@ -1,4 +1,5 @@
-"""Where GNU Radio Companion finds our block YAML, and how to tell it."""
+"""Where GNU Radio Companion finds our block YAML and how to tell it; the import guard of our blocks;
+how their path parameters resolve (GRC runs flowgraphs from their own folder)."""
 from __future__ import annotations
 
 import configparser
