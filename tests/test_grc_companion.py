@@ -32,7 +32,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -69,7 +68,7 @@ def _grc_interpreter() -> str:
 
 _SITECUSTOMIZE = r'''
 """Test observation only (tests/test_grc_companion.py): reports to $SEMCOM_TEST_REPORT."""
-import gc, json, os, sys, threading, time
+import json, os, sys, threading, time
 
 _REPORT = os.environ.get("SEMCOM_TEST_REPORT")
 
@@ -81,20 +80,29 @@ def _write(data):
     os.replace(tmp, _REPORT)
 
 
-def _flowgraph_counts():
-    # the flowgraph's top block: message_debug blocks' stored message counts
-    tb = None
+def _flowgraph_counts(top_blocks):
+    # the flowgraph's top block: its message_debug blocks' stored message counts
+    while not top_blocks:
+        time.sleep(0.2)
+    tb = top_blocks[0]
     while True:
         time.sleep(0.5)
-        gr = sys.modules.get("gnuradio.gr")
-        if gr is None:
-            continue
-        if tb is None:
-            tb = next((o for o in gc.get_objects() if isinstance(o, gr.top_block)), None)
-            if tb is None:
-                continue
         counts = {k: v.num_messages() for k, v in list(vars(tb).items()) if hasattr(v, "num_messages")}
         _write({"executable": sys.executable, "cwd": os.getcwd(), "counts": counts})
+
+
+def _record_top_blocks():
+    # every gr.top_block made in this process, recorded by its constructor
+    from gnuradio import gr
+
+    made, init = [], gr.top_block.__init__
+
+    def record(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    gr.top_block.__init__ = record
+    return made
 
 
 def _grc_tree():
@@ -135,9 +143,10 @@ def _grc_tree():
     GLib.idle_add(lambda: GLib.timeout_add(300, dump) and False)
 
 
-if _REPORT:
-    target = _grc_tree if os.environ.get("SEMCOM_TEST_GRC") else _flowgraph_counts
-    threading.Thread(target=target, daemon=True).start()
+if _REPORT and os.environ.get("SEMCOM_TEST_GRC"):
+    threading.Thread(target=_grc_tree, daemon=True).start()
+elif _REPORT:
+    threading.Thread(target=_flowgraph_counts, args=(_record_top_blocks(),), daemon=True).start()
 '''
 
 # What GRC does on Execute (gnuradio/grc/gui/Application.py FLOW_GRAPH_GEN / FLOW_GRAPH_EXEC,
@@ -225,7 +234,7 @@ def test_execute_as_grc_does(grc, hooks, tmp_path, monkeypatch):
     python = _grc_interpreter()
     r = subprocess.run([python, str(hooks / "grc_execute.py"), str(grc)], capture_output=True, text=True,
                        env=env, timeout=120)
-    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.returncode == 0, f"return code {r.returncode}\n{r.stdout}{r.stderr}"
     run = json.loads(r.stdout.strip().splitlines()[-1])
     generated = FG / f"{doc['options']['parameters']['id']}.py"
     assert run["cwd"] == str(FG) and generated.is_file(), run
