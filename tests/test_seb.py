@@ -25,6 +25,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def gnuradio():
+    """For the tests that need GNU Radio: they skip one by one without it, the numpy/torch ones still run."""
+    return pytest.importorskip("gnuradio.gr")
+
+
 SEB_MODELS = sorted(str(p) for p in (ROOT / "models").glob("seb_lam*/model.safetensors"))
 
 
@@ -236,7 +244,46 @@ def test_jpeg2000_budget_and_loss():
     assert failed and (rec == 128).all()
 
 
+def _ms_ssim_reference(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    """MS-SSIM as Wang, Simoncelli & Bovik (2003) define it, written out in
+    float64 numpy (no pytorch-msssim): 11-tap Gaussian window (sigma 1.5,
+    'valid'), C1 = (0.01 peak)^2, C2 = (0.03 peak)^2, five scales with 2x2 mean
+    downsampling, contrast-structure at every scale and luminance at the
+    coarsest, exponents 0.0448 ... 0.1333, negative terms clamped to 0; per
+    colour channel, then the mean. Even sides only (no padding rule needed)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    g = np.exp(-((np.arange(11) - 5.0) ** 2) / (2 * 1.5 ** 2))
+    g /= g.sum()
+
+    def blur(x):
+        return sliding_window_view(sliding_window_view(x, 11, 0) @ g, 11, 1) @ g
+
+    def half(x):
+        return 0.25 * (x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2])
+
+    c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
+    weights = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+    per_channel = []
+    for ch in range(a.shape[2]):
+        x, y = a[..., ch].astype(np.float64), b[..., ch].astype(np.float64)
+        val = 1.0
+        for s, w in enumerate(weights):
+            mx, my = blur(x), blur(y)
+            vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+            cs = (2 * cxy + c2) / (vx + vy + c2)
+            if s < len(weights) - 1:
+                val *= max(float(np.mean(cs)), 0.0) ** w
+                x, y = half(x), half(y)
+            else:
+                lum = (2 * mx * my + c1) / (mx * mx + my * my + c1)
+                val *= max(float(np.mean(lum * cs)), 0.0) ** w
+        per_channel.append(val)
+    return float(np.mean(per_channel))
+
+
 def test_psnr_and_ms_ssim_against_references():
+    from PIL import Image, ImageFilter
     from skimage.metrics import peak_signal_noise_ratio
 
     from gr_semcom.semantic.metrics import ms_ssim, psnr
@@ -246,6 +293,11 @@ def test_psnr_and_ms_ssim_against_references():
     assert psnr(a, b) == pytest.approx(peak_signal_noise_ratio(a, b, data_range=255), abs=1e-9)
     assert ms_ssim(a, a) == pytest.approx(1.0, abs=1e-6)
     c = np.clip(a.astype(int) + np.random.default_rng(0).integers(-60, 61, a.shape), 0, 255).astype(np.uint8)
+    blurred = np.asarray(Image.fromarray(a).filter(ImageFilter.GaussianBlur(3)))
+    # against the definition, on uint8 images (data range 255): the metric's value, not just its order;
+    # a data range of 1 or 250 moves these by > 2e-4
+    for x in (b, c, blurred):
+        assert ms_ssim(a, x) == pytest.approx(_ms_ssim_reference(a, x), abs=1e-5)
     assert 0 < ms_ssim(a, c) < ms_ssim(a, b) < 1
     assert np.isnan(ms_ssim(a[:100, :100], b[:100, :100]))
 
@@ -265,15 +317,20 @@ def test_mcs_choice_and_budget():
         assert pdu_channel_uses(b.payload_bytes + 1, b.spec) > uses or b.payload_bytes == 0
         prev = b.payload_bytes
     assert burst_symbols(choose_mcs(5)) > 0
+    # eq. 11-12 inverse of each other
+    assert ideal_esn0_db(capacity_bytes(5.0, 10000) * 8, 10000) == pytest.approx(5.0, abs=0.01)
+
+
+def test_analog_layout_fits_the_budget(gnuradio):
+    """Its own test: analog_layout takes analog_spec from blocks.analog, a GNU Radio block module."""
     from gr_semcom.image_link import analog_layout
+    from gr_semcom.phy.mcs import burst_symbols
 
     for n, budget in ((5120, 6553), (2880, 3686), (5120, 3000)):
         sp, k = analog_layout(n, budget)
         assert burst_symbols(sp) <= budget and k == min(n, sp.n_data) and k <= sp.n_data
     assert analog_layout(5120, 6553)[1] == 5120 and analog_layout(5120, 3000)[1] < 5120
     assert analog_layout(100, 50)[1] == 0
-    # eq. 11-12 inverse of each other
-    assert ideal_esn0_db(capacity_bytes(5.0, 10000) * 8, 10000) == pytest.approx(5.0, abs=0.01)
 
 
 def test_image_jscc_symbols_and_checkpoint(tmp_path):
@@ -290,12 +347,11 @@ def test_image_jscc_symbols_and_checkpoint(tmp_path):
         m.encode_image(photo(2, 70, 96))
 
 
-# -- over the GNU Radio chain --------------------------------------------------------------
-gr = pytest.importorskip("gnuradio.gr")
+# -- over the GNU Radio chain ----------------------------------------------------------------
 
 
 @pytest.mark.skipif(not SEB_MODELS, reason="no trained Seb models in models/")
-def test_seb_over_the_phy_with_shipped_models():
+def test_seb_over_the_phy_with_shipped_models(gnuradio):
     from gr_semcom.image_link import run_jpeg2000, run_seb
     from gr_semcom.phy.channel import ChannelSpec
     from gr_semcom.semantic.seb.train import test_crops
@@ -319,7 +375,7 @@ def test_seb_over_the_phy_with_shipped_models():
 
 
 @pytest.mark.skipif(not SEB_MODELS, reason="no trained Seb models in models/")
-def test_cli_transmit_image_dir(tmp_path):
+def test_cli_transmit_image_dir(tmp_path, gnuradio):
     import csv
 
     from PIL import Image
