@@ -98,6 +98,25 @@ def test_sweep_cli_resumable_and_bad_images(tmp_path):
     assert len(list(csv.DictReader(open(tmp_path / "out" / "sweep_raw.csv")))) == len(raw)
 
 
+def _clip_cosine(clip_dir, generated_png, source_png) -> float:
+    """CLIP image-image cosine done by hand: the generated image resized
+    (bilinear) to the source's size, both through the vision tower, pooled
+    output -> visual projection -> unit vectors -> dot product."""
+    import torch
+    from PIL import Image
+
+    from gr_semcom.semantic.clip_score import ClipSimilarity
+
+    c = ClipSimilarity.from_pretrained(str(clip_dir))
+    src = Image.open(source_png).convert("RGB")
+    gen = Image.open(generated_png).convert("RGB").resize(src.size, Image.BILINEAR)
+    px = c.processor(images=[np.asarray(gen), np.asarray(src)], return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        e = c.model.visual_projection(c.model.vision_model(pixel_values=px).pooler_output)
+    e = torch.nn.functional.normalize(e, dim=-1)
+    return float(e[0] @ e[1])
+
+
 def test_sweep_semantic_schemes_on_tiny_models(tmp_path):
     """Multi-SC (fusion / single), ULBSC's caption-only and ULBSC through the
     same harness, with the tiny IP-Adapter pipeline as generator and a tiny
@@ -109,21 +128,35 @@ def test_sweep_semantic_schemes_on_tiny_models(tmp_path):
     r = subprocess.run([sys.executable, "-m", "gr_semcom.cli", "sweep", "--schemes",
                         "multisc,multisc-single,ulbsc,caption-only", "--snr", "6", "--n-images", "1",
                         "--workers", "2", "--generator", "tiny", "--steps", "1", "--clip", str(clip),
-                        "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=900)
+                        "--grid-snrs", "6", "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                       timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     raw = list(csv.DictReader(open(tmp_path / "out" / "sweep_raw.csv")))
     by = {row["scheme"]: row for row in raw}
     assert set(by) == {"multisc", "multisc-single", "ulbsc", "caption-only"}
+    recon, (name,) = tmp_path / "out" / "recon", {row["image"] for row in raw}
     for s in ("multisc", "multisc-single"):
         row = by[s]
         for k in ("lpips", "clip", "clip_before", "psnr_before", "caption_bleu_raw", "caption_bleu_corrected",
                   "caption_cer_raw", "slice_psnr", "cbr"):
             assert math.isfinite(float(row[k])), (s, k, row[k])
-        assert float(row["cbr"]) <= 1 / 30 and -1 <= float(row["clip"]) <= 1
+        assert float(row["cbr"]) <= 1 / 30
+        # CLIP of the generated image (saved by --grid-snrs) against the source, computed here: vision
+        # tower -> pooled -> projection -> cosine, at the source's size
+        assert float(row["clip"]) == pytest.approx(_clip_cosine(clip, recon / f"awgn_6dB_{s}_{name}.png",
+                                                                recon / f"src_{name}.png"), abs=1e-5), s
     assert int(by["multisc-single"]["captions"]) == 1
-    for s in ("multisc", "ulbsc", "caption-only"):  # digital PDUs carry the PHY columns
-        assert int(by[s]["frames_sent"]) >= 1 and int(by[s]["channel_bits"]) > 0, s
-        assert 0 <= float(by[s]["channel_ber"]) <= 1 and 0 <= float(by[s]["bler"]) <= 1, s
+    for s in ("multisc", "multisc-single", "ulbsc", "caption-only"):  # digital PDUs carry the PHY columns
+        x = by[s]
+        n, ber = int(x["channel_bits"]), float(x["channel_ber"])
+        assert int(x["frames_sent"]) >= 1 and n > 0, s
+        # raw BER of the coded bits against the closed form (QPSK / BPSK at 6 dB: 2.3e-2 / 2.4e-3)
+        ref = _uncoded_ber(x["modulation"], float(x["esn0_db"]))
+        assert abs(ber - ref) < 5 * math.sqrt(ref * (1 - ref) / n) + 0.1 * ref, (s, x["modulation"], ber, ref, n)
+        # BLER from the frame counts; QPSK 1/2 and BPSK 1/4 LDPC at 6 dB decode every frame
+        assert float(x["bler"]) == pytest.approx(1 - int(x["frames_ok"]) / int(x["frames_sent"])), s
+        assert int(x["frames_ok"]) == int(x["frames_sent"]) and float(x["bler"]) == 0, s
+        assert float(x["erased_fraction"]) == 0, s
     for row in raw:
         assert int(row["channel_uses"]) <= int(row["budget_channel_uses"]), row["scheme"]
     for s in ("ulbsc", "caption-only"):
