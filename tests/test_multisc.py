@@ -115,10 +115,22 @@ def test_symspell_corrects_channel_misspellings():
 
 
 def test_tiny_bart_corrector_loads_and_generates(tmp_path):
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
     d = tiny_bart(tmp_path / "bart")
     c = BartCorrector.from_pretrained(str(d), num_beams=2)
-    out = c("a lrge dark region")
-    assert isinstance(out, str)
+    # the corrector's text is what the saved model's own generate() gives for that input (beam search,
+    # no sampling: deterministic), loaded here straight through transformers
+    model, tok = AutoModelForSeq2SeqLM.from_pretrained(str(d)).eval(), AutoTokenizer.from_pretrained(str(d))
+    for text in ("a lrge dark region", "small red"):
+        enc = tok([text], return_tensors="pt")
+        n = enc["input_ids"].shape[1]
+        with torch.no_grad():
+            ids = model.generate(**enc, num_beams=2, max_new_tokens=2 * n + 8, do_sample=False)
+        want = tok.decode(ids[0], skip_special_tokens=True).strip()
+        assert want and want != text
+        assert c(text) == want, text
     assert c("") == ""
 
 
@@ -140,8 +152,21 @@ def test_tiny_llava_captions_a_region_with_the_paper_query(tmp_path):
     d = tiny_llava(tmp_path / "llava")
     c = LlavaCaptioner.from_pretrained(str(d), max_new_tokens=6)
     assert QUERY in c.prompt()
-    out = c(_photo()[:80, :120])
-    assert isinstance(out, str) and out and "<image>" not in out
+    crop = _photo()[:80, :120]
+    out = c(crop)
+    assert out and "<image>" not in out
+    # the caption is the tokens the saved model's own greedy generate() adds after the prompt
+    import torch
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model, proc = AutoModelForImageTextToText.from_pretrained(str(d)).eval(), AutoProcessor.from_pretrained(str(d))
+    for im in (crop, np.ascontiguousarray(crop[::-1])):  # the random weights give the two crops different words
+        inputs = proc(images=Image.fromarray(im), text=c.prompt(), return_tensors="pt")
+        with torch.no_grad():
+            ids = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+        assert c(im) == proc.decode(ids[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    assert c(crop) != c(np.ascontiguousarray(crop[::-1]))
 
 
 def test_tiny_yolos_detector_and_segformer(tmp_path):
@@ -313,7 +338,16 @@ def test_link_meets_the_budget_at_minus_3_db(codec):
     res = send_multisc(codec, p, ChannelSpec(model="awgn", esn0_db=-3.0, seed=1), "uncoded", timeout=30,
                        source=im, spec=b.spec)
     assert res.channel_uses <= b.channel_uses and res.metrics["cbr"] <= 1 / 30
-    assert res.link["frames_sent"] >= 1 and 0 <= res.link["bler"] <= 1
+    # every slice frame accounted for, BLER from the counts, and the bytes that came out agree with it
+    lk = res.link
+    assert lk["frames_ok"] + lk["frames_crc_fail"] + lk["frames_undetected"] == lk["frames_sent"] >= 1
+    assert sum(lk["outcome_counts"].values()) == lk["frames_sent"]
+    assert lk["outcome_counts"].get("ok", 0) == lk["frames_ok"]
+    assert lk["bler"] == pytest.approx(1 - lk["frames_ok"] / lk["frames_sent"])
+    assert (lk["bler"] == 0) == (lk["erased_fraction"] == 0) == (not lk["missing"])
+    if lk["bler"] == 0:  # the slice arrived whole: the receiver's slice is the sent PDU's, decoded
+        clean = codec.decode(p.slice_data, (), p.captions)
+        assert not res.recon.slice_erased and np.array_equal(res.recon.slice_image, clean.slice_image)
     assert res.metrics["captions"] == len(p.captions) and res.recon.slice_image.ndim == 3
 
 
