@@ -165,10 +165,20 @@ def test_blip_from_pretrained_on_tiny_model(tmp_path):
     from gr_semcom.hub import MissingWeights
     from gr_semcom.semantic.captioner import BlipCaptioner, make_captioner, tiny_blip
 
+    import torch
+    from transformers import BlipForConditionalGeneration, BlipProcessor
+
     d = tiny_blip(tmp_path / "blip")
     cap = BlipCaptioner.from_pretrained(str(d), max_new_tokens=6)
-    text = cap(load_image(CHELSEA))
-    assert isinstance(text, str)
+    im = load_image(CHELSEA)
+    text = cap(im)
+    # the caption is what the saved model's own generate() gives (3 beams, no sampling: deterministic),
+    # loaded here straight through transformers
+    model, proc = BlipForConditionalGeneration.from_pretrained(str(d)).eval(), BlipProcessor.from_pretrained(str(d))
+    with torch.no_grad():
+        ids = model.generate(**proc(images=im, return_tensors="pt"), max_new_tokens=6, num_beams=3)
+    want = proc.decode(ids[0], skip_special_tokens=True).strip()
+    assert want and text == want
     with pytest.raises(MissingWeights, match="semcom models download Salesforce/blip-image-captioning-base"):
         BlipCaptioner.from_pretrained("Salesforce/blip-image-captioning-base")
     assert make_captioner("auto", CHELSEA)("ignored") == "a cat lying on a table"  # hand-written sidecar
