@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from gr_semcom.blocks.phy_hier import phy_rx, phy_tx  # noqa: E402
 from gr_semcom.blocks.ulbsc_blocks import image_source, semantic_image_sink, ulbsc_decoder, ulbsc_encoder  # noqa: E402
 from gr_semcom.phy.channel import ChannelSpec, make_channel  # noqa: E402
 from gr_semcom.phy.frame import FrameSpec  # noqa: E402
+from gr_semcom.semantic.metrics import bleu  # noqa: E402
 from gr_semcom.sim import _collector, run_analog  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,8 +35,9 @@ def _wait(cond, timeout):
     return cond()
 
 
-@pytest.mark.parametrize("mode", ["digital", "analog"])
-def test_ulbsc_flowgraph_delivers_caption_and_map(tmp_path, mode):
+@pytest.mark.parametrize("mode,analog_esn0_db", [("digital", None), ("analog", 12.0), ("analog", -10.0)],
+                         ids=["digital", "analog", "analog-10dB"])
+def test_ulbsc_flowgraph_delivers_caption_and_map(tmp_path, mode, analog_esn0_db):
     spec = FrameSpec(modulation="qpsk", code_rate="1/2", codewords=1)
     chan = ChannelSpec(model="awgn", esn0_db=12, cfo=0.005, timing_offset=0.3, seed=3)
     tb = gr.top_block()
@@ -53,7 +56,7 @@ def test_ulbsc_flowgraph_delivers_caption_and_map(tmp_path, mode):
     tb.msg_connect(enc, "status", status, "in")
     if mode == "analog":
         aspec = analog_spec(codewords=1)
-        atx, ach = analog_tx(aspec), make_channel(chan, aspec.sps)
+        atx, ach = analog_tx(aspec), make_channel(replace(chan, esn0_db=analog_esn0_db), aspec.sps)
         arx = analog_rx(aspec, n_symbols=dec.codec.deepsc.cfg.n_symbols)
         tb.msg_connect(enc, "analog", atx, "in")
         tb.connect(atx, ach, arx)
@@ -68,8 +71,16 @@ def test_ulbsc_flowgraph_delivers_caption_and_map(tmp_path, mode):
     caps = {m["caption"] for m in metas}
     if mode == "digital":
         assert caps == {"a cat lying on a table", "a cup of coffee on a saucer"}
-    else:
-        assert all(c for c in caps)  # DeepSC output: graded by BLEU in the sweeps
+    elif analog_esn0_db > 0:  # DeepSC over the analog burst, each image's caption against the one sent
+        by_width = {m["control_shape"][1]: m for m in metas}  # chelsea.jpg 451 px wide, coffee.jpg 450
+        cat, coffee = by_width[451]["caption"], by_width[450]["caption"]
+        assert not by_width[451]["caption_erased"] and not by_width[450]["caption_erased"]
+        # in DeepSC's corpus: arrives (near) word for word
+        assert bleu([cat], ["a cat lying on a table"]) >= 50 and not {"cup", "coffee"} & set(cat.split()), cat
+        # outside it (the channel-free DeepSC round trip already gives "a blue cup ... window"): the object
+        assert {"cup", "coffee"} & set(coffee.split()) and "cat" not in coffee.split(), coffee
+    else:  # -10 dB: below the analog burst detector's reach, the captions are erased, not made up
+        assert caps == {""} and all(m["caption_erased"] for m in metas)
     assert all(not m["saliency_erased"] for m in metas)
     assert sorted(m["control_shape"] for m in metas) == [[300, 450], [300, 451]]
     assert len(sink.written) == 2 and all(os.path.exists(f"{s}_saliency.png") for s in sink.written)
