@@ -172,7 +172,7 @@ def replay(path, spec: FrameSpec | None = None, threshold: float = 0.3, dc_block
     through ``seb_decoder`` when ``decode``."""
     from .blocks.phy_hier import phy_rx
     from .blocks.sigmf_blocks import sigmf_source
-    from .sim import _collector
+    from .sim import _collector, _wait_for, wait_drained
 
     src = sigmf_source(str(path))
     spec = spec or frame_spec(src.meta)
@@ -203,15 +203,9 @@ def replay(path, spec: FrameSpec | None = None, threshold: float = 0.3, dc_block
         # drained: the receiver has read the whole recording and the zeros
         # after it that complete its last capture, and holds no burst still
         # being demodulated or decoded (no wall-clock idleness involved)
-        needed = n_samples + rx.burst.length + rx.corr.delay_samples + 64
-        while time.monotonic() - t0 < timeout:
-            time.sleep(0.02)
-            if rx.stream_position() >= needed and rx.in_flight() == 0:
-                time.sleep(0.02)
-                if rx.in_flight() == 0:
-                    break
+        wait_drained(rx, n_samples + rx.burst.length + rx.corr.delay_samples + 64, t0 + timeout)
         rx.deframer.flush()
-        time.sleep(0.2)
+        _wait_for(lambda: len(out.items) >= rx.deframer.pdus_out)
         if dec is not None:  # let the decoder finish what it got
             t1 = time.monotonic()
             while len(imgs.items) < sum(1 for m in out.items if pdu_parts(m)[0].get("payload_type") == 0x54) \

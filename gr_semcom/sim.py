@@ -102,10 +102,6 @@ def link_timeout(n_frames: int, spec) -> float:
     return 20.0 + 0.5 * n_frames * max(1, getattr(spec, "codewords", 1))
 
 
-def frames_for(data_len: int, spec) -> int:
-    return -(-data_len // (spec.capacity - framing.OVERHEAD))
-
-
 def tx_layout(spec, tx, n_frames: int) -> tuple[list[tuple[int, int]], int]:
     """(start, end) sample offsets of each burst at the TX output, and the
     total number of samples the TX puts out for one PDU. pdu_to_stream_c
@@ -148,7 +144,7 @@ def account_frames(tx_bursts: list, frames: list, drops: list, tolerance: float)
             false_alarms += 1
             continue
         new = "ok" if f.get("crc_ok") else "crc"
-        if rank[new] > rank.get(outcomes[i].split(":")[0], 0):
+        if rank[new] > rank.get(outcomes[i], 0):  # drops are assigned after all frames
             outcomes[i] = new
     for d in drops:
         i = nearest(d.get("offset", np.nan))
@@ -157,6 +153,28 @@ def account_frames(tx_bursts: list, frames: list, drops: list, tolerance: float)
         elif outcomes[i] == "undetected":
             outcomes[i] = f"dropped: {d.get('reason', '?')}"
     return outcomes, false_alarms
+
+
+def hold_back(rx, chan: ChannelSpec) -> int:
+    """Samples a receiver's burst capture never reads of what the TX sent:
+    what blocks with history keep at the end of a stream that pauses (the
+    correlator its sync word's length, measured 45-57 samples for the
+    64-sample word; the channel's FIRs about 14, 64 allowed; static taps)."""
+    return rx.corr.delay_samples + 64 + 2 * len(chan.static_taps or [])
+
+
+def wait_drained(rx, needed: float, deadline: float) -> bool:
+    """Until ``deadline`` (monotonic): wait for the receiver's burst capture to
+    have read ``needed`` samples with no burst left inside the receiver
+    (asked twice, 20 ms apart: each stage counts a burst before passing it
+    on). True when drained, False at the deadline."""
+    while time.monotonic() < deadline:
+        if rx.stream_position() >= needed and rx.in_flight() == 0:
+            time.sleep(0.02)
+            if rx.in_flight() == 0:
+                return True
+        time.sleep(0.01)
+    return False
 
 
 def _wait_for(cond, limit: float = 5.0) -> bool:
@@ -174,14 +192,14 @@ def run_link(data: bytes, spec: FrameSpec | OfdmSpec, chan: ChannelSpec, timeout
              rx_threshold: float | None = None, genie_csi: bool = False, payload_type: int = 0,
              ldpc_decoder: str = "spa") -> LinkResult:
     """Send ``data`` as one PDU and run until every transmitted frame is
-    accounted for: the TX has put out all its bursts (its tx_eob tags), the
-    receiver's stream has passed the last of them by a burst capture and
-    more, and no burst is left inside the receiver (captured, demodulated or
-    decoded but not yet judged by the frame decoder). Then the reassembler
+    accounted for: the receiver's burst capture has read every sample the TX
+    sent for it (:func:`tx_layout`, less :func:`hold_back`), and no burst is
+    left inside the receiver (captured, demodulated or decoded but not yet
+    judged by the frame decoder). Then the reassembler
     is flushed. ``timeout`` (default :func:`link_timeout` of the amount
     sent) only ends a run whose receiver has stalled; the result then says
     so (``drained`` False). Nothing here depends on how fast the machine is."""
-    n_frames = frames_for(len(data), spec) if data else 0
+    n_frames = framing.frame_count(len(data), spec.capacity) if data else 0
     timeout = link_timeout(n_frames, spec) if timeout is None else float(timeout)
     tb = gr.top_block("semcom_link")
     # the receiver's own reassembly timeout is not used: this runner flushes it once drained
@@ -195,28 +213,16 @@ def run_link(data: bytes, spec: FrameSpec | OfdmSpec, chan: ChannelSpec, timeout
     tb.msg_connect(rx, "bits", hard, "in")
     tb.msg_connect(tx.encoder if spec.code.alist is not None else tx.framer, "out", sent, "in")
     # the burst capture reads what the TX sent (rescaled by the channel's SRO)
-    # except what blocks with history hold back at the end: the correlator
-    # its sync word's length (measured: 45-57 samples for the 64-sample
-    # word), the channel's FIRs about 14 (64 allowed); the idle tail after the
-    # last burst (278 samples single carrier, 1280 OFDM) still completes the
-    # last capture within what arrives
+    # but for what blocks with history hold back; the idle tail after the last
+    # burst (278 samples single carrier, 1280 OFDM) still completes the last
+    # capture within what arrives
     bursts, total = tx_layout(spec, tx, n_frames)
-    hold_back = rx.corr.delay_samples + 64 + 2 * len(chan.static_taps or [])
-    needed = total * (1 - abs(chan.sro_ppm) * 1e-6) - hold_back
+    needed = total * (1 - abs(chan.sro_ppm) * 1e-6) - hold_back(rx, chan)
     t0 = time.monotonic()
-    drained, stop_reason = False, ""
     tb.start()
     try:
         tx.framer._post(pmt.intern("in"), make_pdu({"payload_type": payload_type}, data))
-        deadline = t0 + timeout
-        while time.monotonic() < deadline:
-            # asked twice, 20 ms apart: each stage counts a burst before passing it on
-            if rx.stream_position() >= needed and rx.in_flight() == 0:
-                time.sleep(0.02)
-                if rx.in_flight() == 0:
-                    drained = True
-                    break
-            time.sleep(0.01)
+        drained = wait_drained(rx, needed, t0 + timeout)
         if drained:
             stop_reason = "drained"
         else:
@@ -298,18 +304,12 @@ def run_analog(symbols: np.ndarray, chan: ChannelSpec, spec: FrameSpec | None = 
     tb.msg_connect(rx, "out", out, "in")
     tb.msg_connect(rx, "status", status, "in")
     total = spec.burst_samples + spec.flush_symbols * spec.sps
-    needed = total * (1 - abs(chan.sro_ppm) * 1e-6) - (rx.corr.delay_samples + 64 + 2 * len(chan.static_taps or []))
+    needed = total * (1 - abs(chan.sro_ppm) * 1e-6) - hold_back(rx, chan)
     t0 = time.monotonic()
     tb.start()
     try:
         tx.mapper._post(pmt.intern("in"), make_pdu({}, x))
-        deadline = t0 + timeout
-        while time.monotonic() < deadline:
-            if rx.stream_position() >= needed and rx.in_flight() == 0:
-                time.sleep(0.02)
-                if rx.in_flight() == 0:
-                    break
-            time.sleep(0.01)
+        wait_drained(rx, needed, t0 + timeout)
         _wait_for(lambda: len(out.items) >= rx.deframer.judged)
         _wait_for(lambda: len(status.items) >= rx.demod.dropped)
     finally:

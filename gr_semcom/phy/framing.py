@@ -50,6 +50,11 @@ def max_pdu_len(capacity: int) -> int:
     return (capacity - OVERHEAD) * MAX_SEGMENTS
 
 
+def frame_count(nbytes: int, capacity: int) -> int:
+    """Frames a PDU of ``nbytes`` takes at ``capacity`` bytes per frame."""
+    return -(-nbytes // (capacity - OVERHEAD))
+
+
 def segment(pdu: bytes, capacity: int, msg_id: int, payload_type: int = 0) -> list[bytes]:
     """Split ``pdu`` into frame payloads of exactly ``capacity`` bytes each."""
     per = capacity - OVERHEAD
@@ -59,7 +64,7 @@ def segment(pdu: bytes, capacity: int, msg_id: int, payload_type: int = 0) -> li
         raise FramingError("empty PDU: nothing to send")
     if len(pdu) > 0xFFFFFFFF:
         raise FramingError("PDU larger than 4 GiB")
-    count = -(-len(pdu) // per)
+    count = frame_count(len(pdu), capacity)
     if count > MAX_SEGMENTS:
         raise FramingError(
             f"PDU of {len(pdu)} B needs {count} frames; at most {MAX_SEGMENTS} "
