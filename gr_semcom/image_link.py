@@ -28,6 +28,7 @@ import numpy as np
 from .phy.channel import ChannelSpec
 from .phy.mcs import Budget, burst_symbols, byte_budget, cbr_channel_uses, choose_mcs, pdu_channel_uses
 from .semantic.metrics import ms_ssim, psnr
+from .semantic.seb.ratefit import fit_packet
 
 SCHEMES = ("seb", "hyperprior", "jpeg2000", "deepjscc")
 PT_SEB_SET, PT_SEB_IMG, PT_J2K = 0x53, 0x54, 0x4A
@@ -89,28 +90,6 @@ def _best_cw_uses(nbytes: int, spec) -> tuple[int, object]:
 
 
 # -- Seb / hyperprior ------------------------------------------------------------
-def fit_packet(codec, img: np.ndarray, sset, i: int, max_bytes: int, iters: int = 7) -> tuple[bytes, float]:
-    """Largest image packet <= max_bytes by bisection of the latent gain
-    (log scale, 0.05..8; the header carries it in steps of 1/1000); if even
-    the coarsest is larger, the coarsest truncated to ``max_bytes`` (the
-    decoder drops the cut streams)."""
-    lo, hi = math.log(0.05), math.log(8.0)
-    best = None
-    p = codec.encode_image(img, sset, i, gain=math.exp(lo))
-    if len(p) > max_bytes:
-        return p[:max(max_bytes, 0)], math.exp(lo)
-    best = (p, math.exp(lo))
-    for _ in range(iters):
-        mid = (lo + hi) / 2
-        g = round(math.exp(mid), 3)
-        p = codec.encode_image(img, sset, i, gain=g)
-        if len(p) <= max_bytes:
-            best, lo = (p, g), mid
-        else:
-            hi = mid
-    return best
-
-
 class Cancelled(Exception):
     """A search given a ``stop`` event that was set."""
 

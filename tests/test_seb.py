@@ -163,7 +163,8 @@ def test_gain_controls_rate():
 
 
 def test_fit_packet_and_plan_meet_the_budget():
-    from gr_semcom.image_link import fit_packet, plan_seb
+    from gr_semcom.image_link import plan_seb
+    from gr_semcom.semantic.seb.ratefit import fit_packet
     from gr_semcom.phy.frame import FrameSpec
     from gr_semcom.phy.mcs import cbr_channel_uses, pdu_channel_uses
 
