@@ -1,7 +1,7 @@
 """BER / BLER curves of the GNU Radio PHY chain against closed-form theory.
 
 Every point is a real flowgraph run (phy_tx -> gr-channels -> phy_rx) through
-:func:`gr_semcom.sim.run_link`. Writes ``ber_curves.csv``, ``ber_curves.png``,
+:func:`gr_semcom.link.sim.run_link`. Writes ``ber_curves.csv``, ``ber_curves.png``,
 ``bler_curves.csv``, ``bler_curves.png`` and prints, per curve, the Eb/N0 at
 BER 1e-3 measured vs theory.
 
@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from gr_semcom.phy.channel import ChannelSpec, ebn0_to_esn0
 from gr_semcom.phy.frame import FrameSpec
-from gr_semcom.sim import run_link
+from gr_semcom.link.sim import run_link
 
 
 def q(x):

@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     from tqdm import tqdm
 
-    from gr_semcom.ota import false_alarms
+    from gr_semcom.link.ota import false_alarms
     from gr_semcom.phy.frame import FrameSpec
 
     spec = FrameSpec(modulation="qpsk", code_rate="1/2", codewords=2)

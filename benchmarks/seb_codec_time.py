@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(a.threads)
-    from gr_semcom.image_link import plan_seb
+    from gr_semcom.systems.images import plan_seb
     from gr_semcom.phy.mcs import choose_mcs
     from gr_semcom.semantic import jpeg2000
     from gr_semcom.semantic.image_jscc import load_model

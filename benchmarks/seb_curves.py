@@ -11,7 +11,7 @@ crops, never seen in training). Also:
   capacity-achieving code and with the real coded modulation;
 * an image grid (source | each scheme) at chosen Es/N0.
 
-The points run through gr_semcom.sweep (the engine of ``semcom sweep``):
+The points run through gr_semcom.eval.sweep (the engine of ``semcom sweep``):
 one process per (scheme, Es/N0, seed), resumable from the raw CSV.
 
     .venv/bin/python benchmarks/seb_curves.py --out benchmarks/results
@@ -50,7 +50,7 @@ def cbr_split(out: Path, n_images: int, esn0_db: float = 5.0) -> list[dict]:
     import torch
 
     torch.set_num_threads(2)
-    from gr_semcom.image_link import _seb_parts
+    from gr_semcom.systems.images import _seb_parts
     from gr_semcom.phy.framing import OVERHEAD
     from gr_semcom.phy.mcs import burst_symbols, byte_budget, choose_mcs
     from gr_semcom.semantic.metrics import psnr

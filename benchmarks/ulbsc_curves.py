@@ -127,8 +127,8 @@ def _point(ch, snr, seed, threshold, names, captions, maps):
     from gr_semcom.semantic.metrics import f_measure, mae
     from gr_semcom.semantic.ulbsc.codec import DEFAULT_DEEPSC, DEFAULT_VQ, MODELS, UlbscCodec
     from gr_semcom.semantic.ulbsc.jscc import SaliencyJSCC
-    from gr_semcom.sim import run_analog
-    from gr_semcom.ulbsc_link import send_ulbsc
+    from gr_semcom.link.sim import run_analog
+    from gr_semcom.systems.ulbsc import send_ulbsc
 
     torch.set_num_threads(1)
     codec = UlbscCodec.from_files(DEFAULT_VQ, DEFAULT_DEEPSC, "analog")

@@ -31,7 +31,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gr_semcom.grc_layout import layout, measure_files  # noqa: E402
+from gr_semcom.grc.layout import layout, measure_files  # noqa: E402
 
 FG = Path(__file__).resolve().parents[1] / "flowgraphs"
 _STATES = {"bus_sink": False, "bus_source": False, "bus_structure": None, "rotation": 0, "state": "enabled"}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The exact commands that produced hardware/recordings/*.sigmf-{meta,data}
 # (the project's own TX, GNU Radio chain; the HackRF-like impairments are
-# gr_semcom.ota.HACKRF_LIKE, listed in hardware/README.md).
+# gr_semcom.link.ota.HACKRF_LIKE, listed in hardware/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 R=hardware/recordings

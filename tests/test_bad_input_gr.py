@@ -11,7 +11,7 @@ from gnuradio import blocks, pdu  # noqa: E402
 from gr_semcom.blocks.pdu_util import make_pdu  # noqa: E402
 from gr_semcom.blocks.phy_hier import phy_rx, phy_tx  # noqa: E402
 from gr_semcom.phy.frame import FrameSpec  # noqa: E402
-from gr_semcom.sim import _collector  # noqa: E402
+from gr_semcom.link.sim import _collector  # noqa: E402
 
 
 def _wait(pred, timeout=10.0):

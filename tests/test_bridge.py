@@ -228,7 +228,7 @@ def test_gnuradio_client_block_times_out_keeps_running_and_recovers(tmp_path):
 
     from gr_semcom.blocks.generator_blocks import generator_client, png_file_sink
     from gr_semcom.blocks.pdu_util import make_pdu
-    from gr_semcom.sim import _collector
+    from gr_semcom.link.sim import _collector
 
     ep = f"tcp://127.0.0.1:{_port()}"
     tb = gr.top_block()
@@ -281,7 +281,7 @@ def test_stock_gnuradio_zmq_message_blocks_through_the_gateway(tiny_server):
 
     from gr_semcom.blocks.pdu_util import make_pdu
     from gr_semcom.bridge.gr_gateway import GrGateway
-    from gr_semcom.sim import _collector
+    from gr_semcom.link.sim import _collector
 
     _, tcp, _ = tiny_server
     a, b = f"tcp://127.0.0.1:{_port()}", f"tcp://127.0.0.1:{_port()}"

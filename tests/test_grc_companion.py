@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gr_semcom.companion import companion_env
+from gr_semcom.grc.companion import companion_env
 from gr_semcom.grc import IMPORT_GUARD, checkout_dir, grc_block_dir, semcom_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -323,14 +323,14 @@ def sizes():
         pytest.skip(_gtk_missing())
     if not os.environ.get("DISPLAY") and shutil.which("Xvfb") is None:
         pytest.skip("no display and no Xvfb (apt-get install xvfb)")
-    from gr_semcom.grc_layout import measure_files
+    from gr_semcom.grc.layout import measure_files
 
     return {Path(k).name: v for k, v in measure_files(FLOWGRAPHS).items()}
 
 
 @pytest.mark.parametrize("grc", FLOWGRAPHS, ids=[g.stem for g in FLOWGRAPHS])
 def test_no_two_blocks_overlap(grc, sizes):
-    from gr_semcom.grc_layout import boxes, is_top_row, overlaps
+    from gr_semcom.grc.layout import boxes, is_top_row, overlaps
 
     doc = yaml.safe_load(grc.read_text())
     ext = sizes[grc.name]
@@ -346,7 +346,7 @@ def test_no_two_blocks_overlap(grc, sizes):
 
 
 def test_make_flowgraphs_lays_out_what_it_writes(sizes):
-    from gr_semcom.grc_layout import layout, overlaps
+    from gr_semcom.grc.layout import layout, overlaps
 
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
@@ -395,7 +395,7 @@ def test_companion_opens_grc_and_executes(hooks, tmp_path):
         pytest.skip(".venv/bin/semcom missing (scripts/setup.sh)")
     import psutil
 
-    from gr_semcom.grc_layout import virtual_display
+    from gr_semcom.grc.layout import virtual_display
 
     grc = FG / "ulbsc_awgn_gui.grc"
     doc = yaml.safe_load(grc.read_text())

@@ -18,7 +18,7 @@ def _grfec_encode(code, info: np.ndarray) -> np.ndarray:
     from gnuradio import fec
 
     from gr_semcom.phy.fec import make_encoder
-    from gr_semcom.sim import _collector
+    from gr_semcom.link.sim import _collector
 
     enc = fec.async_encoder(make_encoder(code), False, False, False, info.size // code.k * code.n + 64)
     col = _collector()
@@ -40,7 +40,7 @@ def _grfec_decode(code, llr: np.ndarray) -> np.ndarray:
     from gnuradio import fec
 
     from gr_semcom.phy.fec import ASYNC_DECODER_PAD, llr_to_grfec, make_decoder
-    from gr_semcom.sim import _collector
+    from gr_semcom.link.sim import _collector
 
     dec = fec.async_decoder(make_decoder(code, 50), False, False, code.n + 64)
     col = _collector()
@@ -125,7 +125,7 @@ def test_link_decodes_with_each_decoder(decoder):
     """The receiver with each LDPC decoder delivers a PDU intact at 10 dB with CFO and timing offset."""
     from gr_semcom.phy.channel import ChannelSpec
     from gr_semcom.phy.frame import FrameSpec
-    from gr_semcom.sim import run_link
+    from gr_semcom.link.sim import run_link
 
     data = np.random.default_rng(3).integers(0, 256, 3000, dtype=np.uint8).tobytes()
     chan = ChannelSpec(model="awgn", esn0_db=10.0, cfo=0.01, timing_offset=0.3, seed=5)

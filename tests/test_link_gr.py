@@ -4,7 +4,7 @@ import pytest
 
 from gr_semcom.phy.channel import ChannelSpec
 from gr_semcom.phy.frame import FrameSpec
-from gr_semcom.sim import run_link
+from gr_semcom.link.sim import run_link
 
 
 def _data(n, seed=0):

@@ -135,7 +135,7 @@ def test_tiny_bart_corrector_loads_and_generates(tmp_path):
 
 
 def test_missing_weights_name_the_model(tmp_path):
-    from gr_semcom.hub import MissingWeights
+    from gr_semcom.semantic.hub import MissingWeights
     from gr_semcom.semantic.clip_score import ClipSimilarity
     from gr_semcom.semantic.multisc.regions import HFObjectDetector
     from gr_semcom.semantic.multisc.segment import HFSegmenter
@@ -260,7 +260,7 @@ def test_cbr_budget_is_met_at_every_snr(codec, mode):
     """The same-budget rule: slice PDU + captions fit CBR x 3HW channel uses,
     from -3 dB (BPSK 1/4: no room for a JPEG 2000 slice, the header alone
     goes) to 15 dB (the slice reaches its --slice-bytes cap)."""
-    from gr_semcom.multisc_link import caption_channel_uses, cbr_budget
+    from gr_semcom.systems.multisc import caption_channel_uses, cbr_budget
     from gr_semcom.phy.mcs import choose_mcs, pdu_channel_uses
 
     im = _photo()
@@ -281,7 +281,7 @@ def test_cbr_budget_is_met_at_every_snr(codec, mode):
     assert sizes[15.0, 1 / 30] > HEADER + 100 and sizes[-3.0, 1 / 30] <= sizes[15.0, 1 / 30]
     # the header survived but the slice side differs from the receiver's default (or the header was
     # lost): the metrics compare at the sent size
-    from gr_semcom.multisc_link import MultiScResult, multisc_metrics
+    from gr_semcom.systems.multisc import MultiScResult, multisc_metrics
 
     p = codec.encode(im, lambda caps: (len(caps), 40 + HEADER))  # room for no JPEG 2000 slice: header only
     assert len(p.slice_data) == HEADER and p.fields[1]["side"] == 48
@@ -300,7 +300,7 @@ def test_cbr_budget_is_met_at_every_snr(codec, mode):
 @pytest.mark.parametrize("snr,mode", [(15.0, "uncoded"), (15.0, "digital")])
 def test_link_delivers_captions_and_slice(codec, snr, mode):
     pytest.importorskip("gnuradio")
-    from gr_semcom.multisc_link import send_multisc
+    from gr_semcom.systems.multisc import send_multisc
     from gr_semcom.phy.channel import ChannelSpec
 
     im = _photo()
@@ -315,7 +315,7 @@ def test_link_delivers_captions_and_slice(codec, snr, mode):
 
 def test_link_low_snr_misspells_and_correction_helps(codec):
     pytest.importorskip("gnuradio")
-    from gr_semcom.multisc_link import send_multisc
+    from gr_semcom.systems.multisc import send_multisc
     from gr_semcom.phy.channel import ChannelSpec
 
     im = _photo()
@@ -329,7 +329,7 @@ def test_link_low_snr_misspells_and_correction_helps(codec):
 
 def test_link_meets_the_budget_at_minus_3_db(codec):
     pytest.importorskip("gnuradio")
-    from gr_semcom.multisc_link import cbr_budget, send_multisc
+    from gr_semcom.systems.multisc import cbr_budget, send_multisc
     from gr_semcom.phy.channel import ChannelSpec
 
     im = _photo()
@@ -396,7 +396,7 @@ def test_multisc_blocks_in_a_flowgraph(tmp_path):
     from gr_semcom.blocks.ulbsc_blocks import image_source
     from gr_semcom.phy.channel import ChannelSpec, make_channel
     from gr_semcom.phy.frame import FrameSpec
-    from gr_semcom.sim import _collector
+    from gr_semcom.link.sim import _collector
 
     (tmp_path / "a_bad.jpg").write_bytes(b"not a jpeg")
     (tmp_path / "b_cat.jpg").write_bytes(open(CHELSEA, "rb").read())

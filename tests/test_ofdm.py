@@ -31,7 +31,7 @@ def test_spec_sizes_and_limits():
 ])
 def test_ofdm_link_decodes_with_cfo(mod, chan_kw, snr):
     from gr_semcom.phy.channel import ChannelSpec
-    from gr_semcom.sim import run_link
+    from gr_semcom.link.sim import run_link
 
     data = np.random.default_rng(3).integers(0, 256, 6000, dtype=np.uint8).tobytes()
     r = run_link(data, OfdmSpec(modulation=mod), ChannelSpec(esn0_db=snr, **chan_kw), timeout=30)
@@ -45,7 +45,7 @@ def test_ofdm_static_multipath_decodes():
     import pmt, time
     from gr_semcom.blocks.ofdm_hier import ofdm_phy_rx, ofdm_phy_tx
     from gr_semcom.blocks.pdu_util import make_pdu, pdu_parts
-    from gr_semcom.sim import _collector
+    from gr_semcom.link.sim import _collector
 
     spec = OfdmSpec()
     taps = np.zeros(13, complex)

@@ -163,7 +163,7 @@ def test_gain_controls_rate():
 
 
 def test_fit_packet_and_plan_meet_the_budget():
-    from gr_semcom.image_link import plan_seb
+    from gr_semcom.systems.images import plan_seb
     from gr_semcom.semantic.seb.ratefit import fit_packet
     from gr_semcom.phy.frame import FrameSpec
     from gr_semcom.phy.mcs import cbr_channel_uses, pdu_channel_uses
@@ -185,7 +185,7 @@ def test_fit_packet_and_plan_meet_the_budget():
     # a flowgraph stopping mid-search: a set stop event ends the search
     import threading
 
-    from gr_semcom.image_link import Cancelled
+    from gr_semcom.systems.images import Cancelled
 
     stop = threading.Event()
     stop.set()
@@ -304,7 +304,7 @@ def test_psnr_and_ms_ssim_against_references():
 
 
 def test_mcs_choice_and_budget():
-    from gr_semcom.image_link import capacity_bytes, ideal_esn0_db
+    from gr_semcom.systems.images import capacity_bytes, ideal_esn0_db
     from gr_semcom.phy.mcs import burst_symbols, byte_budget, cbr_channel_uses, choose_mcs, pdu_channel_uses
 
     assert choose_mcs(-5).modulation == "bpsk" and choose_mcs(5).modulation == "qpsk"
@@ -324,7 +324,7 @@ def test_mcs_choice_and_budget():
 
 def test_analog_layout_fits_the_budget(gnuradio):
     """Its own test: analog_layout takes analog_spec from blocks.analog, a GNU Radio block module."""
-    from gr_semcom.image_link import analog_layout
+    from gr_semcom.systems.images import analog_layout
     from gr_semcom.phy.mcs import burst_symbols
 
     for n, budget in ((5120, 6553), (2880, 3686), (5120, 3000)):
@@ -353,7 +353,7 @@ def test_image_jscc_symbols_and_checkpoint(tmp_path):
 
 @pytest.mark.skipif(not SEB_MODELS, reason="no trained Seb models in models/")
 def test_seb_over_the_phy_with_shipped_models(gnuradio):
-    from gr_semcom.image_link import run_jpeg2000, run_seb
+    from gr_semcom.systems.images import run_jpeg2000, run_seb
     from gr_semcom.phy.channel import ChannelSpec
     from gr_semcom.semantic.seb.train import test_crops
 

@@ -162,7 +162,7 @@ def test_missing_u2netp_names_the_fix(tmp_path, monkeypatch):
 # -- captioner -------------------------------------------------------------------------
 
 def test_blip_from_pretrained_on_tiny_model(tmp_path):
-    from gr_semcom.hub import MissingWeights
+    from gr_semcom.semantic.hub import MissingWeights
     from gr_semcom.semantic.captioner import BlipCaptioner, make_captioner, tiny_blip
 
     import torch

@@ -22,7 +22,7 @@ from gr_semcom.blocks.ulbsc_blocks import image_source, semantic_image_sink, ulb
 from gr_semcom.phy.channel import ChannelSpec, make_channel  # noqa: E402
 from gr_semcom.phy.frame import FrameSpec  # noqa: E402
 from gr_semcom.semantic.metrics import bleu  # noqa: E402
-from gr_semcom.sim import _collector, run_analog  # noqa: E402
+from gr_semcom.link.sim import _collector, run_analog  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")

@@ -28,6 +28,7 @@ from ..semantic.multisc.codec import MultiScCodec, MultiScConfig, caption_count
 from .pdu_util import make_pdu
 from .phy_blocks import IN as _IN, OUT as _OUT, STATUS as _STATUS, _status
 from .ulbsc_blocks import _worker_block, image_from_pdu
+from ..common import PayloadType
 
 _SLICE, _CAPTIONS = pmt.intern("slice"), pmt.intern("captions")
 
@@ -64,7 +65,7 @@ class multisc_encoder(_worker_block):
             return
         name = meta.get("name", "")
         out = p.meta()
-        out.update(name=name, encode_seconds=seconds, payload_type=0x61)
+        out.update(name=name, encode_seconds=seconds, payload_type=int(PayloadType.MULTISC_SLICE))
         self.message_port_pub(_SLICE, make_pdu(out, p.slice_data))
         for k, (c, b) in enumerate(zip(p.captions, p.regions)):
             cm = {"name": name, "region": k, "n_regions": len(p.captions), "box": b.as_list(), "caption": c}

@@ -1,6 +1,6 @@
 """Seb as GNU Radio message blocks: thin wrappers over
 :class:`gr_semcom.semantic.seb.codec.SebCodec` and the rate control of
-:func:`gr_semcom.image_link.plan_seb` (the objects the CLI, the benchmark
+:func:`gr_semcom.systems.images.plan_seb` (the objects the CLI, the benchmark
 and the tests use). Model work runs on each block's worker thread.
 
 * ``seb_encoder``: image PDUs (file bytes, e.g. from ``image_source``) are
@@ -25,8 +25,9 @@ import numpy as np
 from .pdu_util import make_pdu, pdu_parts
 from .phy_blocks import IN as _IN, OUT as _OUT, STATUS as _STATUS, _status
 from .ulbsc_blocks import _worker_block, image_from_pdu
+from ..common import MODELS, PayloadType
 
-PT_SET, PT_IMAGE = 0x53, 0x54
+PT_SET, PT_IMAGE = int(PayloadType.SEB_SET), int(PayloadType.SEB_IMAGE)
 
 
 def make_seb_codec(models: str = "", mode: str = "seb"):
@@ -36,7 +37,7 @@ def make_seb_codec(models: str = "", mode: str = "seb"):
 
     paths = [p.strip() for p in models.split(",") if p.strip()] if models else []
     if not paths:
-        root = Path(__file__).resolve().parents[2] / "models"
+        root = MODELS
         paths = sorted(str(p) for p in root.glob(("seb_lam*" if mode == "seb" else "hyperprior_lam*")
                                                  + "/model.safetensors"))
     if not paths:
@@ -93,7 +94,7 @@ class seb_encoder(_worker_block):
         self._pending.append((str(meta.get("name", "")), img))
 
     def encode_set(self, batch):
-        from ..image_link import Cancelled
+        from ..systems.images import Cancelled
 
         names, images = [n for n, _ in batch], [im for _, im in batch]
         try:
@@ -111,7 +112,7 @@ def seb_set_pdus(codec, names, images, spec, cbr: float, set_id: int = 0, seed: 
     """(metadata, packet) pairs for one image set at the CBR budget of
     ``spec``: the set packet (if the codec sends bases) then one packet per
     image, as ``seb_encoder`` sends them (also used to make recordings)."""
-    from ..image_link import plan_seb
+    from ..systems.images import plan_seb
 
     t = time.perf_counter()
     plan = plan_seb(codec, images, spec, cbr, seed=seed, set_id=set_id, search_codewords=False, stop=stop)

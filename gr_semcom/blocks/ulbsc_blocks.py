@@ -33,6 +33,7 @@ from gnuradio import gr
 
 from .pdu_util import make_pdu, numbered_file_sink, pdu_parts
 from .phy_blocks import IN as _IN, OUT as _OUT, STATUS as _STATUS, _status
+from ..common import PayloadType
 
 log = logging.getLogger("gr_semcom.ulbsc")
 _ANALOG = pmt.intern("analog")
@@ -211,7 +212,7 @@ class ulbsc_encoder(_worker_block):
                                                    error=str(exc)))
             return
         out = p.meta()
-        out.update(name=meta.get("name", ""), caption=p.caption, encode_seconds=seconds, payload_type=0x51)
+        out.update(name=meta.get("name", ""), caption=p.caption, encode_seconds=seconds, payload_type=int(PayloadType.ULBSC))
         self.message_port_pub(_OUT, make_pdu(out, p.data))
         if p.symbols is not None:
             self.message_port_pub(_ANALOG, make_pdu({"name": meta.get("name", ""), "scheme": "ulbsc"},

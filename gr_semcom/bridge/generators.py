@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..hub import MissingWeights, load_pretrained  # noqa: F401 (re-exported)
+from ..semantic.hub import MissingWeights, load_pretrained  # noqa: F401 (re-exported)
 from .protocol import GenerateRequest
 
 DEFAULTS = {

@@ -3,7 +3,7 @@
 * :class:`BlipCaptioner` -- transformers' ``BlipForConditionalGeneration``
   loaded with ``from_pretrained(local_files_only=True)`` from a local
   directory or the HF cache (default ``Salesforce/blip-image-captioning-base``);
-  missing weights raise :class:`~gr_semcom.hub.MissingWeights` naming them and
+  missing weights raise :class:`~gr_semcom.semantic.hub.MissingWeights` naming them and
   the ``semcom models download`` command.
 * :class:`FixedCaptioner` -- a caption given by the user (``--caption``).
 * :class:`SidecarCaptioner` -- reads ``IMAGE.txt`` next to the image (the
@@ -41,7 +41,7 @@ class BlipCaptioner:
     def from_pretrained(cls, where: str = DEFAULT_BLIP, device: str = "cpu", **kw) -> "BlipCaptioner":
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
-        from ..hub import load_model_and_processor
+        from .hub import load_model_and_processor
 
         model, processor = load_model_and_processor(BlipForConditionalGeneration, BlipProcessor, "BLIP captioner",
                                                     where)

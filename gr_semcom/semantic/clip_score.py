@@ -24,7 +24,7 @@ class ClipSimilarity:
     def from_pretrained(cls, where: str = DEFAULT_CLIP, **kw) -> "ClipSimilarity":
         from transformers import CLIPModel, CLIPProcessor
 
-        from ..hub import load_model_and_processor
+        from .hub import load_model_and_processor
 
         model, proc = load_model_and_processor(CLIPModel, CLIPProcessor, "CLIP", where)
         return cls(model, proc, **kw)
@@ -58,7 +58,7 @@ class ClipSimilarity:
 
 def try_clip(where: str | None = None):
     """The CLIP scorer if its weights are present, else None."""
-    from ..hub import MissingWeights
+    from .hub import MissingWeights
 
     try:
         return ClipSimilarity.from_pretrained(where or DEFAULT_CLIP)

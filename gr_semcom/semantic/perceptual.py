@@ -29,11 +29,12 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+from ..common import THIRD_PARTY
 
 DEFAULT_WEIGHTS = Path(os.environ.get(
-    "GR_SEMCOM_LPIPS", Path(__file__).resolve().parents[2] / "models" / "third_party" / "lpips_alex.safetensors"))
+    "GR_SEMCOM_LPIPS", THIRD_PARTY / "lpips_alex.safetensors"))
 DEFAULT_DISTS = Path(os.environ.get(
-    "GR_SEMCOM_DISTS", Path(__file__).resolve().parents[2] / "models" / "third_party" / "dists_vgg16.safetensors"))
+    "GR_SEMCOM_DISTS", THIRD_PARTY / "dists_vgg16.safetensors"))
 #: VGG16 conv widths; DISTS stages end after convs 1, 3, 6, 9, 12 (relu1_2 ... relu5_3)
 _VGG = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
 _VGG_STAGES = [(0, 2), (2, 4), (4, 7), (7, 10), (10, 13)]

@@ -72,7 +72,7 @@ class BartCorrector:
     def from_pretrained(cls, where: str = DEFAULT_BART, **kw) -> "BartCorrector":
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-        from ...hub import load_model_and_processor
+        from ..hub import load_model_and_processor
 
         model, tok = load_model_and_processor(AutoModelForSeq2SeqLM, AutoTokenizer, "BART spelling corrector", where,
                                               "tokenizer")

@@ -160,7 +160,7 @@ class HFObjectDetector:
     def from_pretrained(cls, where: str = DEFAULT_DETECTOR, **kw) -> "HFObjectDetector":
         from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
-        from ...hub import load_model_and_processor
+        from ..hub import load_model_and_processor
 
         model, proc = load_model_and_processor(AutoModelForObjectDetection, AutoImageProcessor, "object detector",
                                                where, "image processor")

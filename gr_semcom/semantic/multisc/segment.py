@@ -51,7 +51,7 @@ class HFSegmenter:
     def from_pretrained(cls, where: str = DEFAULT_SEGMENTER, **kw) -> "HFSegmenter":
         from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
-        from ...hub import load_model_and_processor
+        from ..hub import load_model_and_processor
 
         model, proc = load_model_and_processor(AutoModelForSemanticSegmentation, AutoImageProcessor,
                                                "semantic segmenter", where, "image processor")

@@ -109,7 +109,7 @@ class LlavaCaptioner:
     def from_pretrained(cls, where: str = DEFAULT_VLM, **kw) -> "LlavaCaptioner":
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from ...hub import load_model_and_processor
+        from ..hub import load_model_and_processor
 
         model, proc = load_model_and_processor(AutoModelForImageTextToText, AutoProcessor, "LLaVA-class VLM", where)
         return cls(model, proc, **kw)

@@ -35,11 +35,11 @@ import torch
 from ..data import pdu_text
 from ..images import MIN_SIDE, ImageError, load_image, resize
 from .vq import SaliencyVQ, prepare_map, restore_map
+from ...common import MODELS
 
 VERSION = 1
 FLAG_ANALOG = 0x01
 FLAG_TOKENS = 0x02  # digital caption as DeepSC vocabulary indices instead of UTF-8
-MODELS = Path(__file__).resolve().parents[3] / "models"
 DEFAULT_VQ = MODELS / "ulbsc_saliency_vq" / "model.safetensors"
 DEFAULT_DEEPSC = MODELS / "deepsc_text" / "model.safetensors"
 MAX_SIDE = 8192

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import configparser
 from pathlib import Path
+from ..common import checkout_dir
 
 
 def grc_block_dir() -> Path:
-    return Path(__file__).resolve().parent / "blocks" / "grc"
+    return Path(__file__).resolve().parents[1] / "blocks" / "grc"
 
 
 def install_grc_config(config: Path | None = None) -> Path:
@@ -41,10 +42,6 @@ IMPORT_GUARD = ("import sys, importlib.util; importlib.util.find_spec('gr_semcom
                 "made by scripts/setup.sh) and press Execute there')")
 
 
-def checkout_dir() -> Path | None:
-    """The gr_semcom checkout this package runs from (editable install), or None."""
-    root = Path(__file__).resolve().parents[1]
-    return root if (root / "pyproject.toml").is_file() and (root / "flowgraphs").is_dir() else None
 
 
 def semcom_path(path: str) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def add_args(t) -> None:
-    from .semantic.multisc.codec import SPLITS, TEXT_MODES
+    from ..semantic.multisc.codec import SPLITS, TEXT_MODES
 
     g = t.add_argument_group("Multi-SC (--scheme multisc); every stage has a no-download default (README)")
     g.add_argument("--split", default="fusion", choices=SPLITS,
@@ -34,7 +34,7 @@ def add_args(t) -> None:
 
 
 def build_codec(args):
-    from .semantic.multisc.codec import MultiScCodec, MultiScConfig
+    from ..semantic.multisc.codec import MultiScCodec, MultiScConfig
 
     cfg = MultiScConfig(split=args.split, eps=args.eps, max_regions=args.max_regions, slice_side=args.slice_side,
                         slice_bytes=args.slice_bytes, seed=args.seed)
@@ -47,16 +47,16 @@ def make_generator_arg(spec: str | None):
     if not spec:
         return None
     if spec == "tiny":
-        from .bridge.generators import tiny_generator
+        from ..bridge.generators import tiny_generator
 
         return tiny_generator("ip_adapter")
     return spec
 
 
 def cmd_transmit_multisc(args) -> int:
-    from .hub import MissingWeights
-    from .multisc_link import cbr_budget, send_multisc, write_outputs
-    from .semantic.images import ImageError, load_image
+    from ..semantic.hub import MissingWeights
+    from ..systems.multisc import cbr_budget, send_multisc, write_outputs
+    from ..semantic.images import ImageError, load_image
 
     src = Path(args.input)
     try:
@@ -64,7 +64,7 @@ def cmd_transmit_multisc(args) -> int:
         codec = build_codec(args)
         deepsc = None
         if args.text_mode == "deepsc":
-            from .semantic.deepsc import DeepSC
+            from ..semantic.deepsc import DeepSC
 
             deepsc = DeepSC.load(args.deepsc)
         # the same-budget rule: captions + slice PDU within --cbr (the slice at most --slice-bytes)
@@ -72,13 +72,13 @@ def cmd_transmit_multisc(args) -> int:
         payload = codec.encode(img, budget)
         clip = None
         if args.clip:
-            from .semantic.clip_score import ClipSimilarity
+            from ..semantic.clip_score import ClipSimilarity
 
             clip = ClipSimilarity.from_pretrained(args.clip)
     except (ImageError, MissingWeights, FileNotFoundError, ValueError) as exc:
         print(f"semcom: {exc}", file=sys.stderr)
         return 2
-    from .cli import _specs
+    from . import _specs
 
     _, chan = _specs(args)  # the slice's MCS follows Es/N0 (phy/mcs.py); --mod/--rate are not used
     res = send_multisc(codec, payload, chan, args.text_mode, timeout=args.timeout,

@@ -14,7 +14,7 @@ stacked by the mean height of their inputs' blocks with a gap between them.
 The gaps (40 px across, 24 px down) also absorb small font differences
 between machines; ``overlaps`` is the check (tests/test_grc_companion.py).
 
-    python -m gr_semcom.grc_layout measure FILE.grc...   # JSON {file: {block: [x0, y0, x1, y1]}}
+    python -m gr_semcom.grc.layout measure FILE.grc...   # JSON {file: {block: [x0, y0, x1, y1]}}
 """
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def virtual_display(size: str = "1600x1000x24"):
 def measure_files(paths) -> dict[str, dict[str, list[float]]]:
     """``measure`` in a subprocess of this interpreter, under a private Xvfb when no display is set."""
     paths = [str(Path(p).resolve()) for p in paths]
-    cmd = [sys.executable, "-m", "gr_semcom.grc_layout", "measure", *paths]
+    cmd = [sys.executable, "-m", "gr_semcom.grc.layout", "measure", *paths]
     with contextlib.ExitStack() as stack:
         env = dict(os.environ)
         if not env.get("DISPLAY"):

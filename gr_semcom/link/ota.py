@@ -30,10 +30,11 @@ import numpy as np
 import pmt
 from gnuradio import blocks, gr
 
-from .blocks.pdu_util import make_pdu, pdu_parts
-from .phy.channel import ChannelSpec, make_channel
-from .phy.frame import FrameSpec
-from .phy.recording import channel_meta, frame_fields, frame_spec, write_recording
+from ..blocks.pdu_util import make_pdu, pdu_parts
+from ..phy.channel import ChannelSpec, make_channel
+from ..phy.frame import FrameSpec
+from ..phy.recording import channel_meta, frame_fields, frame_spec, write_recording
+from ..common import PayloadType
 
 #: a HackRF-to-HackRF conducted link after ppm calibration: residual CFO,
 #: 20 ppm sample-clock offset, a short static multipath (taps at 0, 0.5 and
@@ -61,7 +62,7 @@ def tx_baseband(pdus: list[tuple[dict, bytes]], spec: FrameSpec, lead: int = 400
                 tail: int = 4000, timeout: float = 60.0) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """The TX samples of ``pdus`` ((metadata, payload) pairs, metadata with
     at least ``payload_type``) and the [start, stop) of each burst in them."""
-    from .blocks.phy_hier import phy_tx
+    from ..blocks.phy_hier import phy_tx
     from .sim import _collector
 
     with tempfile.TemporaryDirectory() as td:
@@ -170,8 +171,8 @@ def replay(path, spec: FrameSpec | None = None, threshold: float = 0.3, dc_block
     """Feed a recording into the receiver as fast as it runs. ``spec``
     defaults to the recording's ``semcom:frame``; Seb recordings also go
     through ``seb_decoder`` when ``decode``."""
-    from .blocks.phy_hier import phy_rx
-    from .blocks.sigmf_blocks import sigmf_source
+    from ..blocks.phy_hier import phy_rx
+    from ..blocks.sigmf_blocks import sigmf_source
     from .sim import _collector, _wait_for, wait_drained
 
     src = sigmf_source(str(path))
@@ -192,7 +193,7 @@ def replay(path, spec: FrameSpec | None = None, threshold: float = 0.3, dc_block
     tb.msg_connect(rx, "status", status, "in")
     dec = None
     if decode and scheme in ("seb", "hyperprior"):
-        from .blocks.seb_blocks import seb_decoder
+        from ..blocks.seb_blocks import seb_decoder
 
         dec = seb_decoder(models, scheme)
         tb.msg_connect(rx, "out", dec, "in")
@@ -208,7 +209,7 @@ def replay(path, spec: FrameSpec | None = None, threshold: float = 0.3, dc_block
         _wait_for(lambda: len(out.items) >= rx.deframer.pdus_out)
         if dec is not None:  # let the decoder finish what it got
             t1 = time.monotonic()
-            while len(imgs.items) < sum(1 for m in out.items if pdu_parts(m)[0].get("payload_type") == 0x54) \
+            while len(imgs.items) < sum(1 for m in out.items if pdu_parts(m)[0].get("payload_type") == PayloadType.SEB_IMAGE) \
                     and time.monotonic() - t1 < 30:
                 time.sleep(0.05)
     finally:
@@ -242,7 +243,7 @@ def false_alarms(spec: FrameSpec, seconds_of_samples: float = 1.0, sample_rate: 
     detector fires (``corr_start`` tags: the burst demodulator runs) and how
     many of those reach the decoder (bursts not rejected by the preamble /
     pilot checks) or pass CRC (must be none)."""
-    from .blocks.phy_hier import phy_rx
+    from ..blocks.phy_hier import phy_rx
     from .sim import _collector
 
     n = int(seconds_of_samples * sample_rate)
@@ -255,7 +256,7 @@ def false_alarms(spec: FrameSpec, seconds_of_samples: float = 1.0, sample_rate: 
     status, out, bits = _collector("status"), _collector("out"), _collector("bits")
     # a second detector with the receiver's settings on the same samples (a
     # hier block's inner blocks cannot be tapped): its tags are the detections
-    from .blocks.phy_hier import preamble_detector, sync_waveform
+    from ..blocks.phy_hier import preamble_detector, sync_waveform
     from gnuradio import filter as gr_filter
 
     mf = gr_filter.fir_filter_ccf(1, spec.rrc.tolist())
@@ -287,7 +288,7 @@ class _pdu_file_sink(gr.basic_block):
     """Reassembled PDUs -> ``<dir>/pdu_<n>.bin`` + ``.json`` (file scheme)."""
 
     def __init__(self, directory: str):
-        from .blocks.pdu_util import numbered_file_sink
+        from ..blocks.pdu_util import numbered_file_sink
 
         gr.basic_block.__init__(self, "semcom_pdu_file_sink", None, None)
         self.files = numbered_file_sink()
@@ -305,14 +306,14 @@ def build_ota_tx(sink, input_path: str, scheme: str, spec: FrameSpec, cbr: float
                  center_freq: float = 0.0, models: str = ""):
     """images (seb/hyperprior) or a file's bytes -> phy_tx -> ``sink`` (a
     radio_sink, or any complex sink), optionally also recorded as SigMF."""
-    from .blocks.phy_hier import phy_tx
-    from .blocks.sigmf_blocks import sigmf_sink
+    from ..blocks.phy_hier import phy_tx
+    from ..blocks.sigmf_blocks import sigmf_sink
 
     tb = gr.top_block("semcom_ota_tx")
     tx = phy_tx(spec)
     if scheme in ("seb", "hyperprior"):
-        from .blocks.seb_blocks import seb_encoder
-        from .blocks.ulbsc_blocks import image_source
+        from ..blocks.seb_blocks import seb_encoder
+        from ..blocks.ulbsc_blocks import image_source
 
         tb.src = image_source(input_path, interval, repeat)
         tb.enc = seb_encoder(models, scheme, set_size, 2.0, cbr, spec.modulation, spec.code_rate, spec.codewords)
@@ -322,7 +323,7 @@ def build_ota_tx(sink, input_path: str, scheme: str, spec: FrameSpec, cbr: float
         data = Path(input_path).read_bytes()
         if not data:
             raise ValueError(f"{input_path} is empty")
-        tb.src = blocks.message_strobe(make_pdu({"payload_type": 1}, np.frombuffer(data, np.uint8)),
+        tb.src = blocks.message_strobe(make_pdu({"payload_type": int(PayloadType.FILE)}, np.frombuffer(data, np.uint8)),
                                        int(interval * 1000))
         tb.msg_connect(tb.src, "strobe", tx, "in")
     else:
@@ -342,9 +343,9 @@ def build_ota_rx(source, out_dir: str, scheme: str, spec: FrameSpec, threshold: 
     """``source`` (radio_source or any complex source) -> phy_rx -> decoded
     images (PNG) or payload files in ``out_dir``, optionally recording what
     the radio got as SigMF."""
-    from .blocks.generator_blocks import png_file_sink
-    from .blocks.phy_hier import phy_rx
-    from .blocks.sigmf_blocks import sigmf_sink
+    from ..blocks.generator_blocks import png_file_sink
+    from ..blocks.phy_hier import phy_rx
+    from ..blocks.sigmf_blocks import sigmf_sink
     from .sim import _collector
 
     tb = gr.top_block("semcom_ota_rx")
@@ -353,7 +354,7 @@ def build_ota_rx(source, out_dir: str, scheme: str, spec: FrameSpec, threshold: 
     tb.status = _collector("status")
     tb.msg_connect(rx, "status", tb.status, "in")
     if scheme in ("seb", "hyperprior"):
-        from .blocks.seb_blocks import seb_decoder
+        from ..blocks.seb_blocks import seb_decoder
 
         tb.dec = seb_decoder(models, scheme)
         tb.sink = png_file_sink(out_dir, "rx")

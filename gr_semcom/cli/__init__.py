@@ -5,16 +5,17 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from ..common import MODELS
 
 
 def _models() -> Path:
-    return Path(__file__).resolve().parents[1] / "models"
+    return MODELS
 
 
 def _add_phy_args(p: argparse.ArgumentParser) -> None:
-    from .phy.channel import CHANNELS
-    from .phy.constellations import MODULATIONS
-    from .phy.fec import CODE_RATES
+    from ..phy.channel import CHANNELS
+    from ..phy.constellations import MODULATIONS
+    from ..phy.fec import CODE_RATES
 
     p.add_argument("--waveform", default="sc", choices=("sc", "ofdm"),
                    help="single-carrier bursts (default) or OFDM (64-point, 16 CP, 48 data carriers)")
@@ -33,9 +34,9 @@ def _add_phy_args(p: argparse.ArgumentParser) -> None:
 
 
 def _specs(args):
-    from .phy.channel import ChannelSpec, ebn0_to_esn0
-    from .phy.frame import FrameSpec
-    from .phy.ofdm import OfdmSpec
+    from ..phy.channel import ChannelSpec, ebn0_to_esn0
+    from ..phy.frame import FrameSpec
+    from ..phy.ofdm import OfdmSpec
 
     if args.waveform == "ofdm":
         spec = OfdmSpec(modulation=args.mod, code_rate=args.rate, codewords=args.codewords)
@@ -53,12 +54,12 @@ def cmd_transmit(args) -> int:
     if args.scheme == "ulbsc":
         return cmd_transmit_ulbsc(args)
     if args.scheme == "multisc":
-        from .cli_multisc import cmd_transmit_multisc
+        from .multisc import cmd_transmit_multisc
 
         return cmd_transmit_multisc(args)
     if args.scheme in IMAGE_SCHEMES:
         return cmd_transmit_images(args)
-    from .sim import run_link
+    from ..link.sim import run_link
 
     src = Path(args.input)
     if args.input == "random":
@@ -94,12 +95,12 @@ def cmd_transmit(args) -> int:
 
 
 def cmd_transmit_ulbsc(args) -> int:
-    from .hub import MissingWeights
-    from .semantic.captioner import make_captioner
-    from .semantic.images import ImageError, load_image
-    from .semantic.saliency import make_detector
-    from .semantic.ulbsc.codec import UlbscCodec
-    from .ulbsc_link import send_ulbsc, write_outputs
+    from ..semantic.hub import MissingWeights
+    from ..semantic.captioner import make_captioner
+    from ..semantic.images import ImageError, load_image
+    from ..semantic.saliency import make_detector
+    from ..semantic.ulbsc.codec import UlbscCodec
+    from ..systems.ulbsc import send_ulbsc, write_outputs
 
     src = Path(args.input)
     try:
@@ -159,7 +160,7 @@ def load_image_set(src: Path, size: int | None = None) -> tuple[list[str], list,
     import numpy as np
     from PIL import Image
 
-    from .semantic.images import ImageError, load_image
+    from ..semantic.images import ImageError, load_image
 
     files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if src.is_dir() else [src]
     names, images, failures = [], [], []
@@ -187,7 +188,7 @@ def cmd_transmit_images(args) -> int:
 
     from PIL import Image
 
-    from . import image_link
+    from ..systems import images as image_link
 
     src = Path(args.input)
     if not src.exists():
@@ -201,7 +202,7 @@ def cmd_transmit_images(args) -> int:
     _, chan = _specs(args)
     try:
         if args.scheme in ("seb", "hyperprior"):
-            from .semantic.seb.codec import SebCodec
+            from ..semantic.seb.codec import SebCodec
 
             paths = args.models or sorted(str(p) for p in _models().glob(
                 ("seb_lam*" if args.scheme == "seb" else "hyperprior_lam*") + "/model.safetensors"))
@@ -212,7 +213,7 @@ def cmd_transmit_images(args) -> int:
         elif args.scheme == "jpeg2000":
             res = image_link.run_jpeg2000(names, images, chan, args.cbr, timeout=args.timeout)
         else:
-            from .semantic.image_jscc import load_model
+            from ..semantic.image_jscc import load_model
 
             model = load_model(args.models[0] if args.models else _models() / "image_deepjscc" / "model.safetensors")
             res = image_link.run_deepjscc(model, names, images, chan, args.cbr)
@@ -256,29 +257,29 @@ def cmd_train(args) -> int:
 
     torch.set_num_threads(args.threads)
     if args.what == "saliency-vq":
-        from .semantic.train import train_saliency_vq
+        from ..semantic.train import train_saliency_vq
 
         m = train_saliency_vq(args.out, grid=args.grid, codebook=args.codebook, epochs=args.epochs,
                               ae_epochs=args.ae_epochs, seed=args.seed)
         print(json.dumps({k: m[k] for k in ("bits_per_map", "codes_used", "test", "mean_map_baseline")}))
     elif args.what == "saliency-jscc":
-        from .semantic.train import train_saliency_jscc
+        from ..semantic.train import train_saliency_jscc
 
         m = train_saliency_jscc(args.out, epochs=args.epochs, seed=args.seed)
         print(json.dumps(m["test_awgn"]))
     elif args.what == "image-jscc":
-        from .semantic.image_jscc import train_image_jscc
+        from ..semantic.image_jscc import train_image_jscc
 
         m = train_image_jscc(args.out, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
         print(json.dumps(m["test_awgn"]))
     elif args.what in ("seb", "hyperprior"):
-        from .semantic.seb.train import train_seb
+        from ..semantic.seb.train import train_seb
 
         m = train_seb(args.out, mode=args.what, lam=args.lam, steps=args.steps, batch=args.batch, lr=args.lr,
                       init=args.init, seed=args.seed, ref_weight=args.ref_weight, ref_steps=args.ref_steps)
         print(json.dumps(m["test_metrics_estimated"]))
     else:
-        from .semantic.train import train_deepsc_model
+        from ..semantic.train import train_deepsc_model
 
         m = train_deepsc_model(args.out, epochs=args.epochs, seed=args.seed, n_debian=args.sentences,
                                n_synthetic=args.captions, vocab=args.vocab, max_len=args.max_len)
@@ -288,13 +289,13 @@ def cmd_train(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import main_sweep
+    from ..eval.sweep import main_sweep
 
     return main_sweep(args)
 
 
 def cmd_grc_path(args) -> int:
-    from .grc import grc_block_dir, install_grc_config
+    from ..grc import grc_block_dir, install_grc_config
 
     if args.install:
         path = install_grc_config()
@@ -308,7 +309,7 @@ def cmd_grc_path(args) -> int:
 
 
 def cmd_companion(args) -> int:
-    from .companion import main
+    from ..grc.companion import main
 
     return main(args.files)
 
@@ -316,8 +317,8 @@ def cmd_companion(args) -> int:
 def cmd_serve(args) -> int:
     import logging
 
-    from .bridge.generators import MissingWeights, make_generator
-    from .bridge.server import GeneratorServer
+    from ..bridge.generators import MissingWeights, make_generator
+    from ..bridge.server import GeneratorServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
@@ -338,7 +339,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_gateway(args) -> int:
-    from .bridge.gr_gateway import GrGateway
+    from ..bridge.gr_gateway import GrGateway
 
     gw = GrGateway(args.server, args.pull, args.push, timeout=args.timeout)
     print(f"semcom gateway: PULL {args.pull} -> server {args.server} -> PUSH {args.push}", flush=True)
@@ -403,7 +404,7 @@ def main(argv=None) -> int:
                         "(multisc); multisc also takes 'tiny' (in-process tiny random pipeline, tests)")
     u.add_argument("--generator-timeout", type=float, default=60.0)
     u.add_argument("--steps", type=int, default=20)
-    from .cli_multisc import add_args as add_multisc_args
+    from .multisc import add_args as add_multisc_args
 
     add_multisc_args(t)
     _add_phy_args(t)
@@ -490,7 +491,7 @@ def main(argv=None) -> int:
     d.add_argument("--to", default=None, help="local directory (default: the HF cache)")
     d.add_argument("--allow", action="append", help="glob of files to fetch (repeatable)")
     d.set_defaults(func=cmd_models_download)
-    from .cli_ota import add_parsers as add_ota_parsers
+    from .ota import add_parsers as add_ota_parsers
 
     add_ota_parsers(sub, parse_fraction)
     args = ap.parse_args(argv)
@@ -498,6 +499,3 @@ def main(argv=None) -> int:
         args.endpoint = ["tcp://*:5555"]
     return args.func(args)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

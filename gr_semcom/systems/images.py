@@ -25,13 +25,14 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .phy.channel import ChannelSpec
-from .phy.mcs import Budget, burst_symbols, byte_budget, cbr_channel_uses, choose_mcs, pdu_channel_uses
-from .semantic.metrics import ms_ssim, psnr
-from .semantic.seb.ratefit import fit_packet
+from ..phy.channel import ChannelSpec
+from ..phy.mcs import Budget, burst_symbols, byte_budget, cbr_channel_uses, choose_mcs, pdu_channel_uses
+from ..semantic.metrics import ms_ssim, psnr
+from ..semantic.seb.ratefit import fit_packet
+from ..common import PayloadType
 
 SCHEMES = ("seb", "hyperprior", "jpeg2000", "deepjscc")
-PT_SEB_SET, PT_SEB_IMG, PT_J2K = 0x53, 0x54, 0x4A
+PT_SEB_SET, PT_SEB_IMG, PT_J2K = PayloadType.SEB_SET, PayloadType.SEB_IMAGE, PayloadType.J2K
 
 
 @dataclass
@@ -59,7 +60,7 @@ def _perceptual(fn, img: np.ndarray, ref: np.ndarray) -> float:
     """LPIPS(alex) / DISTS if their converted weights are present
     (scripts/setup.sh), else NaN with one warning: the other metrics still
     get reported."""
-    from .semantic.perceptual import MissingLpipsWeights
+    from ..semantic.perceptual import MissingLpipsWeights
 
     try:
         return fn(img, ref)
@@ -73,7 +74,7 @@ def _perceptual(fn, img: np.ndarray, ref: np.ndarray) -> float:
 
 
 def _quality(img: np.ndarray, ref: np.ndarray) -> dict:
-    from .semantic.perceptual import dists, lpips
+    from ..semantic.perceptual import dists, lpips
 
     return {"psnr": psnr(img, ref), "ms_ssim": ms_ssim(img, ref), "lpips": _perceptual(lpips, img, ref),
             "dists": _perceptual(dists, img, ref)}
@@ -146,8 +147,8 @@ def run_seb(codec, names: list[str], images: list[np.ndarray], chan: ChannelSpec
             split: bool = True) -> list[ImageResult]:
     """Seb (or hyperprior) over the GNU Radio chain for an image set: split
     into subsets (Sec. II-A), per subset a set packet then one packet per image."""
-    from .semantic.seb.codec import split_image_set
-    from .sim import run_link
+    from ..semantic.seb.codec import split_image_set
+    from ..link.sim import run_link
 
     thr = {} if rx_threshold is None else {"rx_threshold": rx_threshold}
     spec = choose_mcs(chan.esn0_db)
@@ -208,8 +209,8 @@ def run_seb(codec, names: list[str], images: list[np.ndarray], chan: ChannelSpec
 
 def _seb_parts(pkt: bytes, k: int, h: int, w: int, set_bytes: float) -> dict:
     """Bytes per part of an image packet (Fig. 5's split) from its header."""
-    from .semantic.seb.codec import IMG_HDR, index_bits
-    from .semantic.seb.model import ALIGN, PATCH
+    from ..semantic.seb.codec import IMG_HDR, index_bits
+    from ..semantic.seb.model import ALIGN, PATCH
 
     if len(pkt) < IMG_HDR.size:
         return {}
@@ -223,8 +224,8 @@ def _seb_parts(pkt: bytes, k: int, h: int, w: int, set_bytes: float) -> dict:
 # -- JPEG2000 + LDPC -----------------------------------------------------------------
 def run_jpeg2000(names, images, chan: ChannelSpec, cbr: float = 1 / 30, timeout: float = 60.0,
                  rx_threshold: float | None = None) -> list[ImageResult]:
-    from .semantic import jpeg2000
-    from .sim import run_link
+    from ..semantic import jpeg2000
+    from ..link.sim import run_link
 
     thr = {} if rx_threshold is None else {"rx_threshold": rx_threshold}
     spec = choose_mcs(chan.esn0_db)
@@ -257,7 +258,7 @@ def run_jpeg2000(names, images, chan: ChannelSpec, cbr: float = 1 / 30, timeout:
 # -- DeepJSCC (analog) -------------------------------------------------------------------
 def run_deepjscc(model, names, images, chan: ChannelSpec, cbr: float = 1 / 30, timeout: float = 20.0,
                  rx_threshold: float = 0.3) -> list[ImageResult]:
-    from .sim import run_analog
+    from ..link.sim import run_analog
 
     out = []
     for i, (name, im) in enumerate(zip(names, images)):
@@ -299,7 +300,7 @@ def analog_layout(n_symbols: int, max_uses: int):
     layout that fits and the first symbols only (the tail is punctured: the
     DeepJSCC latent is sent channel by channel, so whole latent channels are
     dropped and the receiver puts zeros there)."""
-    from .blocks.analog import analog_spec
+    from ..blocks.analog import analog_spec
 
     fits, best_fit = None, None
     for mod in ("qpsk", "16qam", "64qam"):
@@ -354,7 +355,7 @@ def _failed(name, im, scheme, chan, cbr, spec, why) -> ImageResult:
 def ideal_point(scheme: str, names, images, esn0_db: float, cbr: float = 1 / 30, codec=None) -> list[dict]:
     """PSNR with a capacity-achieving code (eq. 11-12): the byte budget is
     C(Es/N0) x channel uses / 8, the stream arrives intact."""
-    from .semantic import jpeg2000
+    from ..semantic import jpeg2000
 
     rows = []
     if scheme in ("seb", "hyperprior"):

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .phy.channel import ChannelSpec
-from .semantic.metrics import bleu, f_measure, mae
-from .semantic.ulbsc.codec import UlbscCodec, UlbscPayload, UlbscReconstruction
+from ..phy.channel import ChannelSpec
+from ..semantic.metrics import bleu, f_measure, mae
+from ..semantic.ulbsc.codec import UlbscCodec, UlbscPayload, UlbscReconstruction
+from ..common import PayloadType
 
 
 @dataclass
@@ -38,12 +39,12 @@ def send_ulbsc(codec: UlbscCodec, payload: UlbscPayload, spec, chan: ChannelSpec
                generator: str | None = None, generator_timeout: float = 60.0, steps: int = 20,
                seed: int = 0, rx_threshold: float | None = None) -> UlbscResult:
     """``rx_threshold``: preamble detector rho^2 of both receivers (None: their default)."""
-    from .sim import run_analog, run_link
+    from ..link.sim import run_analog, run_link
 
     thr = {} if rx_threshold is None else {"rx_threshold": rx_threshold}
     t = time.monotonic()
-    res = run_link(payload.data, spec, chan, timeout=timeout, payload_type=0x51, **thr)
-    from .image_link import link_columns
+    res = run_link(payload.data, spec, chan, timeout=timeout, payload_type=PayloadType.ULBSC, **thr)
+    from .images import link_columns
 
     link = {**res.summary(), **link_columns(res)}
     analog, symbols = None, None
@@ -58,7 +59,7 @@ def send_ulbsc(codec: UlbscCodec, payload: UlbscPayload, spec, chan: ChannelSpec
     t_dec = time.monotonic() - t
     sal = recon.saliency
     if sal.shape != payload.saliency.shape:  # header lost: the receiver guessed the size; compare at the source's
-        from .semantic.images import resize
+        from ..semantic.images import resize
 
         h, w = payload.saliency.shape
         sal = resize((np.clip(sal, 0, 1) * 255).astype(np.uint8), (w, h)).astype(np.float32) / 255
@@ -76,7 +77,7 @@ def caption_similarities(hyps: list, refs: list) -> np.ndarray:
     """MiniLM cosine similarity of each pair (semantic/text_similarity.py, one
     batch) if the model is installed, else NaN: the other metrics still get
     reported. NaN for an empty reference."""
-    from .semantic.text_similarity import MissingSentenceModel, sentence_similarity
+    from ..semantic.text_similarity import MissingSentenceModel, sentence_similarity
 
     out = np.full(len(refs), np.nan)
     keep = [k for k, r in enumerate(refs) if r]
@@ -97,9 +98,9 @@ def generate_image(endpoint: str, recon: UlbscReconstruction, timeout: float, st
     """Caption + saliency map -> image through the generator bridge (ControlNet
     pipeline). Returns (image or None, error or None); never raises for a
     server that is down."""
-    from .bridge.client import BridgeError, GeneratorClient
-    from .bridge.protocol import GenerateRequest
-    from .semantic.images import resize
+    from ..bridge.client import BridgeError, GeneratorClient
+    from ..bridge.protocol import GenerateRequest
+    from ..semantic.images import resize
 
     ctrl = resize((np.clip(recon.saliency, 0, 1) * 255).astype(np.uint8), (size, size))
     req = GenerateRequest(id=0, captions=[recon.caption or ""], seed=seed, steps=steps, width=size,

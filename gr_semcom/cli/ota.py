@@ -8,11 +8,12 @@ import signal
 import sys
 import time
 from pathlib import Path
+from ..common import PayloadType
 
 
 def _frame_args(p: argparse.ArgumentParser, codewords: int = 1) -> None:
-    from .phy.constellations import MODULATIONS
-    from .phy.fec import CODE_RATES
+    from ..phy.constellations import MODULATIONS
+    from ..phy.fec import CODE_RATES
 
     p.add_argument("--mod", default="qpsk", choices=MODULATIONS)
     p.add_argument("--rate", default="1/2", choices=CODE_RATES, help="LDPC code rate")
@@ -21,7 +22,7 @@ def _frame_args(p: argparse.ArgumentParser, codewords: int = 1) -> None:
 
 
 def _spec(args):
-    from .phy.frame import FrameSpec
+    from ..phy.frame import FrameSpec
 
     return FrameSpec(modulation=args.mod, code_rate=args.rate, codewords=args.codewords, sps=args.sps)
 
@@ -40,7 +41,7 @@ def _radio_args(p: argparse.ArgumentParser, gain: float) -> None:
 
 
 def cmd_radios(args) -> int:
-    from .blocks.radio import find_radios
+    from ..blocks.radio import find_radios
 
     found = find_radios(args.uhd_args)
     print(json.dumps(found, indent=1))
@@ -50,8 +51,8 @@ def cmd_radios(args) -> int:
 
 
 def cmd_record(args) -> int:
-    from . import ota
-    from .phy.recording import RecordingError
+    from ..link import ota
+    from ..phy.recording import RecordingError
 
     spec = _spec(args)
     chan = ota.CHANNEL_PRESETS[args.channel]
@@ -60,10 +61,10 @@ def cmd_record(args) -> int:
         chan = ota.shifted(chan, **kw)
     if args.scheme == "file":
         data = Path(args.input).read_bytes()
-        pdus = [({"payload_type": 1}, data)]
+        pdus = [({"payload_type": int(PayloadType.FILE)}, data)]
     else:
-        from .blocks.seb_blocks import make_seb_codec, seb_set_pdus
-        from .cli import load_image_set
+        from ..blocks.seb_blocks import make_seb_codec, seb_set_pdus
+        from . import load_image_set
 
         names, images, failures = load_image_set(Path(args.input), args.size or None)
         if not images:
@@ -83,8 +84,8 @@ def cmd_record(args) -> int:
 
 
 def cmd_replay(args) -> int:
-    from . import ota
-    from .phy.recording import RecordingError
+    from ..link import ota
+    from ..phy.recording import RecordingError
 
     try:
         res = ota.replay(args.recording, spec=_spec(args) if args.mod_override else None,
@@ -121,8 +122,8 @@ def _run_until(tb, seconds: float, report) -> None:
 
 
 def cmd_ota(args) -> int:
-    from . import ota
-    from .blocks.radio import RadioNotFoundError, radio_sink, radio_source
+    from ..link import ota
+    from ..blocks.radio import RadioNotFoundError, radio_sink, radio_source
 
     spec = _spec(args)
     kw = dict(driver=args.driver, args=args.args, freq=args.freq, rate=args.samp_rate, gain=args.gain,

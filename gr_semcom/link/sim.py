@@ -10,12 +10,12 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from .blocks.pdu_util import make_pdu, pdu_parts
-from .blocks.phy_hier import phy_rx, phy_tx
-from .phy import framing
-from .phy.channel import ChannelSpec, esn0_to_ebn0, make_channel
-from .phy.frame import FrameSpec
-from .phy.ofdm import OfdmSpec
+from ..blocks.pdu_util import make_pdu, pdu_parts
+from ..blocks.phy_hier import phy_rx, phy_tx
+from ..phy import framing
+from ..phy.channel import ChannelSpec, esn0_to_ebn0, make_channel
+from ..phy.frame import FrameSpec
+from ..phy.ofdm import OfdmSpec
 
 
 def make_link_blocks(spec: FrameSpec | OfdmSpec, chan: ChannelSpec, rx_threshold: float | None = None,
@@ -28,7 +28,7 @@ def make_link_blocks(spec: FrameSpec | OfdmSpec, chan: ChannelSpec, rx_threshold
     """
     thr = {} if rx_threshold is None else {"threshold": rx_threshold}  # else each receiver's default
     if isinstance(spec, OfdmSpec):
-        from .blocks.ofdm_hier import ofdm_phy_rx, ofdm_phy_tx
+        from ..blocks.ofdm_hier import ofdm_phy_rx, ofdm_phy_tx
 
         if genie_csi:
             raise ValueError("genie CSI is implemented for the single-carrier waveform only")
@@ -291,7 +291,7 @@ def run_analog(symbols: np.ndarray, chan: ChannelSpec, spec: FrameSpec | None = 
     through the channel; run until the receiver has read the whole burst and
     its idle tail and holds nothing still being demodulated (the same
     drain rule as :func:`run_link`), or ``timeout`` if it stalls."""
-    from .blocks.analog import analog_rx, analog_spec, analog_tx
+    from ..blocks.analog import analog_rx, analog_spec, analog_tx
 
     spec = spec or analog_spec()
     x = np.asarray(symbols, np.complex64).ravel()

@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .phy.channel import ChannelSpec
-from .semantic.multisc.codec import TEXT_MODES, MultiScCodec, MultiScPayload, MultiScReconstruction
+from ..phy.channel import ChannelSpec
+from ..semantic.multisc.codec import TEXT_MODES, MultiScCodec, MultiScPayload, MultiScReconstruction
+from ..common import PayloadType
 
 CAPTION_SEED_STRIDE = 7919  # channel seed offset of caption k: independent realisations
 
@@ -49,7 +50,7 @@ class MultiScResult:
 def _caption_symbols(text: str, mode: str, deepsc=None):
     """(symbols, decoder) of a caption on an analog burst (uncoded / deepsc)."""
     if mode == "uncoded":
-        from .semantic.multisc.textcode import symbols_to_text, text_to_symbols
+        from ..semantic.multisc.textcode import symbols_to_text, text_to_symbols
 
         return text_to_symbols(text), symbols_to_text
     if mode == "deepsc":
@@ -65,8 +66,8 @@ def _caption_symbols(text: str, mode: str, deepsc=None):
 
 def caption_channel_uses(text: str, mode: str, spec, deepsc=None) -> int:
     """Channel uses of one caption as :func:`send_caption` sends it."""
-    from .image_link import analog_layout
-    from .phy.mcs import burst_symbols, pdu_channel_uses
+    from .images import analog_layout
+    from ..phy.mcs import burst_symbols, pdu_channel_uses
 
     if mode == "digital":
         return pdu_channel_uses(len(text.encode("utf-8") or b" "), spec)
@@ -82,8 +83,8 @@ def cbr_budget(shape: tuple, esn0_db: float, cbr: float, mode: str = "uncoded", 
     uses carries at this Es/N0's MCS (phy/mcs.byte_budget, codewords per
     burst searched). Also returns the chosen slice spec via
     ``budget.spec`` once called."""
-    from .phy.mcs import byte_budget, cbr_channel_uses, choose_mcs
-    from .semantic.multisc.codec import HEADER
+    from ..phy.mcs import byte_budget, cbr_channel_uses, choose_mcs
+    from ..semantic.multisc.codec import HEADER
 
     total = cbr_channel_uses(shape[0], shape[1], cbr)
     spec = choose_mcs(esn0_db)
@@ -106,14 +107,14 @@ def cbr_budget(shape: tuple, esn0_db: float, cbr: float, mode: str = "uncoded", 
 def send_caption(text: str, mode: str, spec, chan: ChannelSpec, timeout: float, rx_threshold: float,
                  deepsc=None) -> tuple[str | None, dict]:
     """One caption over its channel; (received text or None, link record)."""
-    from .image_link import analog_layout, link_columns
-    from .phy.mcs import burst_symbols, pdu_channel_uses
-    from .semantic.data import pdu_text
-    from .sim import run_analog, run_link
+    from .images import analog_layout, link_columns
+    from ..phy.mcs import burst_symbols, pdu_channel_uses
+    from ..semantic.data import pdu_text
+    from ..link.sim import run_analog, run_link
 
     if mode == "digital":
         data = text.encode("utf-8") or b" "
-        r = run_link(data, spec, chan, timeout=timeout, payload_type=0x62, rx_threshold=rx_threshold)
+        r = run_link(data, spec, chan, timeout=timeout, payload_type=PayloadType.MULTISC_CAPTIONS, rx_threshold=rx_threshold)
         got = pdu_text(r.received) if r.received is not None else None  # lost frames: erased characters
         return got, {"mode": mode, "received": r.received is not None, "complete": r.complete, **link_columns(r),
                      "channel_uses": pdu_channel_uses(len(data), spec)}
@@ -134,16 +135,16 @@ def send_multisc(codec: MultiScCodec, payload: MultiScPayload, chan: ChannelSpec
     (for image metrics). ``spec``: the slice's frame spec (default: the MCS
     of this Es/N0; with a CBR budget, the one :func:`cbr_budget` chose);
     captions always use this Es/N0's MCS."""
-    from .image_link import link_columns
-    from .phy.mcs import choose_mcs, pdu_channel_uses
-    from .sim import run_link
+    from .images import link_columns
+    from ..phy.mcs import choose_mcs, pdu_channel_uses
+    from ..link.sim import run_link
 
     cap_spec = choose_mcs(chan.esn0_db)
     spec = spec or cap_spec
     t = time.monotonic()
     r = None
     if payload.slice_data:  # empty: the budget had no room for the slice PDU
-        r = run_link(payload.slice_data, spec, chan, timeout=timeout, payload_type=0x61, rx_threshold=rx_threshold)
+        r = run_link(payload.slice_data, spec, chan, timeout=timeout, payload_type=PayloadType.MULTISC_SLICE, rx_threshold=rx_threshold)
     link = {**(r.summary() if r else {}), **link_columns(r)}
     uses = pdu_channel_uses(len(payload.slice_data), spec) if r else 0
     caps, clinks = [], []
@@ -172,7 +173,7 @@ def generate(generator, recon: MultiScReconstruction, timeout: float, ip_scale: 
              seed: int = 0, size: int = 512):
     """All corrected captions + the received slice -> image (eq. 7). Returns
     (image or None, error or None); a server that is down is an error string."""
-    from .bridge.protocol import GenerateRequest
+    from ..bridge.protocol import GenerateRequest
 
     req = GenerateRequest(id=seed, captions=[c for c in recon.captions_corrected if c] or [""], seed=seed,
                           steps=steps, width=size, height=size, image_prompt=recon.slice_image,
@@ -182,7 +183,7 @@ def generate(generator, recon: MultiScReconstruction, timeout: float, ip_scale: 
             return np.asarray(generator.generate(req), np.uint8), None
         except Exception as exc:  # a generator failure is reported, never fatal
             return None, f"{type(exc).__name__}: {exc}"
-    from .bridge.client import BridgeError, GeneratorClient
+    from ..bridge.client import BridgeError, GeneratorClient
 
     try:
         with GeneratorClient(generator, timeout=timeout) as cli:
@@ -192,9 +193,9 @@ def generate(generator, recon: MultiScReconstruction, timeout: float, ip_scale: 
 
 
 def _text_metrics(hyps: list, refs: list, tag: str) -> dict:
-    from .semantic.metrics import bleu
-    from .semantic.multisc.textcode import char_error_rate
-    from .ulbsc_link import caption_similarities
+    from ..semantic.metrics import bleu
+    from ..semantic.multisc.textcode import char_error_rate
+    from .ulbsc import caption_similarities
 
     hyps = [h or "" for h in hyps]
     return {f"caption_bleu_{tag}": bleu(hyps, refs) if refs else float("nan"),
@@ -207,15 +208,15 @@ def _text_metrics(hyps: list, refs: list, tag: str) -> dict:
 def _as_shape(img: np.ndarray, shape: tuple) -> np.ndarray:
     """The received slice at the sent slice's size (a lost header leaves the
     receiver with the configured side, the sender may have used a smaller one)."""
-    from .semantic.images import resize
+    from ..semantic.images import resize
 
     return img if img.shape == tuple(shape) else resize(img, (shape[1], shape[0]))
 
 
 def multisc_metrics(res: MultiScResult, source: np.ndarray | None = None, clip=None) -> dict:
-    from .image_link import _quality
-    from .semantic.images import resize
-    from .semantic.metrics import psnr
+    from .images import _quality
+    from ..semantic.images import resize
+    from ..semantic.metrics import psnr
 
     p, rc = res.payload, res.recon
     # the sent captions in the corrector's normal form, so a perfect caption scores 100 either way

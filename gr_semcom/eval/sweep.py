@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from ..common import MODELS, PayloadType
 
 IMAGE_SCHEMES = ("seb", "hyperprior", "jpeg2000-ldpc", "deepjscc")
 LABELS = {"seb": "Seb", "hyperprior": "DL w/o corr. (hyperprior)", "jpeg2000-ldpc": "JPEG2000 + LDPC",
@@ -102,18 +103,18 @@ def parse_snrs(text: str) -> list[float]:
 
 
 def models_dir(cfg: SweepConfig) -> Path:
-    return Path(cfg.models) if cfg.models else Path(__file__).resolve().parents[1] / "models"
+    return Path(cfg.models) if cfg.models else MODELS
 
 
 def load_images(cfg: SweepConfig) -> tuple[list[str], list[np.ndarray], list[dict]]:
     """(names, images, failures)."""
     if cfg.images == "test256":
-        from .semantic.seb.train import test_crops
+        from ..semantic.seb.train import test_crops
 
         names, ims = test_crops()
         names, ims, failures = list(names), list(ims), []
     else:
-        from .cli import load_image_set
+        from ..cli import load_image_set
 
         names, ims, failures = load_image_set(Path(cfg.images), cfg.size)
     if cfg.n_images:
@@ -128,8 +129,8 @@ def run_point(point: Point, cfg: SweepConfig) -> list[dict]:
     torch.set_num_threads(1)
     from PIL import Image
 
-    from . import image_link
-    from .phy.channel import ChannelSpec
+    from ..systems import images as image_link
+    from ..phy.channel import ChannelSpec
 
     names, ims, failures = load_images(cfg)
     mdir = models_dir(cfg)
@@ -138,7 +139,7 @@ def run_point(point: Point, cfg: SweepConfig) -> list[dict]:
         return _semantic_point(point, cfg, names, ims, failures)
     codec = None
     if s in ("seb", "hyperprior"):
-        from .semantic.seb.codec import SebCodec
+        from ..semantic.seb.codec import SebCodec
 
         paths = sorted(mdir.glob(("seb_lam*" if s == "seb" else "hyperprior_lam*") + "/model.safetensors"))
         if not paths:
@@ -156,7 +157,7 @@ def run_point(point: Point, cfg: SweepConfig) -> list[dict]:
     elif s == "jpeg2000-ldpc":
         res = image_link.run_jpeg2000(names, ims, chan, cfg.cbr)
     elif s == "deepjscc":
-        from .semantic.image_jscc import load_model
+        from ..semantic.image_jscc import load_model
 
         res = image_link.run_deepjscc(load_model(mdir / "image_deepjscc" / "model.safetensors"), names, ims, chan,
                                       cfg.cbr)
@@ -190,7 +191,7 @@ def _encode(codec, im, base: dict, rows: list, *args):
 
 def _image_channel(point: Point, i: int):
     """Image ``i``'s channel realisation at a point (seeded: reruns repeat it)."""
-    from .phy.channel import ChannelSpec
+    from ..phy.channel import ChannelSpec
 
     return ChannelSpec(model=point.channel, esn0_db=point.esn0_db, seed=1000 * point.seed + 17 + 104729 * i)
 
@@ -204,15 +205,15 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
     grid_dir = Path(cfg.out) / "recon"
     save_grid = point.esn0_db in cfg.grid_snrs and point.seed == 0
     if point.scheme in MULTISC_SCHEMES:
-        from .multisc_link import cbr_budget, send_multisc
-        from .semantic.clip_score import ClipSimilarity, try_clip
-        from .semantic.multisc.codec import MultiScCodec, MultiScConfig
+        from ..systems.multisc import cbr_budget, send_multisc
+        from ..semantic.clip_score import ClipSimilarity, try_clip
+        from ..semantic.multisc.codec import MultiScCodec, MultiScConfig
 
         codec = MultiScCodec.default(MultiScConfig(split=MULTISC_SCHEMES[point.scheme], seed=point.seed))
         clip = ClipSimilarity.from_pretrained(cfg.clip) if cfg.clip else try_clip()
         gen = None
         if cfg.generator:
-            from .cli_multisc import make_generator_arg
+            from ..cli.multisc import make_generator_arg
 
             gen = make_generator_arg(cfg.generator)
         for i, (name, im) in enumerate(zip(names, ims)):
@@ -237,11 +238,11 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
                 img = r.generated if r.generated is not None else r.recon.canvas()
                 Image.fromarray(img).save(grid_dir / f"{point.channel}_{point.esn0_db:g}dB_{point.scheme}_{name}.png")
     else:  # ulbsc, caption-only
-        from .phy.frame import FrameSpec
-        from .semantic.multisc.vlm import AttributeCaptioner
-        from .semantic.saliency import make_detector
-        from .semantic.ulbsc.codec import UlbscCodec
-        from .ulbsc_link import _caption_similarity, saliency_metrics, send_ulbsc
+        from ..phy.frame import FrameSpec
+        from ..semantic.multisc.vlm import AttributeCaptioner
+        from ..semantic.saliency import make_detector
+        from ..semantic.ulbsc.codec import UlbscCodec
+        from ..systems.ulbsc import _caption_similarity, saliency_metrics, send_ulbsc
 
         mdir = models_dir(cfg)
         # digital caption mode: the DeepSC analog path is trained on its own caption corpus and does not
@@ -250,11 +251,11 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
                                       mdir / "deepsc_text" / "model.safetensors", "digital", make_detector("u2netp"),
                                       AttributeCaptioner())
         spec = FrameSpec(modulation="bpsk", code_rate="1/4", codewords=2)  # ulbsc_curves.py's PHY
-        from .image_link import link_columns
-        from .phy.mcs import cbr_channel_uses, pdu_channel_uses
-        from .semantic.data import pdu_text
-        from .semantic.metrics import bleu
-        from .sim import run_link
+        from ..systems.images import link_columns
+        from ..phy.mcs import cbr_channel_uses, pdu_channel_uses
+        from ..semantic.data import pdu_text
+        from ..semantic.metrics import bleu
+        from ..link.sim import run_link
 
         for i, (name, im) in enumerate(zip(names, ims)):
             chan = _image_channel(point, i)
@@ -269,7 +270,7 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
                 link = {k: r.link[k] for k in LINK_COLUMNS}
             else:  # the caption field alone; the receiver's map is the codebook prior
                 raw, enc = codec._caption_bytes(p.caption)
-                lr = run_link(raw, spec, chan, timeout=60, payload_type=0x52, rx_threshold=0.15)
+                lr = run_link(raw, spec, chan, timeout=60, payload_type=PayloadType.CAPTION, rx_threshold=0.15)
                 cap = ""
                 if lr.received is not None:  # lost frames arrive zero-filled
                     cap = codec._caption_from_tokens(lr.received) if enc == "tokens" else pdu_text(lr.received)

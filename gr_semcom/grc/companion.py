@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-from .grc import grc_block_dir
+from . import grc_block_dir
 
 NO_TERMINAL = "/dev/null"
 
