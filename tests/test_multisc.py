@@ -15,8 +15,7 @@ import pytest
 from gr_semcom.semantic.multisc.codec import HEADER, MultiScCodec, MultiScConfig
 from gr_semcom.semantic.multisc.correct import BartCorrector, NoCorrector, SymSpellCorrector, tiny_bart
 from gr_semcom.semantic.multisc.regions import Box, ProposalDetector, centre_distance, fuse, random_split
-from gr_semcom.semantic.multisc.textcode import (ALPHABET, bits_to_text, char_error_rate, symbols_to_text,
-                                                 text_to_bits, text_to_symbols)
+from gr_semcom.semantic.multisc.textcode import ALPHABET, bits_to_text, char_error_rate, text_to_bits
 from gr_semcom.semantic.multisc.vlm import QUERY, VOCABULARY, AttributeCaptioner, LlavaCaptioner, tiny_llava
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,6 +78,8 @@ def test_proposal_detector_boxes_inside_image():
 
 # ------------------------------------------------------------------ text path
 def test_text_code_roundtrip_and_bit_errors_make_misspellings():
+    from gr_semcom.blocks.multisc_blocks import symbols_to_text, text_to_symbols  # uses the PHY's constellation
+
     t = "a large dark green region, at the top left of the picture!"
     assert bits_to_text(text_to_bits(t)) == t
     assert symbols_to_text(text_to_symbols(t)) == t
@@ -98,6 +99,8 @@ def test_char_error_rate():
 
 
 def test_symspell_corrects_channel_misspellings():
+    from gr_semcom.blocks.multisc_blocks import symbols_to_text, text_to_symbols  # uses the PHY's constellation
+
     from gr_semcom.semantic.metrics import bleu
 
     cap = AttributeCaptioner()

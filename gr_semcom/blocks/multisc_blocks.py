@@ -25,12 +25,27 @@ import numpy as np
 import pmt
 
 from ..semantic.multisc.codec import MultiScCodec, MultiScConfig, caption_count
+from ..phy.constellations import get_constellation
+from ..semantic.multisc.textcode import bits_to_text, text_to_bits
 from .pdu_util import make_pdu
 from .phy_blocks import IN as _IN, OUT as _OUT, STATUS as _STATUS, _status
 from .ulbsc_blocks import _worker_block, image_from_pdu
 from ..common import PayloadType
 
 _SLICE, _CAPTIONS = pmt.intern("slice"), pmt.intern("captions")
+
+
+# uncoded captions: the text code's bits on the PHY's constellation (semantic/ knows no constellations)
+def text_to_symbols(text: str, modulation: str = "qpsk") -> np.ndarray:
+    c = get_constellation(modulation)
+    bits = text_to_bits(text)
+    k = c.bits_per_symbol
+    bits = np.concatenate([bits, np.zeros((-bits.size) % k, np.uint8)])
+    return c.map_bits(bits).astype(np.complex64)
+
+
+def symbols_to_text(symbols: np.ndarray, modulation: str = "qpsk") -> str:
+    return bits_to_text(get_constellation(modulation).hard_bits(np.asarray(symbols, np.complex64)))
 
 
 class multisc_encoder(_worker_block):
@@ -51,7 +66,6 @@ class multisc_encoder(_worker_block):
 
     def work_item(self, msg):
         from ..semantic.images import ImageError
-        from ..semantic.multisc.textcode import text_to_symbols
 
         meta: dict = {}
         try:
@@ -126,7 +140,6 @@ class multisc_decoder(_worker_block):
         the captions that came are used)."""
         from ..bridge.protocol import png_encode
         from ..semantic.data import pdu_text
-        from ..semantic.multisc.textcode import symbols_to_text
 
         texts = []
         for _, _, d in caps:

@@ -1,6 +1,6 @@
 """Seb as GNU Radio message blocks: thin wrappers over
 :class:`gr_semcom.semantic.seb.codec.SebCodec` and the rate control of
-:func:`gr_semcom.systems.images.plan_seb` (the objects the CLI, the benchmark
+:func:`plan_seb` (the objects the CLI, the benchmark
 and the tests use). Model work runs on each block's worker thread.
 
 * ``seb_encoder``: image PDUs (file bytes, e.g. from ``image_source``) are
@@ -20,18 +20,84 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from dataclasses import replace
+
 import numpy as np
 
 from .pdu_util import make_pdu, pdu_parts
 from .phy_blocks import IN as _IN, OUT as _OUT, STATUS as _STATUS, _status
 from .ulbsc_blocks import _worker_block, image_from_pdu
 from ..common import MODELS, PayloadType
+from ..phy.mcs import byte_budget, cbr_channel_uses, pdu_channel_uses
+from ..semantic.metrics import psnr
+from ..semantic.seb.ratefit import fit_packet
 
 PT_SET, PT_IMAGE = int(PayloadType.SEB_SET), int(PayloadType.SEB_IMAGE)
 
 
+# -- rate control at the PHY's budget (also used by systems/images.py and the benchmarks) --
+def _best_cw_uses(nbytes: int, spec) -> tuple[int, object]:
+    best = None
+    for cw in range(1, 9):
+        s = replace(spec, codewords=cw)
+        u = pdu_channel_uses(nbytes, s)
+        if best is None or u < best[0]:
+            best = (u, s)
+    return best
+
+
+class Cancelled(Exception):
+    """A search given a ``stop`` event that was set."""
+
+
+def plan_seb(codec, images: list[np.ndarray], spec, cbr: float, budget_bytes: list[int] | None = None,
+             seed: int = 0, set_id: int = 0, search_codewords: bool = True, stop=None) -> dict | None:
+    """Encoder side of one subset: for each trained rate point, the set packet,
+    the per-image packets within budget and the transmitter's own
+    reconstruction; returns the rate point with the best mean PSNR.
+    ``budget_bytes``: per-image byte budgets instead of the PHY's (the
+    capacity-achieving accounting of :func:`ideal_point`). None if the
+    budget does not even carry the set packet. ``search_codewords=False``:
+    the spec's codewords per burst are fixed (a flowgraph's PHY). ``stop``: a
+    ``threading.Event``; once set, :class:`Cancelled` is raised between steps
+    (a flowgraph stopping mid-search does not wait for the whole search)."""
+    best = None
+    uses = [cbr_channel_uses(im.shape[0], im.shape[1], cbr) for im in images]
+    pix = np.array([im.shape[0] * im.shape[1] for im in images], np.float64)
+    for mid in range(len(codec.nets)):
+        sset = codec.encode_set(images, mid, seed=seed, set_id=set_id)
+        if not sset.packet:
+            set_uses, set_spec = 0, spec
+        elif search_codewords:
+            set_uses, set_spec = _best_cw_uses(len(sset.packet), spec)
+        else:
+            set_uses, set_spec = pdu_channel_uses(len(sset.packet), spec), spec
+        if budget_bytes is not None:
+            set_bytes_share = len(sset.packet) * pix / pix.sum()
+            budgets = [None] * len(images)
+            max_b = [int(b - s) for b, s in zip(budget_bytes, set_bytes_share)]
+        else:
+            share = (sum(uses) - set_uses) * pix / pix.sum()
+            budgets = [byte_budget(int(u), spec, search_codewords) if u > 0 else None for u in share]
+            max_b = [b.payload_bytes if b else 0 for b in budgets]
+        if min(max_b) <= 0:
+            continue
+        packets, gains, recon = [], [], []
+        for i, im in enumerate(images):
+            if stop is not None and stop.is_set():
+                raise Cancelled("rate search stopped")
+            p, g = fit_packet(codec, im, sset, i, max_b[i])
+            packets.append(p)
+            gains.append(g)
+            recon.append(codec.decode_image(p, sset.bases).image)
+        score = float(np.mean([psnr(r, im) for r, im in zip(recon, images)]))
+        if best is None or score > best["tx_psnr"]:
+            best = {"model_id": mid, "set": sset, "set_uses": set_uses, "set_spec": set_spec, "packets": packets,
+                    "gains": gains, "budgets": budgets, "max_bytes": max_b, "tx_recon": recon, "tx_psnr": score}
+    return best
+
+
 def make_seb_codec(models: str = "", mode: str = "seb"):
-    from pathlib import Path
 
     from ..semantic.seb.codec import SebCodec
 
@@ -94,8 +160,6 @@ class seb_encoder(_worker_block):
         self._pending.append((str(meta.get("name", "")), img))
 
     def encode_set(self, batch):
-        from ..systems.images import Cancelled
-
         names, images = [n for n, _ in batch], [im for _, im in batch]
         try:
             pdus = seb_set_pdus(self.codec, names, images, self.spec, self.cbr, self.sets_sent & 0xFF,
@@ -112,8 +176,6 @@ def seb_set_pdus(codec, names, images, spec, cbr: float, set_id: int = 0, seed: 
     """(metadata, packet) pairs for one image set at the CBR budget of
     ``spec``: the set packet (if the codec sends bases) then one packet per
     image, as ``seb_encoder`` sends them (also used to make recordings)."""
-    from ..systems.images import plan_seb
-
     t = time.perf_counter()
     plan = plan_seb(codec, images, spec, cbr, seed=seed, set_id=set_id, search_codewords=False, stop=stop)
     if plan is None:

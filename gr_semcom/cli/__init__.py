@@ -6,48 +6,12 @@ import json
 import sys
 from pathlib import Path
 from ..common import MODELS
+from ..semantic.images import load_image_set
+from .common import _add_phy_args, _specs, parse_fraction
 
 
 def _models() -> Path:
     return MODELS
-
-
-def _add_phy_args(p: argparse.ArgumentParser) -> None:
-    from ..phy.channel import CHANNELS
-    from ..phy.constellations import MODULATIONS
-    from ..phy.fec import CODE_RATES
-
-    p.add_argument("--waveform", default="sc", choices=("sc", "ofdm"),
-                   help="single-carrier bursts (default) or OFDM (64-point, 16 CP, 48 data carriers)")
-    p.add_argument("--mod", default="qpsk", choices=MODULATIONS, help="modulation (default qpsk)")
-    p.add_argument("--rate", default="1/2", choices=CODE_RATES, help="LDPC code rate (gr-fec alist codes)")
-    p.add_argument("--codewords", type=int, default=4, help="LDPC codewords per burst")
-    p.add_argument("--channel", default="awgn", choices=CHANNELS)
-    p.add_argument("--snr", type=float, default=10.0, help="Es/N0 in dB per complex symbol (unit-energy symbols)")
-    p.add_argument("--ebn0", type=float, default=None, help="give Eb/N0 in dB instead of --snr")
-    p.add_argument("--cfo", type=float, default=0.0,
-                   help="carrier offset: cycles per symbol (sc) or fraction of the subcarrier spacing (ofdm)")
-    p.add_argument("--timing-offset", type=float, default=0.0, help="fractional sample delay (0..1)")
-    p.add_argument("--sro-ppm", type=float, default=0.0, help="sample-rate offset in ppm")
-    p.add_argument("--doppler", type=float, default=1e-3, help="fading fD*T per symbol")
-    p.add_argument("--seed", type=int, default=0)
-
-
-def _specs(args):
-    from ..phy.channel import ChannelSpec, ebn0_to_esn0
-    from ..phy.frame import FrameSpec
-    from ..phy.ofdm import OfdmSpec
-
-    if args.waveform == "ofdm":
-        spec = OfdmSpec(modulation=args.mod, code_rate=args.rate, codewords=args.codewords)
-    else:
-        spec = FrameSpec(modulation=args.mod, code_rate=args.rate, codewords=args.codewords)
-    esn0 = args.snr
-    if args.ebn0 is not None:
-        esn0 = ebn0_to_esn0(args.ebn0, spec.constellation.bits_per_symbol, spec.code.rate)
-    chan = ChannelSpec(model=args.channel, esn0_db=esn0, cfo=args.cfo, timing_offset=args.timing_offset,
-                       sro_ppm=args.sro_ppm, doppler=args.doppler, seed=args.seed)
-    return spec, chan
 
 
 def cmd_transmit(args) -> int:
@@ -139,48 +103,6 @@ def cmd_transmit_ulbsc(args) -> int:
 
 
 IMAGE_SCHEMES = ("seb", "hyperprior", "jpeg2000", "deepjscc")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
-
-
-def parse_fraction(text: str) -> float:
-    from fractions import Fraction
-
-    try:
-        v = float(Fraction(text))
-    except (ValueError, ZeroDivisionError) as exc:
-        raise argparse.ArgumentTypeError(f"not a number or fraction: {text!r}") from exc
-    if not 0 < v <= 1:
-        raise argparse.ArgumentTypeError(f"CBR must be in (0, 1], got {text}")
-    return v
-
-
-def load_image_set(src: Path, size: int | None = None) -> tuple[list[str], list, list[dict]]:
-    """Images of a directory (or one file): (names, arrays, failures). A file
-    that does not decode is a failure with its reason; the rest go on."""
-    import numpy as np
-    from PIL import Image
-
-    from ..semantic.images import ImageError, load_image
-
-    files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if src.is_dir() else [src]
-    names, images, failures = [], [], []
-    for f in files:
-        try:
-            im = load_image(f)
-            if size:
-                h, w = im.shape[:2]
-                k = size / min(h, w)
-                im = np.asarray(Image.fromarray(im).resize((max(size, round(w * k)), max(size, round(h * k))),
-                                                            Image.BICUBIC))
-                y0, x0 = (im.shape[0] - size) // 2, (im.shape[1] - size) // 2
-                im = np.ascontiguousarray(im[y0:y0 + size, x0:x0 + size])
-            if min(im.shape[:2]) < 64:
-                raise ImageError(f"{f.name}: {im.shape[1]}x{im.shape[0]} is below the 64x64 these codecs need")
-            names.append(f.stem)
-            images.append(im)
-        except ImageError as exc:
-            failures.append({"image": f.stem, "failed": True, "reason": str(exc)})
-    return names, images, failures
 
 
 def cmd_transmit_images(args) -> int:
@@ -339,7 +261,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_gateway(args) -> int:
-    from ..bridge.gr_gateway import GrGateway
+    from ..blocks.generator_gateway import GrGateway
 
     gw = GrGateway(args.server, args.pull, args.push, timeout=args.timeout)
     print(f"semcom gateway: PULL {args.pull} -> server {args.server} -> PUSH {args.push}", flush=True)

@@ -42,20 +42,9 @@ def build_codec(args):
                               args.vlm, args.vlm_model, args.corrector, args.corrector_model)
 
 
-def make_generator_arg(spec: str | None):
-    """None | 'tiny' (in-process tiny IP-Adapter pipeline: tests) | ZeroMQ endpoint."""
-    if not spec:
-        return None
-    if spec == "tiny":
-        from ..bridge.generators import tiny_generator
-
-        return tiny_generator("ip_adapter")
-    return spec
-
-
 def cmd_transmit_multisc(args) -> int:
     from ..semantic.hub import MissingWeights
-    from ..systems.multisc import cbr_budget, send_multisc, write_outputs
+    from ..systems.multisc import cbr_budget, make_generator_arg, send_multisc, write_outputs
     from ..semantic.images import ImageError, load_image
 
     src = Path(args.input)
@@ -78,7 +67,7 @@ def cmd_transmit_multisc(args) -> int:
     except (ImageError, MissingWeights, FileNotFoundError, ValueError) as exc:
         print(f"semcom: {exc}", file=sys.stderr)
         return 2
-    from . import _specs
+    from .common import _specs
 
     _, chan = _specs(args)  # the slice's MCS follows Es/N0 (phy/mcs.py); --mod/--rate are not used
     res = send_multisc(codec, payload, chan, args.text_mode, timeout=args.timeout,

@@ -64,7 +64,7 @@ def cmd_record(args) -> int:
         pdus = [({"payload_type": int(PayloadType.FILE)}, data)]
     else:
         from ..blocks.seb_blocks import make_seb_codec, seb_set_pdus
-        from . import load_image_set
+        from ..semantic.images import load_image_set
 
         names, images, failures = load_image_set(Path(args.input), args.size or None)
         if not images:

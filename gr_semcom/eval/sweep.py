@@ -114,7 +114,7 @@ def load_images(cfg: SweepConfig) -> tuple[list[str], list[np.ndarray], list[dic
         names, ims = test_crops()
         names, ims, failures = list(names), list(ims), []
     else:
-        from ..cli import load_image_set
+        from ..semantic.images import load_image_set
 
         names, ims, failures = load_image_set(Path(cfg.images), cfg.size)
     if cfg.n_images:
@@ -213,7 +213,7 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
         clip = ClipSimilarity.from_pretrained(cfg.clip) if cfg.clip else try_clip()
         gen = None
         if cfg.generator:
-            from ..cli.multisc import make_generator_arg
+            from ..systems.multisc import make_generator_arg
 
             gen = make_generator_arg(cfg.generator)
         for i, (name, im) in enumerate(zip(names, ims)):
@@ -251,7 +251,7 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
                                       mdir / "deepsc_text" / "model.safetensors", "digital", make_detector("u2netp"),
                                       AttributeCaptioner())
         spec = FrameSpec(modulation="bpsk", code_rate="1/4", codewords=2)  # ulbsc_curves.py's PHY
-        from ..systems.images import link_columns
+        from ..link.sim import link_columns
         from ..phy.mcs import cbr_channel_uses, pdu_channel_uses
         from ..semantic.data import pdu_text
         from ..semantic.metrics import bleu

@@ -321,3 +321,22 @@ def run_analog(symbols: np.ndarray, chan: ChannelSpec, spec: FrameSpec | None = 
     meta, y = pdu_parts(out.items[0])
     return AnalogResult(np.asarray(y, np.complex64), float(meta.get("snr_db", float("nan"))),
                         time.monotonic() - t0, drops)
+
+
+def link_columns(r) -> dict:
+    """The PHY columns of a sweep row from one ``sim.LinkResult`` (or None:
+    nothing was sent): frames sent / ok; BLER = 1 - ok / sent (after LDPC
+    decoding and CRC); ``channel_ber``, the raw BER of the coded bits
+    (hard decisions on the demapper's LLRs, before decoding) over the
+    bursts the receiver detected (undetected bursts count in BLER only);
+    ``erased_fraction``, the share of the PDU's bytes that arrived as
+    erasures (a CRC-checked PHY delivers the rest exactly)."""
+    if r is None:
+        return {"frames_sent": 0, "frames_ok": 0, "bler": float("nan"), "channel_ber": float("nan"),
+                "channel_bits": 0, "erased_fraction": float("nan")}
+    n = len(r.received) if r.received is not None else 0
+    lost = sum(b - a for a, b in r.missing) if r.received is not None else 0
+    return {"frames_sent": r.frames_sent, "frames_ok": r.frames_ok,
+            "bler": 1 - r.frames_ok / r.frames_sent if r.frames_sent else float("nan"),
+            "channel_ber": r.coded_ber, "channel_bits": r.coded_bits,
+            "erased_fraction": min(1.0, lost / n) if n else 1.0}

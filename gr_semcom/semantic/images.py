@@ -86,3 +86,34 @@ def png_bytes(img: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="PNG")
     return buf.getvalue()
+
+
+SET_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
+
+
+def load_image_set(src: Path, size: int | None = None) -> tuple[list[str], list, list[dict]]:
+    """Images of a directory (or one file): (names, arrays, failures). A file
+    that does not decode is a failure with its reason; the rest go on."""
+    import numpy as np
+    from PIL import Image
+
+
+    files = sorted(p for p in src.iterdir() if p.suffix.lower() in SET_SUFFIXES) if src.is_dir() else [src]
+    names, images, failures = [], [], []
+    for f in files:
+        try:
+            im = load_image(f)
+            if size:
+                h, w = im.shape[:2]
+                k = size / min(h, w)
+                im = np.asarray(Image.fromarray(im).resize((max(size, round(w * k)), max(size, round(h * k))),
+                                                            Image.BICUBIC))
+                y0, x0 = (im.shape[0] - size) // 2, (im.shape[1] - size) // 2
+                im = np.ascontiguousarray(im[y0:y0 + size, x0:x0 + size])
+            if min(im.shape[:2]) < 64:
+                raise ImageError(f"{f.name}: {im.shape[1]}x{im.shape[0]} is below the 64x64 these codecs need")
+            names.append(f.stem)
+            images.append(im)
+        except ImageError as exc:
+            failures.append({"image": f.stem, "failed": True, "reason": str(exc)})
+    return names, images, failures

@@ -28,8 +28,9 @@ import numpy as np
 from ..phy.channel import ChannelSpec
 from ..phy.mcs import Budget, burst_symbols, byte_budget, cbr_channel_uses, choose_mcs, pdu_channel_uses
 from ..semantic.metrics import ms_ssim, psnr
-from ..semantic.seb.ratefit import fit_packet
+from ..blocks.seb_blocks import Cancelled, plan_seb  # noqa: F401 (re-exported: the same rate control)
 from ..common import PayloadType
+from ..link.sim import link_columns
 
 SCHEMES = ("seb", "hyperprior", "jpeg2000", "deepjscc")
 PT_SEB_SET, PT_SEB_IMG, PT_J2K = PayloadType.SEB_SET, PayloadType.SEB_IMAGE, PayloadType.J2K
@@ -80,68 +81,7 @@ def _quality(img: np.ndarray, ref: np.ndarray) -> dict:
             "dists": _perceptual(dists, img, ref)}
 
 
-def _best_cw_uses(nbytes: int, spec) -> tuple[int, object]:
-    best = None
-    for cw in range(1, 9):
-        s = replace(spec, codewords=cw)
-        u = pdu_channel_uses(nbytes, s)
-        if best is None or u < best[0]:
-            best = (u, s)
-    return best
-
-
 # -- Seb / hyperprior ------------------------------------------------------------
-class Cancelled(Exception):
-    """A search given a ``stop`` event that was set."""
-
-
-def plan_seb(codec, images: list[np.ndarray], spec, cbr: float, budget_bytes: list[int] | None = None,
-             seed: int = 0, set_id: int = 0, search_codewords: bool = True, stop=None) -> dict | None:
-    """Encoder side of one subset: for each trained rate point, the set packet,
-    the per-image packets within budget and the transmitter's own
-    reconstruction; returns the rate point with the best mean PSNR.
-    ``budget_bytes``: per-image byte budgets instead of the PHY's (the
-    capacity-achieving accounting of :func:`ideal_point`). None if the
-    budget does not even carry the set packet. ``search_codewords=False``:
-    the spec's codewords per burst are fixed (a flowgraph's PHY). ``stop``: a
-    ``threading.Event``; once set, :class:`Cancelled` is raised between steps
-    (a flowgraph stopping mid-search does not wait for the whole search)."""
-    best = None
-    uses = [cbr_channel_uses(im.shape[0], im.shape[1], cbr) for im in images]
-    pix = np.array([im.shape[0] * im.shape[1] for im in images], np.float64)
-    for mid in range(len(codec.nets)):
-        sset = codec.encode_set(images, mid, seed=seed, set_id=set_id)
-        if not sset.packet:
-            set_uses, set_spec = 0, spec
-        elif search_codewords:
-            set_uses, set_spec = _best_cw_uses(len(sset.packet), spec)
-        else:
-            set_uses, set_spec = pdu_channel_uses(len(sset.packet), spec), spec
-        if budget_bytes is not None:
-            set_bytes_share = len(sset.packet) * pix / pix.sum()
-            budgets = [None] * len(images)
-            max_b = [int(b - s) for b, s in zip(budget_bytes, set_bytes_share)]
-        else:
-            share = (sum(uses) - set_uses) * pix / pix.sum()
-            budgets = [byte_budget(int(u), spec, search_codewords) if u > 0 else None for u in share]
-            max_b = [b.payload_bytes if b else 0 for b in budgets]
-        if min(max_b) <= 0:
-            continue
-        packets, gains, recon = [], [], []
-        for i, im in enumerate(images):
-            if stop is not None and stop.is_set():
-                raise Cancelled("rate search stopped")
-            p, g = fit_packet(codec, im, sset, i, max_b[i])
-            packets.append(p)
-            gains.append(g)
-            recon.append(codec.decode_image(p, sset.bases).image)
-        score = float(np.mean([psnr(r, im) for r, im in zip(recon, images)]))
-        if best is None or score > best["tx_psnr"]:
-            best = {"model_id": mid, "set": sset, "set_uses": set_uses, "set_spec": set_spec, "packets": packets,
-                    "gains": gains, "budgets": budgets, "max_bytes": max_b, "tx_recon": recon, "tx_psnr": score}
-    return best
-
-
 def run_seb(codec, names: list[str], images: list[np.ndarray], chan: ChannelSpec, cbr: float = 1 / 30,
             timeout: float = 60.0, rx_threshold: float | None = None, seed: int = 0,
             split: bool = True) -> list[ImageResult]:
@@ -323,25 +263,6 @@ def _row(name, scheme, chan: ChannelSpec, cbr, spec, uses, h, w) -> dict:
             "height": h, "width": w, "cbr_target": cbr, "channel_uses": int(round(uses)),
             "cbr": uses / (3 * h * w), "modulation": spec.modulation, "code_rate": spec.code_rate,
             "codewords_per_burst": spec.codewords}
-
-
-def link_columns(r) -> dict:
-    """The PHY columns of a sweep row from one ``sim.LinkResult`` (or None:
-    nothing was sent): frames sent / ok; BLER = 1 - ok / sent (after LDPC
-    decoding and CRC); ``channel_ber``, the raw BER of the coded bits
-    (hard decisions on the demapper's LLRs, before decoding) over the
-    bursts the receiver detected (undetected bursts count in BLER only);
-    ``erased_fraction``, the share of the PDU's bytes that arrived as
-    erasures (a CRC-checked PHY delivers the rest exactly)."""
-    if r is None:
-        return {"frames_sent": 0, "frames_ok": 0, "bler": float("nan"), "channel_ber": float("nan"),
-                "channel_bits": 0, "erased_fraction": float("nan")}
-    n = len(r.received) if r.received is not None else 0
-    lost = sum(b - a for a, b in r.missing) if r.received is not None else 0
-    return {"frames_sent": r.frames_sent, "frames_ok": r.frames_ok,
-            "bler": 1 - r.frames_ok / r.frames_sent if r.frames_sent else float("nan"),
-            "channel_ber": r.coded_ber, "channel_bits": r.coded_bits,
-            "erased_fraction": min(1.0, lost / n) if n else 1.0}
 
 
 def _failed(name, im, scheme, chan, cbr, spec, why) -> ImageResult:

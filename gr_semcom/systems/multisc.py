@@ -50,7 +50,7 @@ class MultiScResult:
 def _caption_symbols(text: str, mode: str, deepsc=None):
     """(symbols, decoder) of a caption on an analog burst (uncoded / deepsc)."""
     if mode == "uncoded":
-        from ..semantic.multisc.textcode import symbols_to_text, text_to_symbols
+        from ..blocks.multisc_blocks import symbols_to_text, text_to_symbols
 
         return text_to_symbols(text), symbols_to_text
     if mode == "deepsc":
@@ -107,7 +107,8 @@ def cbr_budget(shape: tuple, esn0_db: float, cbr: float, mode: str = "uncoded", 
 def send_caption(text: str, mode: str, spec, chan: ChannelSpec, timeout: float, rx_threshold: float,
                  deepsc=None) -> tuple[str | None, dict]:
     """One caption over its channel; (received text or None, link record)."""
-    from .images import analog_layout, link_columns
+    from ..link.sim import link_columns
+    from .images import analog_layout
     from ..phy.mcs import burst_symbols, pdu_channel_uses
     from ..semantic.data import pdu_text
     from ..link.sim import run_analog, run_link
@@ -135,7 +136,7 @@ def send_multisc(codec: MultiScCodec, payload: MultiScPayload, chan: ChannelSpec
     (for image metrics). ``spec``: the slice's frame spec (default: the MCS
     of this Es/N0; with a CBR budget, the one :func:`cbr_budget` chose);
     captions always use this Es/N0's MCS."""
-    from .images import link_columns
+    from ..link.sim import link_columns
     from ..phy.mcs import choose_mcs, pdu_channel_uses
     from ..link.sim import run_link
 
@@ -281,3 +282,14 @@ def write_outputs(res: MultiScResult, out: Path, source: np.ndarray | None = Non
         f"region {c['region']} {c['box']}\n  sent:      {c['sent']}\n  received:  {c['received']}\n"
         f"  corrected: {c['corrected']}\n" for c in summary["captions"]))
     return summary
+
+
+def make_generator_arg(spec: str | None):
+    """None | 'tiny' (in-process tiny IP-Adapter pipeline: tests) | ZeroMQ endpoint."""
+    if not spec:
+        return None
+    if spec == "tiny":
+        from ..bridge.generators import tiny_generator
+
+        return tiny_generator("ip_adapter")
+    return spec

@@ -44,7 +44,7 @@ def send_ulbsc(codec: UlbscCodec, payload: UlbscPayload, spec, chan: ChannelSpec
     thr = {} if rx_threshold is None else {"rx_threshold": rx_threshold}
     t = time.monotonic()
     res = run_link(payload.data, spec, chan, timeout=timeout, payload_type=PayloadType.ULBSC, **thr)
-    from .images import link_columns
+    from ..link.sim import link_columns
 
     link = {**res.summary(), **link_columns(res)}
     analog, symbols = None, None

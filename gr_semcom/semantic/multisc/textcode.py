@@ -35,22 +35,6 @@ def bits_to_text(bits: np.ndarray) -> str:
     return "".join(out)
 
 
-def text_to_symbols(text: str, modulation: str = "qpsk") -> np.ndarray:
-    from ...phy.constellations import get_constellation
-
-    c = get_constellation(modulation)
-    bits = text_to_bits(text)
-    k = c.bits_per_symbol
-    bits = np.concatenate([bits, np.zeros((-bits.size) % k, np.uint8)])
-    return c.map_bits(bits).astype(np.complex64)
-
-
-def symbols_to_text(symbols: np.ndarray, modulation: str = "qpsk") -> str:
-    from ...phy.constellations import get_constellation
-
-    return bits_to_text(get_constellation(modulation).hard_bits(np.asarray(symbols, np.complex64)))
-
-
 def char_error_rate(hyp: str, ref: str) -> float:
     """Levenshtein distance / len(ref) (0 for two empty strings)."""
     a, b = ref, hyp

@@ -1,0 +1,56 @@
+"""Options every ``semcom`` command that runs the PHY shares: the frame
+(waveform, modulation, LDPC rate, codewords per burst), the simulated channel
+and the CBR budget."""
+from __future__ import annotations
+
+import argparse
+
+
+def parse_fraction(text: str) -> float:
+    from fractions import Fraction
+
+    try:
+        v = float(Fraction(text))
+    except (ValueError, ZeroDivisionError) as exc:
+        raise argparse.ArgumentTypeError(f"not a number or fraction: {text!r}") from exc
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"CBR must be in (0, 1], got {text}")
+    return v
+
+
+def _add_phy_args(p: argparse.ArgumentParser) -> None:
+    from ..phy.channel import CHANNELS
+    from ..phy.constellations import MODULATIONS
+    from ..phy.fec import CODE_RATES
+
+    p.add_argument("--waveform", default="sc", choices=("sc", "ofdm"),
+                   help="single-carrier bursts (default) or OFDM (64-point, 16 CP, 48 data carriers)")
+    p.add_argument("--mod", default="qpsk", choices=MODULATIONS, help="modulation (default qpsk)")
+    p.add_argument("--rate", default="1/2", choices=CODE_RATES, help="LDPC code rate (gr-fec alist codes)")
+    p.add_argument("--codewords", type=int, default=4, help="LDPC codewords per burst")
+    p.add_argument("--channel", default="awgn", choices=CHANNELS)
+    p.add_argument("--snr", type=float, default=10.0, help="Es/N0 in dB per complex symbol (unit-energy symbols)")
+    p.add_argument("--ebn0", type=float, default=None, help="give Eb/N0 in dB instead of --snr")
+    p.add_argument("--cfo", type=float, default=0.0,
+                   help="carrier offset: cycles per symbol (sc) or fraction of the subcarrier spacing (ofdm)")
+    p.add_argument("--timing-offset", type=float, default=0.0, help="fractional sample delay (0..1)")
+    p.add_argument("--sro-ppm", type=float, default=0.0, help="sample-rate offset in ppm")
+    p.add_argument("--doppler", type=float, default=1e-3, help="fading fD*T per symbol")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _specs(args):
+    from ..phy.channel import ChannelSpec, ebn0_to_esn0
+    from ..phy.frame import FrameSpec
+    from ..phy.ofdm import OfdmSpec
+
+    if args.waveform == "ofdm":
+        spec = OfdmSpec(modulation=args.mod, code_rate=args.rate, codewords=args.codewords)
+    else:
+        spec = FrameSpec(modulation=args.mod, code_rate=args.rate, codewords=args.codewords)
+    esn0 = args.snr
+    if args.ebn0 is not None:
+        esn0 = ebn0_to_esn0(args.ebn0, spec.constellation.bits_per_symbol, spec.code.rate)
+    chan = ChannelSpec(model=args.channel, esn0_db=esn0, cfo=args.cfo, timing_offset=args.timing_offset,
+                       sro_ppm=args.sro_ppm, doppler=args.doppler, seed=args.seed)
+    return spec, chan
