@@ -280,7 +280,7 @@ def test_stock_gnuradio_zmq_message_blocks_through_the_gateway(tiny_server):
     from gnuradio import gr, zeromq
 
     from gr_semcom.blocks.pdu_util import make_pdu
-    from gr_semcom.bridge.gr_gateway import GrGateway
+    from gr_semcom.blocks.generator_gateway import GrGateway
     from gr_semcom.link.sim import _collector
 
     _, tcp, _ = tiny_server

@@ -14,6 +14,11 @@ Out on ``out``: PDU (metadata: request fields, ``id``, ``seconds``,
 error or a malformed input. Requests run on the block's own worker thread,
 so a slow or absent server never blocks GNU Radio's scheduler; at most
 ``max_pending`` requests wait (more are answered on ``error`` with ``busy``).
+``client_key`` / ``server_key``: CURVE key files (this client's
+``.key_secret``, the server's ``.key``; ``semcom keys``, docs/lab_network.md);
+empty = $SEMCOM_CLIENT_KEY / $SEMCOM_SERVER_KEY, else no CURVE. A bad key file
+stops the flowgraph at start with a message naming it; a key the server
+refuses shows up as ``timeout`` on ``error``.
 
 ``png_file_sink``: writes each image PDU as ``<prefix>_<n>.png`` plus a
 ``.json`` of its metadata.
@@ -29,6 +34,7 @@ import pmt
 from gnuradio import gr
 
 from ..bridge import protocol as P
+from ..bridge.auth import CurveOptions
 from ..bridge.client import BridgeError, GeneratorClient
 from .pdu_util import make_pdu, numbered_file_sink, pdu_parts
 
@@ -77,9 +83,14 @@ def reply_pdu(meta: dict, rep):
 
 
 class generator_client(gr.basic_block):
-    def __init__(self, endpoint: str = "tcp://127.0.0.1:5555", timeout: float = 60.0, max_pending: int = 8):
+    def __init__(self, endpoint: str = "tcp://127.0.0.1:5555", timeout: float = 60.0, max_pending: int = 8,
+                 client_key: str = "", server_key: str = ""):
         gr.basic_block.__init__(self, "semcom_generator_client", None, None)
         self.endpoint, self.timeout = endpoint, float(timeout)
+        self.curve = CurveOptions(client_key=client_key or None, server_key=server_key or None) \
+            if (client_key or server_key) else None
+        # key files checked now (a clear error when the flowgraph is built), not on the worker thread
+        GeneratorClient(endpoint, timeout=self.timeout, curve=self.curve).close()
         self.q: queue.Queue = queue.Queue(maxsize=max_pending)
         self.sent = self.ok = self.failed = 0
         self.message_port_register_in(_IN)
@@ -119,7 +130,7 @@ class generator_client(gr.basic_block):
             self._error("busy", f"{self.q.maxsize} generation requests pending", meta)
 
     def _run(self):
-        client = GeneratorClient(self.endpoint, timeout=self.timeout)
+        client = GeneratorClient(self.endpoint, timeout=self.timeout, curve=self.curve)
         try:
             while True:
                 item = self.q.get()

@@ -6,10 +6,15 @@ with that id is accepted (stale replies of timed-out requests are dropped).
 On a timeout the socket is closed and reopened ("lazy pirate"), so the next
 request goes out on a fresh connection and a restarted server is picked up.
 One client per thread.
+
+CURVE (:mod:`auth`): ``curve=CurveOptions(client_key=..., server_key=...)``
+(or $SEMCOM_CLIENT_KEY / $SEMCOM_SERVER_KEY when ``curve`` is None). A
+server that refuses the key sends nothing: the request times out.
 """
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from dataclasses import dataclass
 
@@ -17,6 +22,7 @@ import numpy as np
 import zmq
 
 from . import protocol as P
+from .auth import CurveOptions, apply_client, endpoint_is_local
 
 
 class BridgeError(RuntimeError):
@@ -50,24 +56,42 @@ class Reply:
 
 
 _ids = itertools.count(1)
+_warned: set = set()
+log = logging.getLogger("gr_semcom.bridge.client")
 
 
 class GeneratorClient:
-    def __init__(self, endpoint: str, timeout: float = 60.0, context: zmq.Context | None = None):
+    def __init__(self, endpoint: str, timeout: float = 60.0, context: zmq.Context | None = None,
+                 curve: CurveOptions | None = None):
+        """``curve``: this client's key pair + the server's public key (auth.CurveOptions);
+        None takes them from the environment, if set there. Key-file problems raise
+        auth.CurveConfigError at once (naming the file), not at the first request."""
         self.endpoint = endpoint
         self.timeout = timeout
         self.ctx = context or zmq.Context.instance()
+        self.curve = curve if curve is not None else CurveOptions.from_env()
+        self.curve_on = bool(self.curve and self.curve.client_enabled())
         self.sock = None
         self.stale = 0
         self.reconnects = 0
+        if not self.curve_on and not endpoint_is_local(endpoint) and endpoint not in _warned:
+            _warned.add(endpoint)
+            log.warning("generator client: %s without CURVE keys: captions and images cross the network in "
+                        "the clear, and a server started safely will refuse this client", endpoint)
         self._open()
 
     def _open(self):
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.SNDHWM, 0)
-        self.sock.setsockopt(zmq.RCVHWM, 0)
-        self.sock.connect(self.endpoint)
+        sock = self.ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)
+        try:
+            apply_client(sock, self.curve)
+        except Exception:
+            sock.close(linger=0)
+            raise
+        sock.connect(self.endpoint)
+        self.sock = sock
 
     def reset(self):
         if self.sock is not None:

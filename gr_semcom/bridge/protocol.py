@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +43,8 @@ MAX_SIDE = 2048
 MAX_CAPTIONS = 32
 MAX_CAPTION_CHARS = 2000
 MAX_STEPS = 500
+MAX_ID = 2**63 - 1  # request ids: 0 <= id <= MAX_ID (a signed 64-bit integer everywhere)
+MAX_INT_DIGITS = 20  # JSON integers longer than this are refused before Python parses them
 OPS = ("generate", "ping")
 PIPELINES = ("text", "controlnet", "ip_adapter")
 _DTYPES = {"uint8": np.uint8, "float32": np.float32}
@@ -84,6 +87,53 @@ def png_decode(data: bytes) -> np.ndarray:
         raise ProtocolError("bad_frame", f"undecodable PNG: {exc}") from None
 
 
+def _no_constant(name):
+    raise ProtocolError("bad_request", f"JSON constant {name} is not allowed (strict JSON: finite numbers only)")
+
+
+def _strict_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ProtocolError("bad_request", f"JSON integer of {len(text)} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _strict_float(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):
+        raise ProtocolError("bad_request", f"JSON number {text[:40]} overflows a double")
+    return v
+
+
+def loads_strict(data: bytes) -> object:
+    """RFC 8259 JSON and nothing more: no NaN / Infinity, no number that
+    overflows a double, no integer longer than MAX_INT_DIGITS digits, no
+    duplicate keys; any violation is a ProtocolError ``bad_request``."""
+    def pairs(items):
+        d = {}
+        for k, v in items:
+            if k in d:
+                raise ProtocolError("bad_request", f"duplicate JSON key {k[:60]!r}")
+            d[k] = v
+        return d
+
+    try:
+        return json.loads(bytes(data).decode("utf-8"), parse_constant=_no_constant, parse_int=_strict_int,
+                          parse_float=_strict_float, object_pairs_hook=pairs)
+    except ProtocolError:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise ProtocolError("bad_request", f"header is not UTF-8 JSON: {type(exc).__name__}: {exc}"[:300]) from None
+
+
+def valid_id(rid) -> bool:
+    return isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid <= MAX_ID
+
+
+def dumps_strict(obj) -> bytes:
+    """JSON out under the same rule (a NaN on our side is a bug, not a message)."""
+    return json.dumps(obj, allow_nan=False).encode()
+
+
 def encode(header: dict, arrays: dict | None = None, png: dict | None = None) -> list[bytes]:
     """Header dict + named arrays (sent raw) + named images (sent as PNG;
     ``bytes`` values are taken as already-encoded PNG) -> frames."""
@@ -100,7 +150,7 @@ def encode(header: dict, arrays: dict | None = None, png: dict | None = None) ->
         descr.append({"name": name, "encoding": "png"})
         frames.append(img if isinstance(img, bytes) else png_encode(img))
     header["frames"] = descr
-    return [json.dumps(header).encode()] + frames
+    return [dumps_strict(header)] + frames
 
 
 def decode(frames: list[bytes], decode_png: bool = True) -> tuple[dict, dict]:
@@ -110,10 +160,7 @@ def decode(frames: list[bytes], decode_png: bool = True) -> tuple[dict, dict]:
         raise ProtocolError("bad_request", "empty message")
     if len(frames[0]) > MAX_HEADER:
         raise ProtocolError("too_large", f"header of {len(frames[0])} bytes > {MAX_HEADER}")
-    try:
-        header = json.loads(bytes(frames[0]).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError("bad_request", f"header is not UTF-8 JSON: {exc}") from None
+    header = loads_strict(frames[0])
     if not isinstance(header, dict):
         raise ProtocolError("bad_request", "header must be a JSON object")
     if header.get("schema") != SCHEMA:
@@ -185,16 +232,18 @@ class GenerateRequest:
     def from_message(cls, header: dict, arrays: dict) -> "GenerateRequest":
         def num(key, typ, lo, hi, default):
             v = header.get(key, default)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or (typ is int and int(v) != v):
-                raise ProtocolError("bad_request", f"{key} must be {typ.__name__}")
+            if (isinstance(v, bool) or not isinstance(v, (int, float))
+                    or (isinstance(v, float) and not math.isfinite(v))  # PDU metadata may carry NaN
+                    or (typ is int and int(v) != v)):
+                raise ProtocolError("bad_request", f"{key} must be a finite {typ.__name__}, not {v!r}"[:200])
             v = typ(v)
             if not lo <= v <= hi:
                 raise ProtocolError("bad_request", f"{key}={v} outside [{lo}, {hi}]")
             return v
 
         rid = header.get("id")
-        if not isinstance(rid, int) or isinstance(rid, bool):
-            raise ProtocolError("bad_request", "id must be an integer")
+        if not valid_id(rid):
+            raise ProtocolError("bad_request", f"id must be an integer in [0, {MAX_ID}]")
         caps = header.get("captions", [])
         if (not isinstance(caps, list) or len(caps) > MAX_CAPTIONS
                 or not all(isinstance(c, str) and len(c) <= MAX_CAPTION_CHARS for c in caps)):
@@ -220,5 +269,5 @@ class GenerateRequest:
 
 
 def error_reply(rid, code: str, detail: str) -> list[bytes]:
-    return encode({"id": rid if isinstance(rid, int) and not isinstance(rid, bool) else None, "ok": False,
+    return encode({"id": rid if valid_id(rid) else None, "ok": False,
                    "error": code, "detail": detail[:500]})

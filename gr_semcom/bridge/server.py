@@ -2,18 +2,34 @@
 each owning one generator (one diffusers pipeline, loaded once).
 
 One thread owns the ROUTER socket (ZeroMQ sockets are not thread-safe): it
-validates every message (:mod:`protocol`), answers ``ping`` itself, queues
-``generate`` requests (bounded: a full queue answers ``busy`` at once) and
-sends the replies that workers push back over an inproc socket. A malformed
-message gets an error reply and never reaches a worker; an exception in a
-generator becomes an error reply for that request only.
+validates every message (:mod:`protocol`, strict JSON), answers ``ping``
+itself, queues ``generate`` requests and sends the replies that workers push
+back over an inproc socket. A malformed message gets an error reply and never
+reaches a worker; an exception in a generator becomes an error reply for that
+request only.
 
-    semcom serve --endpoint tcp://*:5555 --pipeline controlnet --model DIR --device cuda --workers 2
+Fit for a shared network (docs/lab_network.md):
+
+* **CURVE** (:mod:`auth`): with ``CurveOptions(server_key=..., allowed_keys=DIR)``
+  every connection is encrypted and only clients whose public key is in DIR
+  get through the handshake; the others get nothing and each refusal is
+  logged (rate-limited) and counted (``refused`` in ``ping``).
+* **Loopback by default** (:data:`DEFAULT_ENDPOINT`): binding anything but
+  loopback / ipc:// without CURVE raises :class:`InsecureBindError` before
+  any model is loaded, unless ``insecure=True`` (a loud warning).
+* **Fair queueing** (:class:`FairQueue`): one bounded queue per client
+  identity (the CURVE public key, else the connection), workers take
+  requests round robin across clients; a client over its own bound gets
+  ``busy`` while the others are still admitted.
+
+    semcom serve --endpoint tcp://0.0.0.0:5555 --server-key keys/server.key_secret --allowed-keys keys/allowed \
+        --pipeline controlnet --model DIR --device cuda --workers 2
 """
 from __future__ import annotations
 
+import collections
 import logging
-import queue
+import sys
 import threading
 import time
 import uuid
@@ -21,17 +37,123 @@ import uuid
 import zmq
 
 from . import protocol as P
+from .auth import CurveOptions, ServerCurve, endpoint_is_local
 
 log = logging.getLogger("gr_semcom.bridge")
 
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+
+
+class InsecureBindError(RuntimeError):
+    """A network-reachable endpoint without CURVE (and without ``insecure=True``)."""
+
+
+def check_bind(endpoints, curve_on: bool, insecure: bool) -> list:
+    """Refuse (InsecureBindError) or warn about network endpoints without CURVE; -> those endpoints."""
+    exposed = [ep for ep in endpoints if not endpoint_is_local(ep)]
+    if exposed and not curve_on:
+        if not insecure:
+            raise InsecureBindError(
+                f"refusing to bind {', '.join(exposed)} without CURVE: anyone who reaches the port would drive "
+                "the generator and read every caption and image. Use a loopback endpoint "
+                f"({DEFAULT_ENDPOINT}) or ipc://, or give --server-key SERVER.key_secret --allowed-keys DIR "
+                "(semcom keys; docs/lab_network.md), or pass --insecure on a network you trust")
+        msg = (f"INSECURE: generator server bound to {', '.join(exposed)} WITHOUT authentication or encryption "
+               "(--insecure): anyone who reaches the port drives the GPU and reads every caption and image")
+        bar = "!" * min(len(msg), 100)
+        log.warning("%s", msg)
+        print(f"{bar}\n{msg}\n{bar}", file=sys.stderr, flush=True)
+    return exposed
+
+
+class QueueFull(Exception):
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class FairQueue:
+    """Bounded per-client FIFOs, served round robin across clients.
+
+    ``put(client, item)`` admits when the client has fewer than
+    ``per_client`` items queued and the total is under ``total``; a client
+    with nothing queued is admitted up to ``2 * total`` (so a crowd of
+    flooders cannot lock a quiet client out). ``get()`` takes the oldest item
+    of the next client in turn. Thread-safe."""
+
+    def __init__(self, per_client: int = 16, total: int = 64):
+        if per_client < 1 or total < 1:
+            raise ValueError("queue bounds must be >= 1")
+        self.per_client, self.total = per_client, total
+        self._q: collections.OrderedDict = collections.OrderedDict()
+        self._n = 0
+        self._closed = False
+        self._cv = threading.Condition()
+
+    def qsize(self) -> int:
+        return self._n
+
+    def clients(self) -> int:
+        return len(self._q)
+
+    def put(self, client, item) -> None:
+        with self._cv:
+            dq = self._q.get(client)
+            mine = len(dq) if dq else 0
+            if mine >= self.per_client:
+                raise QueueFull(f"{mine} of this client's requests queued (per-client bound {self.per_client})")
+            if self._n >= (2 * self.total if mine == 0 else self.total):
+                raise QueueFull(f"{self._n} requests queued (server bound {self.total})")
+            if dq is None:
+                dq = self._q[client] = collections.deque()  # joins the end of the rotation
+            dq.append(item)
+            self._n += 1
+            self._cv.notify()
+
+    def get(self, timeout: float | None = None):
+        """Next item round robin, or None once closed (or on timeout)."""
+        with self._cv:
+            if not self._cv.wait_for(lambda: self._n or self._closed, timeout):
+                return None
+            if self._closed:
+                return None
+            client, dq = next(iter(self._q.items()))
+            item = dq.popleft()
+            self._n -= 1
+            if dq:
+                self._q.move_to_end(client)  # its next item waits for everyone else's turn
+            else:
+                del self._q[client]
+            return item
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+
 
 class GeneratorServer:
-    def __init__(self, make_generator, endpoints, workers: int = 1, queue_max: int = 64,
-                 context: zmq.Context | None = None, name: str = ""):
-        """``make_generator()`` is called once per worker (each GPU worker holds its own pipeline)."""
+    def __init__(self, make_generator, endpoints=DEFAULT_ENDPOINT, workers: int = 1, queue_max: int = 64,
+                 context: zmq.Context | None = None, name: str = "", curve: CurveOptions | None = None,
+                 client_queue_max: int = 16, insecure: bool = False):
+        """``make_generator()`` is called once per worker (each GPU worker holds its own pipeline).
+
+        ``curve``: CurveOptions with ``server_key`` + ``allowed_keys`` turns CURVE on
+        (key files are checked here, before any model loads). ``insecure`` (or
+        ``curve.insecure``) allows a network endpoint without CURVE. Raises
+        InsecureBindError / auth.CurveConfigError with a message naming the fix."""
         self.endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
-        self.ctx = context or zmq.Context.instance()
-        self.jobs: queue.Queue = queue.Queue(maxsize=queue_max)
+        if not self.endpoints:
+            raise ValueError("no endpoint to bind")
+        curve = curve or CurveOptions()
+        self.curve_on = curve.server_enabled()
+        self.exposed = check_bind(self.endpoints, self.curve_on, insecure or curve.insecure)
+        self._curve_opts = curve
+        # the ZAP handler is per context (inproc://zeromq.zap.01): a CURVE server gets a context of its own
+        self._own_ctx = context is None and self.curve_on
+        self.ctx = context or (zmq.Context() if self.curve_on else zmq.Context.instance())
+        self._curve = ServerCurve(curve, self.ctx) if self.curve_on else None
+        self.jobs = FairQueue(per_client=min(client_queue_max, queue_max), total=queue_max)
         self.workers = workers
         self._make = make_generator
         self._stop = threading.Event()
@@ -42,14 +164,22 @@ class GeneratorServer:
         self.device = "?"
         self.served = 0
         self.rejected = 0
+        self.busy = 0
         self.ready = threading.Event()
         self._error: Exception | None = None
+
+    @property
+    def refused(self) -> int:
+        """Connections refused at the CURVE handshake (no key, wrong key, wrong server key)."""
+        return self._curve.refusals.total if self._curve else 0
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> "GeneratorServer":
         gens = [self._make() for _ in range(self.workers)]  # load before accepting requests
         self.kind = getattr(gens[0], "kind", "?")
         self.device = str(getattr(gens[0], "device", "?"))
+        if self._curve:
+            self._curve.start()
         self._pull = self.ctx.socket(zmq.PULL)
         self._pull.bind(self._inproc)
         for i, g in enumerate(gens):
@@ -62,18 +192,24 @@ class GeneratorServer:
         if not self.ready.wait(10):
             raise RuntimeError("bridge server did not start")
         if self._error:
+            self.stop()
             raise self._error
+        log.info("generator server on %s (%s)", ", ".join(self.endpoints),
+                 f"CURVE, {len(self._curve.keydir.keys)} allowed client keys" if self._curve
+                 else "no CURVE: loopback/ipc only" if not self.exposed else "NO CURVE (--insecure)")
         return self
 
     def stop(self):
         self._stop.set()
-        for _ in range(self.workers):
-            try:
-                self.jobs.put_nowait(None)
-            except queue.Full:
-                pass
+        self.jobs.close()
         for t in self._threads:
             t.join(timeout=5)
+        self._threads = []
+        if self._curve:
+            self._curve.stop()
+        if self._own_ctx:
+            self.ctx.term()
+            self._own_ctx = False
 
     def serve_forever(self):
         self.start()
@@ -114,7 +250,8 @@ class GeneratorServer:
 
     def _health(self) -> dict:
         return {"ok": True, "op": "ping", "pipeline": self.kind, "device": self.device, "workers": self.workers,
-                "queued": self.jobs.qsize(), "served": self.served, "rejected": self.rejected,
+                "queued": self.jobs.qsize(), "clients_queued": self.jobs.clients(), "served": self.served,
+                "rejected": self.rejected, "busy": self.busy, "refused": self.refused, "curve": self.curve_on,
                 "schema": P.SCHEMA, "name": self.name}
 
     def _loop(self):
@@ -122,17 +259,31 @@ class GeneratorServer:
         router.setsockopt(zmq.LINGER, 0)
         router.setsockopt(zmq.MAXMSGSIZE, 256 * 1024 * 1024)  # hard cap; per-frame limits reply with errors
         router.setsockopt(zmq.SNDHWM, 0)
-        router.setsockopt(zmq.RCVHWM, 0)
+        # bounded per connection: a flooding peer is held back by TCP instead of growing our memory
+        router.setsockopt(zmq.RCVHWM, 256)
+        monitor = None
         try:
+            if self._curve:
+                self._curve.apply(router)
+                monitor = router.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                                                    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                                                    | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
             for ep in self.endpoints:
                 router.bind(ep)
         except zmq.ZMQError as exc:
             self._error = RuntimeError(f"cannot bind {self.endpoints}: {exc}")
+            if monitor is not None:
+                router.disable_monitor()
+                monitor.close(linger=0)
+            router.close(linger=0)
+            self._pull.close(linger=0)
             self.ready.set()
             return
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
         poller.register(self._pull, zmq.POLLIN)
+        if monitor is not None:
+            poller.register(monitor, zmq.POLLIN)
         self.ready.set()
         try:
             while not self._stop.is_set():
@@ -146,17 +297,44 @@ class GeneratorServer:
                         self.served += 1
                         router.send_multipart(msg)
                 if router in events:
-                    while True:
+                    for _ in range(1000):  # then replies get their turn again
                         try:
-                            msg = router.recv_multipart(zmq.NOBLOCK)
+                            msg = router.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:
                             break
                         reply = self._handle(msg)
                         if reply is not None:
                             router.send_multipart(reply)
+                if monitor is not None and monitor in events:
+                    self._monitor_events(monitor)
         finally:
+            if monitor is not None:
+                router.disable_monitor()
+                monitor.close(linger=0)
             router.close(linger=0)
             self._pull.close(linger=0)
+
+    def _monitor_events(self, monitor):
+        from zmq.utils.monitor import recv_monitor_message
+
+        while True:
+            try:
+                ev = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            ep = ev.get("endpoint", b"")
+            self._curve.handshake_failed(ev["event"], ev["value"],
+                                         ep.decode("utf-8", "replace") if isinstance(ep, bytes) else str(ep))
+
+    def _client_id(self, frame) -> bytes:
+        """Identity the fair queue keys on: the CURVE public key (every socket and
+        reconnect of one key shares one queue), else the connection's routing id."""
+        if self._curve:
+            try:
+                return b"key:" + frame.get("User-Id").encode()
+            except (zmq.ZMQError, AttributeError, UnicodeError):
+                pass
+        return b"conn:" + frame.bytes
 
     @staticmethod
     def _split(msg):
@@ -165,8 +343,10 @@ class GeneratorServer:
             return msg[:2], msg[2:]
         return msg[:1], msg[1:]
 
-    def _handle(self, msg):
+    def _handle(self, frames):
         t_in = time.perf_counter()
+        client = self._client_id(frames[0])
+        msg = [f.bytes for f in frames]
         route, body = self._split(msg)
         rid = None
         try:
@@ -174,17 +354,19 @@ class GeneratorServer:
             rid = header.get("id")
             op = header.get("op")
             if op == "ping":
-                return route + P.encode({"id": rid if isinstance(rid, int) else None, **self._health()})
+                if rid is not None and not P.valid_id(rid):
+                    raise P.ProtocolError("bad_request", f"id must be an integer in [0, {P.MAX_ID}]")
+                return route + P.encode({"id": rid, **self._health()})
             if op != "generate":
                 raise P.ProtocolError("bad_request", f"op {op!r} not one of {P.OPS}")
             req = P.GenerateRequest.from_message(header, arrays)
             if req.pipeline and req.pipeline != self.kind:
                 raise P.ProtocolError("wrong_pipeline", f"this server runs {self.kind!r}, request asks {req.pipeline!r}")
             try:
-                self.jobs.put_nowait((route, req, t_in))
-            except queue.Full:
-                self.rejected += 1
-                return route + P.error_reply(req.id, "busy", f"{self.jobs.maxsize} requests queued")
+                self.jobs.put(client, (route, req, t_in))
+            except QueueFull as exc:
+                self.busy += 1
+                return route + P.error_reply(req.id, "busy", exc.detail)
             return None
         except P.ProtocolError as exc:
             self.rejected += 1
