@@ -29,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SCHEMES = ("seb", "hyperprior", "jpeg2000-ldpc", "deepjscc")
+from gr_semcom.systems.registry import IMAGE_SCHEMES as SCHEMES  # noqa: E402
 
 
 def _models(scheme: str) -> list[str]:

@@ -69,7 +69,7 @@ def test_sweep_cli_resumable_and_bad_images(tmp_path):
     (d / "b.jpg").write_bytes(b"\xff\xd8\xff truncated")
     exe = ROOT / ".venv" / "bin" / "semcom"
     cmd = ([str(exe)] if exe.exists() else [sys.executable, "-m", "gr_semcom.cli"]) + [
-        "sweep", "--schemes", "jpeg2000-ldpc,deepjscc", "--snr", "6:9:3", "--images", str(d), "--workers", "2",
+        "sweep", "--schemes", "jpeg2000,deepjscc", "--snr", "6:9:3", "--images", str(d), "--workers", "2",
         "--capacity", "--grid-snrs", "9", "--out", str(tmp_path / "out")]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -78,7 +78,7 @@ def test_sweep_cli_resumable_and_bad_images(tmp_path):
     assert len(ok) == 4 and all(float(x["cbr"]) <= 1 / 30 for x in ok)
     assert all(float(x["psnr"]) > 15 for x in ok)
     for x in ok:  # the PHY columns: raw BER of the coded bits against the closed form, BLER = 1 - ok / sent
-        if x["scheme"] == "jpeg2000-ldpc":
+        if x["scheme"] == "jpeg2000":
             n, ber = int(x["channel_bits"]), float(x["channel_ber"])
             ref = _uncoded_ber(x["modulation"], float(x["esn0_db"]))
             sigma = math.sqrt(ref * (1 - ref) / n)
@@ -89,7 +89,7 @@ def test_sweep_cli_resumable_and_bad_images(tmp_path):
     assert bad and all(x["failed"] == "True" and x["reason"] for x in bad)
     assert any(x["accounting"] == "capacity" for x in raw)
     summary = list(csv.DictReader(open(tmp_path / "out" / "sweep_summary.csv")))
-    assert {x["scheme"] for x in summary} == {"jpeg2000-ldpc", "deepjscc"}
+    assert {x["scheme"] for x in summary} == {"jpeg2000", "deepjscc"}
     assert (tmp_path / "out" / "sweep.png").stat().st_size > 10000
     assert (tmp_path / "out" / "sweep_grid.png").is_file()
     # resumable: a second run adds nothing

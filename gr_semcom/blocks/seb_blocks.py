@@ -113,19 +113,23 @@ def make_seb_codec(models: str = "", mode: str = "seb"):
 
 class seb_encoder(_worker_block):
     def __init__(self, models: str = "", mode: str = "seb", set_size: int = 4, flush_timeout: float = 2.0,
-                 cbr: float = 1 / 30, modulation: str = "qpsk", code_rate: str = "1/2", codewords: int = 4):
+                 cbr: float = 1 / 30, modulation: str = "qpsk", code_rate: str = "1/2", codewords: int = 4,
+                 split: bool = True, seed: int = 0, codec=None):
         from ..phy.frame import FrameSpec
 
         _worker_block.__init__(self, "semcom_seb_encoder")
-        self.codec = make_seb_codec(models, mode)
+        self.codec = codec if codec is not None else make_seb_codec(models, mode)
         self.set_size = max(1, int(set_size))
         self.flush_timeout = float(flush_timeout)
         self.cbr = float(cbr)
         self.spec = FrameSpec(modulation=modulation, code_rate=code_rate, codewords=int(codewords))
+        self.split = bool(split)
+        self.seed = int(seed)
         self.sets_sent = 0
         self.images_sent = 0
         self._pending: list = []
         self._first = None
+        self._encoding = False
         self.message_port_register_in(_IN)
         self.message_port_register_out(_OUT)
         self.set_msg_handler(_IN, self.handle)
@@ -133,15 +137,35 @@ class seb_encoder(_worker_block):
     def handle(self, msg):
         self.enqueue((msg,))
 
+    def holding(self) -> bool:
+        return bool(self._pending) or self._encoding
+
     def idle(self):
-        if self._pending and (len(self._pending) >= self.set_size
+        if self._pending and (len(self._pending) >= self.set_size or self._finishing
                               or time.monotonic() - self._first > self.flush_timeout):
+            self._encoding = True
             batch, self._pending = self._pending, []
             try:
-                self.encode_set(batch)
+                for sub in self.subsets(batch):
+                    self.encode_set(sub)
             except Exception as exc:
                 self.message_port_pub(_STATUS, _status(event="encode_error", error=f"{type(exc).__name__}: {exc}",
                                                        images=[n for n, _ in batch]))
+            finally:
+                self._encoding = False
+
+    def subsets(self, batch: list) -> list:
+        """The collected images as the sets to encode: with ``split`` and three
+        or more images, Seb's subsets of similar images (Sec. II-A,
+        :func:`~gr_semcom.semantic.seb.codec.split_image_set` on the middle rate
+        point's features); else one set."""
+        if not (self.split and self.codec.uses_bases and len(batch) >= 3):
+            return [batch]
+        from ..semantic.seb.codec import split_image_set
+
+        labels, _ = split_image_set(self.codec.nets[len(self.codec.nets) // 2], [im for _, im in batch],
+                                    seed=self.seed)
+        return [[b for b, lab in zip(batch, labels) if lab == k] for k in sorted(set(labels.tolist()))]
 
     def work_item(self, msg):
         from ..semantic.images import ImageError
@@ -163,7 +187,7 @@ class seb_encoder(_worker_block):
         names, images = [n for n, _ in batch], [im for _, im in batch]
         try:
             pdus = seb_set_pdus(self.codec, names, images, self.spec, self.cbr, self.sets_sent & 0xFF,
-                                seed=self.sets_sent, stop=self._stop)
+                                seed=self.seed + self.sets_sent, stop=self._stop)
         except Cancelled:  # flowgraph stopping: nothing half-sent
             return
         for meta, pkt in pdus:
@@ -190,16 +214,18 @@ def seb_set_pdus(codec, names, images, spec, cbr: float, set_id: int = 0, seed: 
         pkt = plan["packets"][i]
         out.append(({"kind": "image", "set_id": set_id, "name": name, "payload_type": PT_IMAGE,
                      "gain": plan["gains"][i], "bytes": len(pkt), "budget_bytes": plan["max_bytes"][i],
-                     "model": model, "encode_seconds": seconds / len(images)}, pkt))
+                     "model": model, "encode_seconds": seconds / len(images),
+                     # the transmitter's own reconstruction (all packets intact)
+                     "tx_psnr": psnr(plan["tx_recon"][i], images[i])}, pkt))
     return out
 
 
 class seb_decoder(_worker_block):
     keep_sets = 8
 
-    def __init__(self, models: str = "", mode: str = "seb"):
+    def __init__(self, models: str = "", mode: str = "seb", codec=None):
         _worker_block.__init__(self, "semcom_seb_decoder")
-        self.codec = make_seb_codec(models, mode)
+        self.codec = codec if codec is not None else make_seb_codec(models, mode)
         self.bases: OrderedDict = OrderedDict()
         self.decoded = 0
         self.message_port_register_in(_IN)

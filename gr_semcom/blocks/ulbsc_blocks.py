@@ -124,6 +124,11 @@ class _worker_block(_threaded_block):
         _threaded_block.__init__(self, name)
         self._q: queue.Queue = queue.Queue(max_pending)
         self._lock = threading.Lock()
+        # items queued / finished (work_item and the idle() after it done): a runner that
+        # fed the block N items knows it is through with them (:meth:`settled`)
+        self.items_in = 0
+        self.items_done = 0
+        self._finishing = False
 
     def _arrive(self, lst, msg):
         """A decoder input: queue (arrival time, metadata, data) on ``lst`` and wake the worker."""
@@ -143,8 +148,22 @@ class _worker_block(_threaded_block):
     def enqueue(self, item):
         try:
             self._q.put_nowait(item)
+            self.items_in += 1
         except queue.Full:
             self.message_port_pub(_STATUS, _status(event="busy", block=self.name()))
+
+    def finish(self):
+        """End of input: work held back for more input (a partial image set)
+        is done now instead of after its timeout."""
+        self._finishing = True
+
+    def holding(self) -> bool:
+        """Whether input is held back waiting for more (blocks that batch)."""
+        return False
+
+    def settled(self) -> bool:
+        """Every queued item worked off, its output published, nothing held."""
+        return self.items_done >= self.items_in and not self.holding()
 
     def _run(self):
         while not self._stop.is_set():
@@ -160,6 +179,9 @@ class _worker_block(_threaded_block):
                 log.error("%s: %s", self.name(), exc)
                 self.message_port_pub(_STATUS, _status(event="error", block=self.name(),
                                                        error=f"{type(exc).__name__}: {exc}"))
+            finally:
+                if item is not None:
+                    self.items_done += 1
 
     def idle(self):
         pass

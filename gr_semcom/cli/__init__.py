@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 from ..common import MODELS
+from ..systems.registry import IMAGE_SCHEMES, SCHEMES, TRANSMIT_SCHEMES
 from ..semantic.images import load_image_set
 from .common import _add_phy_args, _specs, parse_fraction
 
@@ -102,7 +103,6 @@ def cmd_transmit_ulbsc(args) -> int:
     return 0 if res.link.get("frames_ok") else 1
 
 
-IMAGE_SCHEMES = ("seb", "hyperprior", "jpeg2000", "deepjscc")
 
 
 def cmd_transmit_images(args) -> int:
@@ -297,7 +297,7 @@ def main(argv=None) -> int:
     t.add_argument("--random-bytes", type=int, default=4096)
     t.add_argument("--out", default="out/transmit")
     t.add_argument("--timeout", type=float, default=120.0)
-    t.add_argument("--scheme", default="file", choices=("file", "ulbsc", "multisc") + IMAGE_SCHEMES,
+    t.add_argument("--scheme", default="file", choices=TRANSMIT_SCHEMES,
                    help="file: send the bytes; ulbsc: INPUT is an image sent as caption + saliency codebook indices; "
                         "multisc: main-object slice + one caption per fused region; "
                         "seb, hyperprior, jpeg2000, deepjscc: INPUT is an image or a directory of images sent "
@@ -355,9 +355,8 @@ def main(argv=None) -> int:
     tr.set_defaults(func=cmd_train)
     sw = sub.add_parser("sweep", help="schemes x channels x Es/N0 x seeds through the GNU Radio chain: tidy CSV, "
                                       "summary with 95 %% intervals, plots, image grid (resumable)")
-    sw.add_argument("--schemes", default="seb,hyperprior,jpeg2000-ldpc,deepjscc",
-                    help="image: seb, hyperprior, jpeg2000-ldpc, deepjscc; semantic: multisc, multisc-random, "
-                         "multisc-single, ulbsc, caption-only")
+    sw.add_argument("--schemes", default=",".join(IMAGE_SCHEMES),
+                    help="comma-separated, from: " + ", ".join(SCHEMES))
     sw.add_argument("--channels", default="awgn", help="comma-separated: awgn, rayleigh, rician, ...")
     sw.add_argument("--snr", default="-3:15:3", help="Es/N0 dB: start:stop:step (stop included) or a,b,c")
     sw.add_argument("--images", default="test256",

@@ -14,7 +14,7 @@ Radio chain (``semcom sweep``; benchmarks/seb_curves.py builds on it).
 * an image that does not decode is a row with ``failed`` and the reason; the
   sweep goes on.
 
-Image schemes: ``seb``, ``hyperprior``, ``jpeg2000-ldpc``, ``deepjscc``, all
+Image schemes: ``seb``, ``hyperprior``, ``jpeg2000``, ``deepjscc``, all
 at one CBR budget (image_link.py). ``accounting = capacity`` rows are the
 same encoders with a capacity-achieving code (Seb's eq. 11-12), no PHY.
 
@@ -45,18 +45,11 @@ from pathlib import Path
 import numpy as np
 from ..common import MODELS, PayloadType
 
-IMAGE_SCHEMES = ("seb", "hyperprior", "jpeg2000-ldpc", "deepjscc")
-LABELS = {"seb": "Seb", "hyperprior": "DL w/o corr. (hyperprior)", "jpeg2000-ldpc": "JPEG2000 + LDPC",
-          "deepjscc": "DeepJSCC (analog)"}
-COLOURS = {"seb": "C3", "hyperprior": "C0", "jpeg2000-ldpc": "C2", "deepjscc": "C1"}
+from ..systems.registry import IMAGE_SCHEMES, MULTISC_SPLITS as MULTISC_SCHEMES, SCHEMES, SEMANTIC_SCHEMES
+
+LABELS = {n: s.label for n, s in SCHEMES.items()}
+COLOURS = {n: s.colour for n, s in SCHEMES.items()}
 METRICS = ("psnr", "ms_ssim", "lpips", "dists")
-MULTISC_SCHEMES = {"multisc": "fusion", "multisc-random": "random", "multisc-single": "single"}
-SEMANTIC_SCHEMES = tuple(MULTISC_SCHEMES) + ("ulbsc", "caption-only")
-SCHEMES = IMAGE_SCHEMES + SEMANTIC_SCHEMES
-LABELS.update({"multisc": "Multi-SC, feature fusion", "multisc-random": "Multi-SC, random split",
-               "multisc-single": "single caption + slice", "ulbsc": "ULBSC", "caption-only": "caption only"})
-COLOURS.update({"multisc": "C4", "multisc-random": "C5", "multisc-single": "C6", "ulbsc": "C7",
-                "caption-only": "C8"})
 # every metric a summary may carry (those no row has are left out)
 ALL_METRICS = METRICS + ("bler", "channel_ber", "erased_fraction", "clip", "psnr_before", "lpips_before",
                          "clip_before", "slice_psnr", "caption_bleu",
@@ -146,7 +139,7 @@ def run_point(point: Point, cfg: SweepConfig) -> list[dict]:
             raise FileNotFoundError(f"no {s} models under {mdir}")
         codec = SebCodec.from_files(paths)
     if point.accounting == "capacity":
-        rows = image_link.ideal_point("jpeg2000" if s == "jpeg2000-ldpc" else s, names, ims, point.esn0_db,
+        rows = image_link.ideal_point(s, names, ims, point.esn0_db,
                                       cfg.cbr, codec=codec)
         for r in rows:
             r.update(scheme=s, channel=point.channel, seed=point.seed, cbr_target=cfg.cbr, accounting="capacity")
@@ -154,7 +147,7 @@ def run_point(point: Point, cfg: SweepConfig) -> list[dict]:
     chan = ChannelSpec(model=point.channel, esn0_db=point.esn0_db, seed=1000 * point.seed + 17)
     if s in ("seb", "hyperprior"):
         res = image_link.run_seb(codec, names, ims, chan, cfg.cbr, seed=point.seed)
-    elif s == "jpeg2000-ldpc":
+    elif s == "jpeg2000":
         res = image_link.run_jpeg2000(names, ims, chan, cfg.cbr)
     elif s == "deepjscc":
         from ..semantic.image_jscc import load_model

@@ -340,3 +340,134 @@ def link_columns(r) -> dict:
             "bler": 1 - r.frames_ok / r.frames_sent if r.frames_sent else float("nan"),
             "channel_ber": r.coded_ber, "channel_bits": r.coded_bits,
             "erased_fraction": min(1.0, lost / n) if n else 1.0}
+
+
+@dataclass
+class BlocksRun:
+    """One run of a system's own encoder and decoder blocks around the PHY
+    (:func:`run_blocks`). ``sent``: the PDUs the encoder block put out, in
+    order (PDU k has the frame header's ``msg_id`` k); ``received``: the
+    receiver's reassembled PDUs by ``msg_id`` (metadata with ``missing``
+    byte ranges); ``decoded``: the decoder block's outputs, in order;
+    ``pdu_links``: one :class:`LinkResult` per sent PDU (its frames'
+    outcomes); ``link``: the whole run (every frame accounted for);
+    ``events``: the status messages of the encoder and decoder blocks."""
+    sent: list
+    received: dict
+    decoded: list
+    pdu_links: list
+    link: LinkResult
+    events: list
+    seconds: float
+
+
+def run_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: ChannelSpec, timeout: float | None = None,
+               rx_threshold: float | None = None, ldpc_decoder: str = "spa", encode_timeout: float = 600.0
+               ) -> BlocksRun:
+    """A system's flowgraph, as a GRC user builds it: input PDUs -> the
+    system's encoder block -> ``phy_tx`` -> channel -> ``phy_rx`` -> the
+    system's decoder block. ``inputs``: (metadata, u8 array) PDUs as
+    ``image_source`` makes them. Runs until the encoder has worked off every
+    input (:meth:`finish` ends a partial batch), every frame it caused is
+    accounted for (the drain rule of :func:`run_link`, over all PDUs back to
+    back) and the decoder has worked off every reassembled PDU."""
+    tb = gr.top_block("semcom_system")
+    tx, ch, rx = make_link_blocks(spec, chan, rx_threshold, 0.0, False, ldpc_decoder)
+    sent, recv, dec, status, events, hard, coded = (_collector(n) for n in
+                                                    ("sent", "recv", "dec", "status", "events", "bits", "coded"))
+    tb.connect(tx, ch, rx)
+    tb.msg_connect(encoder, "out", tx, "in")
+    tb.msg_connect(encoder, "out", sent, "in")
+    tb.msg_connect(rx, "out", decoder, "in")
+    tb.msg_connect(rx, "out", recv, "in")
+    tb.msg_connect(decoder, "out", dec, "in")
+    tb.msg_connect(rx, "status", status, "in")
+    tb.msg_connect(rx, "bits", hard, "in")
+    tb.msg_connect(encoder, "status", events, "in")
+    tb.msg_connect(decoder, "status", events, "in")
+    tb.msg_connect(tx.encoder if spec.code.alist is not None else tx.framer, "out", coded, "in")
+    t0 = time.monotonic()
+    tb.start()
+    try:
+        for meta, data in inputs:
+            encoder._post(pmt.intern("in"), make_pdu(meta, np.frombuffer(bytes(data), np.uint8)))
+        encoder.finish()
+        end = t0 + encode_timeout
+        _wait_for(lambda: encoder.items_in >= len(inputs) and encoder.settled(), max(0.0, end - time.monotonic()))
+        # what the encoder published reaches the TX (and our tap) in order
+        _wait_for(lambda: len(sent.items) >= tx.framer.msg_id and tx.framer.msg_id >= len(sent.items), 5.0)
+        pdus = [pdu_parts(m) for m in sent.items]
+        counts = [framing.frame_count(d.size, spec.capacity) if d.size else 0 for _, d in pdus]
+        n_frames = sum(counts)
+        timeout = link_timeout(n_frames, spec) if timeout is None else float(timeout)
+        bursts, total, first = [], 0, []
+        for c in counts:
+            first.append(len(bursts))
+            b, n = tx_layout(spec, tx, c) if c else ([], 0)
+            bursts += [(total + s, total + e) for s, e in b]
+            total += n
+        needed = total * (1 - abs(chan.sro_ppm) * 1e-6) - hold_back(rx, chan)
+        t_link = time.monotonic()
+        drained = wait_drained(rx, needed, t_link + timeout)
+        stop_reason = "drained" if drained else (
+            f"timeout after {timeout:.0f} s: receiver read {rx.stream_position()} of {total} samples, "
+            f"{rx.in_flight()} bursts inside it")
+        reports = rx.deframer.judged + rx.demod.dropped + getattr(getattr(rx, "decoder", None), "rejected", 0)
+        _wait_for(lambda: len(status.items) >= reports)
+        n_status = len(status.items)
+        rx.deframer.flush()
+        _wait_for(lambda: len(recv.items) >= rx.deframer.pdus_out)
+        _wait_for(lambda: decoder.items_in >= len(recv.items) and decoder.settled(), 120.0)
+        _wait_for(lambda: len(dec.items) >= getattr(decoder, "decoded", len(dec.items)), 5.0)
+    finally:
+        tb.stop()
+        tb.wait()
+    seconds = time.monotonic() - t0
+    sts = [pmt.to_python(m) for m in status.items[:n_status]]
+    frames = [dict(s) for s in sts if isinstance(s, dict) and s.get("event") == "frame"]
+    for f in frames:  # frame index over the whole run: the PDU's first frame + its segment index
+        if f.get("crc_ok") and f.get("msg_id") is not None and f["msg_id"] < len(first):
+            f["seg_index"] = first[f["msg_id"]] + f.get("seg_index", 0)
+        else:
+            f["seg_index"] = n_frames
+    drops = [s for s in sts if isinstance(s, dict) and s.get("event") == "burst_drop"]
+    burst_len = float(bursts[0][1] - bursts[0][0]) if bursts else 1.0
+    outcomes, false_alarms = account_frames(bursts, frames, drops, tolerance=burst_len / 2)
+    if not drained:
+        outcomes = [o if o in ("ok", "crc") else "in flight at timeout" for o in outcomes]
+    received = {}
+    for m in recv.items:
+        meta, arr = pdu_parts(m)
+        received[int(meta.get("msg_id", -1))] = (meta, arr.tobytes())
+    bps = spec.constellation.bits_per_symbol
+    snrs = [f["snr_db"] for f in frames if f.get("snr_db") is not None and np.isfinite(f["snr_db"])]
+    coded_bits = np.array([pdu_parts(m)[1] for m in coded.items]) if coded.items else np.zeros((0, 0))
+    errs, nbits = 0, 0
+    for m in hard.items:
+        rb = pdu_parts(m)[1]
+        if coded_bits.size:
+            errs += int((coded_bits[:, : rb.size] != rb[None, :]).sum(1).min())
+            nbits += rb.size
+
+    def result(k_out: list, data: bytes | None, meta: dict | None, n: int) -> LinkResult:
+        ok, crc = k_out.count("ok"), k_out.count("crc")
+        return LinkResult(
+            received=data, complete=bool(meta.get("complete")) if meta else False,
+            missing=[tuple(x) for x in (meta.get("missing") or [])] if meta else [],
+            frames_sent=n, frames_ok=ok, frames_crc_fail=crc, bursts_detected=len(hard.items),
+            false_alarms=false_alarms, coded_ber=errs / nbits if nbits else float("nan"), coded_bits=nbits,
+            mean_snr_db=float(np.mean(snrs)) if snrs else float("nan"), seconds=seconds, esn0_db=chan.esn0_db,
+            ebn0_db=esn0_to_ebn0(chan.esn0_db, bps, spec.code.rate),
+            lost_segments=[i for i, o in enumerate(k_out) if o != "ok"], frame=spec.describe(),
+            frames_undetected=n - ok - crc, frame_outcomes=k_out, drained=drained, stop_reason=stop_reason)
+
+    pdu_links = []
+    for k, c in enumerate(counts):
+        meta, data = received.get(k, (None, None))
+        pdu_links.append(result(outcomes[first[k]:first[k] + c], data, meta, c))
+    whole = result(outcomes, None, None, n_frames)
+    decoded = [pdu_parts(m) for m in dec.items]
+    evs = [pmt.to_python(m) for m in events.items]
+    return BlocksRun(sent=[(meta, d.tobytes()) for meta, d in pdus], received=received,
+                     decoded=[(meta, d.tobytes()) for meta, d in decoded], pdu_links=pdu_links, link=whole,
+                     events=[e for e in evs if isinstance(e, dict)], seconds=seconds)

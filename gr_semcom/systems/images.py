@@ -26,13 +26,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..phy.channel import ChannelSpec
-from ..phy.mcs import Budget, burst_symbols, byte_budget, cbr_channel_uses, choose_mcs, pdu_channel_uses
+from ..phy.mcs import burst_symbols, byte_budget, cbr_channel_uses, choose_mcs, pdu_channel_uses
 from ..semantic.metrics import ms_ssim, psnr
 from ..blocks.seb_blocks import Cancelled, plan_seb  # noqa: F401 (re-exported: the same rate control)
 from ..common import PayloadType
 from ..link.sim import link_columns
 
-SCHEMES = ("seb", "hyperprior", "jpeg2000", "deepjscc")
 PT_SEB_SET, PT_SEB_IMG, PT_J2K = PayloadType.SEB_SET, PayloadType.SEB_IMAGE, PayloadType.J2K
 
 
@@ -82,68 +81,100 @@ def _quality(img: np.ndarray, ref: np.ndarray) -> dict:
 
 
 # -- Seb / hyperprior ------------------------------------------------------------
+def image_phy(images: list[np.ndarray], esn0_db: float, cbr: float, waveform: str = "sc"):
+    """The one PHY a flowgraph runs for an image set: the modulation and LDPC
+    rate of :func:`~gr_semcom.phy.mcs.choose_mcs` for the Es/N0, and the
+    codewords per burst (1..8) that carry the most payload bytes over the
+    set's CBR budgets (whole bursts; a GRC user sets the same three values)."""
+    spec = choose_mcs(esn0_db)
+    uses = [cbr_channel_uses(im.shape[0], im.shape[1], cbr) for im in images]
+    best = max(range(1, 9), key=lambda cw: (sum(byte_budget(u, replace(spec, codewords=cw), search=False).payload_bytes
+                                                for u in uses), -cw))
+    return replace(spec, codewords=best)
+
+
+def image_pdus(names: list[str], images: list[np.ndarray]) -> list[tuple[dict, bytes]]:
+    """Image PDUs as ``image_source`` makes them (metadata ``name``; data =
+    a lossless PNG of the array)."""
+    from ..semantic.images import png_bytes
+
+    return [({"name": n, "path": n}, png_bytes(im)) for n, im in zip(names, images)]
+
+
+def _decoded_images(run) -> dict:
+    """msg_id -> (metadata, image) of a decoder block's PNG outputs."""
+    from ..semantic.images import load_image
+
+    out = {}
+    for meta, data in run.decoded:
+        if meta.get("msg_id") is not None and data:
+            out[int(meta["msg_id"])] = (meta, load_image(data))
+    return out
+
+
 def run_seb(codec, names: list[str], images: list[np.ndarray], chan: ChannelSpec, cbr: float = 1 / 30,
-            timeout: float = 60.0, rx_threshold: float | None = None, seed: int = 0,
-            split: bool = True) -> list[ImageResult]:
-    """Seb (or hyperprior) over the GNU Radio chain for an image set: split
-    into subsets (Sec. II-A), per subset a set packet then one packet per image."""
-    from ..semantic.seb.codec import split_image_set
-    from ..link.sim import run_link
+            timeout: float | None = None, rx_threshold: float | None = None, seed: int = 0,
+            split: bool = True, spec=None) -> list[ImageResult]:
+    """Seb (or the hyperprior alone) for an image set through the flowgraph
+    GRC builds: ``seb_encoder`` (the whole set collected, split into subsets,
+    Sec. II-A; per subset a set packet then one packet per image at the CBR
+    budget of this PHY) -> ``phy_tx`` -> channel -> ``phy_rx`` ->
+    ``seb_decoder``. ``spec``: the PHY (default :func:`image_phy`)."""
+    from ..blocks.seb_blocks import seb_decoder, seb_encoder
+    from ..link.sim import run_blocks
 
     thr = {} if rx_threshold is None else {"rx_threshold": rx_threshold}
-    spec = choose_mcs(chan.esn0_db)
-    t = time.monotonic()
-    if split and codec.uses_bases and len(images) >= 3:
-        labels, _ = split_image_set(codec.nets[len(codec.nets) // 2], images, seed=seed)
-    else:
-        labels = np.zeros(len(images), np.int64)
-    t_split = time.monotonic() - t
+    spec = spec or image_phy(images, chan.esn0_db, cbr)
+    scheme = "seb" if codec.uses_bases else "hyperprior"
+    enc = seb_encoder(codec=codec, set_size=len(images), cbr=cbr, modulation=spec.modulation,
+                      code_rate=spec.code_rate, codewords=spec.codewords, split=split, seed=seed)
+    dec = seb_decoder(codec=codec)
+    run = run_blocks(enc, dec, image_pdus(names, images), spec, chan, timeout=timeout, **thr)
+    got = _decoded_images(run)
+    by_name = {n: i for i, n in enumerate(names)}
+    sets = {}
+    for k, (meta, pkt) in enumerate(run.sent):
+        if meta.get("kind") == "set":
+            sets[meta["set_id"]] = (k, meta, pkt)
+    members = {}
+    for meta, _ in run.sent:
+        if meta.get("kind") == "image":
+            members.setdefault(meta["set_id"], []).append(by_name[meta["name"]])
     results: list[ImageResult | None] = [None] * len(images)
-    for lab in sorted(set(labels.tolist())):
-        members = [i for i in range(len(images)) if labels[i] == lab]
-        sub = [images[i] for i in members]
-        t = time.monotonic()
-        plan = plan_seb(codec, sub, spec, cbr, seed=seed)
-        t_enc = time.monotonic() - t
-        bases = None
-        if plan is None:  # the budget does not even carry the set packet
-            for i in members:
-                results[i] = _failed(names[i], images[i], "seb" if codec.uses_bases else "hyperprior", chan, cbr,
-                                     spec, "budget below the set packet")
+    for k, (meta, pkt) in enumerate(run.sent):
+        if meta.get("kind") != "image":
             continue
-        if plan["set"].packet:
-            r = run_link(plan["set"].packet, plan["set_spec"], replace(chan, seed=chan.seed + 7919 * (lab + 1)),
-                         timeout=timeout, payload_type=PT_SEB_SET, **thr)
-            bases = codec.decode_set(r.received, r.missing if r.received is not None else [(0, 1 << 30)])
-        for j, i in enumerate(members):
-            im, pkt = images[i], plan["packets"][j]
-            b: Budget = plan["budgets"][j]
-            t = time.monotonic()
-            r = run_link(pkt, b.spec, replace(chan, seed=chan.seed + 104729 * (i + 1)), timeout=timeout,
-                         payload_type=PT_SEB_IMG, **thr) if pkt else None
-            t_link = time.monotonic() - t
-            t = time.monotonic()
-            dec = codec.decode_image(r.received if r else None, bases,
-                                     (r.missing if r and r.received is not None else []), shape=im.shape[:2])
-            t_dec = time.monotonic() - t
-            h, w = im.shape[:2]
-            share = plan["set_uses"] * h * w / sum(x.shape[0] * x.shape[1] for x in sub)
-            uses = (pdu_channel_uses(len(pkt), b.spec) if pkt else 0) + share
-            set_bytes = len(plan["set"].packet) * h * w / sum(x.shape[0] * x.shape[1] for x in sub)
-            row = _row(names[i], "seb" if codec.uses_bases else "hyperprior", chan, cbr, b.spec, uses, h, w)
-            row.update(bytes=len(pkt), set_bytes_share=round(set_bytes, 1),
-                       bpp=(len(pkt) + set_bytes) * 8 / (h * w), budget_bytes=plan["max_bytes"][j],
-                       model=codec.names[plan["model_id"]], gain=round(plan["gains"][j], 4),
-                       subset=int(lab), subset_size=len(members), bases=plan["set"].k,
-                       set_received=(bases is not None) if codec.uses_bases else None,
-                       **link_columns(r), failed=dec.failed,
-                       parts_received=",".join(k for k, v in dec.parts.items() if v),
-                       tx_psnr=psnr(plan["tx_recon"][j], im),
-                       ideal_esn0_db=ideal_esn0_db((len(pkt) + set_bytes) * 8, cbr_channel_uses(h, w, cbr)),
-                       split_s=t_split / len(images), encode_s=t_enc / len(members), link_s=t_link,
-                       decode_s=t_dec, **_quality(dec.image, im))
-            row.update(_seb_parts(pkt, plan["set"].k, h, w, set_bytes))
-            results[i] = ImageResult(names[i], dec.image, row)
+        i = by_name[meta["name"]]
+        im = images[i]
+        h, w = im.shape[:2]
+        sub = members[meta["set_id"]]
+        pix_share = h * w / sum(images[j].shape[0] * images[j].shape[1] for j in sub)
+        set_k, set_meta, set_pkt = sets.get(meta["set_id"], (None, {}, b""))
+        set_bytes = len(set_pkt) * pix_share
+        set_uses = pdu_channel_uses(len(set_pkt), spec) * pix_share if set_pkt else 0.0
+        r = run.pdu_links[k]
+        dmeta, rec = got.get(k, ({"failed": True, "parts": {}}, np.full_like(im, 128)))
+        if rec.shape != im.shape:
+            rec, dmeta = np.full_like(im, 128), {**dmeta, "failed": True}
+        uses = pdu_channel_uses(len(pkt), spec) + set_uses
+        row = _row(names[i], scheme, chan, cbr, spec, uses, h, w)
+        row.update(bytes=len(pkt), set_bytes_share=round(set_bytes, 1), bpp=(len(pkt) + set_bytes) * 8 / (h * w),
+                   budget_bytes=meta.get("budget_bytes"), model=meta.get("model"), gain=round(meta.get("gain", 0), 4),
+                   subset=int(meta["set_id"]), subset_size=len(sub), bases=set_meta.get("bases", 0),
+                   set_received=(set_k in run.received and not run.received[set_k][0].get("missing"))
+                   if codec.uses_bases else None,
+                   **link_columns(r), failed=bool(dmeta.get("failed")),
+                   parts_received=",".join(k2 for k2, v in (dmeta.get("parts") or {}).items() if v),
+                   tx_psnr=meta.get("tx_psnr", float("nan")),
+                   ideal_esn0_db=ideal_esn0_db((len(pkt) + set_bytes) * 8, cbr_channel_uses(h, w, cbr)),
+                   encode_s=meta.get("encode_seconds", float("nan")), run_s=run.seconds / len(images),
+                   **_quality(rec, im))
+        row.update(_seb_parts(pkt, set_meta.get("bases", 0), h, w, set_bytes))
+        results[i] = ImageResult(names[i], rec, row)
+    why = "; ".join(str(e.get("error")) for e in run.events if e.get("event") in ("encode_error", "error"))
+    for i, r in enumerate(results):
+        if r is None:
+            results[i] = _failed(names[i], images[i], scheme, chan, cbr, spec, why or "not encoded")
     return results
 
 
@@ -162,37 +193,42 @@ def _seb_parts(pkt: bytes, k: int, h: int, w: int, set_bytes: float) -> dict:
 
 
 # -- JPEG2000 + LDPC -----------------------------------------------------------------
-def run_jpeg2000(names, images, chan: ChannelSpec, cbr: float = 1 / 30, timeout: float = 60.0,
-                 rx_threshold: float | None = None) -> list[ImageResult]:
-    from ..semantic import jpeg2000
-    from ..link.sim import run_link
+def run_jpeg2000(names, images, chan: ChannelSpec, cbr: float = 1 / 30, timeout: float | None = None,
+                 rx_threshold: float | None = None, spec=None) -> list[ImageResult]:
+    """JPEG2000 + LDPC through the flowgraph GRC builds: ``jpeg2000_encoder``
+    -> ``phy_tx`` -> channel -> ``phy_rx`` -> ``jpeg2000_decoder``."""
+    from ..blocks.jpeg2000_blocks import jpeg2000_decoder, jpeg2000_encoder
+    from ..link.sim import run_blocks
 
     thr = {} if rx_threshold is None else {"rx_threshold": rx_threshold}
-    spec = choose_mcs(chan.esn0_db)
-    out = []
-    for i, (name, im) in enumerate(zip(names, images)):
+    spec = spec or image_phy(images, chan.esn0_db, cbr)
+    enc = jpeg2000_encoder(cbr=cbr, modulation=spec.modulation, code_rate=spec.code_rate, codewords=spec.codewords)
+    h0, w0 = images[0].shape[:2]
+    dec = jpeg2000_decoder(h0, w0)
+    run = run_blocks(enc, dec, image_pdus(names, images), spec, chan, timeout=timeout, **thr)
+    got = _decoded_images(run)
+    by_name = {n: i for i, n in enumerate(names)}
+    results: list[ImageResult | None] = [None] * len(images)
+    for k, (meta, stream) in enumerate(run.sent):
+        i = by_name[meta["name"]]
+        im = images[i]
         h, w = im.shape[:2]
-        b = byte_budget(cbr_channel_uses(h, w, cbr), spec)
-        t = time.monotonic()
-        stream = jpeg2000.encode_to_budget(im, b.payload_bytes) if b.payload_bytes > 0 else None
-        t_enc = time.monotonic() - t
-        t = time.monotonic()
-        r = run_link(stream, b.spec, replace(chan, seed=chan.seed + 104729 * (i + 1)), timeout=timeout,
-                     payload_type=PT_J2K, **thr) if stream else None
-        t_link = time.monotonic() - t
-        t = time.monotonic()
-        rec, failed = jpeg2000.decode(r.received if r else None, (h, w),
-                                      r.missing if r and r.received is not None else [])
-        t_dec = time.monotonic() - t
-        n = len(stream) if stream else 0
-        row = _row(name, "jpeg2000", chan, cbr, b.spec, pdu_channel_uses(n, b.spec) if n else 0, h, w)
-        row.update(bytes=n, bpp=n * 8 / (h * w), budget_bytes=b.payload_bytes,
-                   **link_columns(r), failed=failed,
-                   tx_psnr=psnr(jpeg2000.decode(stream, (h, w))[0], im) if stream else float("nan"),
+        dmeta, rec = got.get(k, ({"failed": True}, np.full_like(im, 128)))
+        if rec.shape != im.shape:
+            rec, dmeta = np.full_like(im, 128), {**dmeta, "failed": True}
+        n = len(stream)
+        row = _row(names[i], "jpeg2000", chan, cbr, spec, pdu_channel_uses(n, spec), h, w)
+        row.update(bytes=n, bpp=n * 8 / (h * w), budget_bytes=meta.get("budget_bytes"), **link_columns(run.pdu_links[k]),
+                   failed=bool(dmeta.get("failed")), tx_psnr=meta.get("tx_psnr", float("nan")),
                    ideal_esn0_db=ideal_esn0_db(n * 8, cbr_channel_uses(h, w, cbr)),
-                   encode_s=t_enc, link_s=t_link, decode_s=t_dec, **_quality(rec, im))
-        out.append(ImageResult(name, rec, row))
-    return out
+                   encode_s=meta.get("encode_seconds", float("nan")), run_s=run.seconds / len(images),
+                   **_quality(rec, im))
+        results[i] = ImageResult(names[i], rec, row)
+    why = "; ".join(str(e.get("error")) for e in run.events if e.get("event") in ("encode_error", "error"))
+    for i, r in enumerate(results):
+        if r is None:
+            results[i] = _failed(names[i], images[i], "jpeg2000", chan, cbr, spec, why or "not encoded")
+    return results
 
 
 # -- DeepJSCC (analog) -------------------------------------------------------------------
