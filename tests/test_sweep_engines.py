@@ -1,0 +1,186 @@
+"""The sweep's engines (gr_semcom/eval/engines.py, issue 22): the local engine
+and a real Dask cluster on loopback (scheduler + 2 worker processes)."""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from gr_semcom.eval import engines as E
+
+TIMING = ("encode_s", "link_s", "decode_s")  # wall-clock columns: the only ones two runs may differ in
+
+
+def _cluster(n=2, allowed_failures=3):
+    distributed = pytest.importorskip("distributed")
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}):
+        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                           dashboard_address=None, silence_logs=40)
+    return cluster, distributed.Client(cluster)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie nobody reaped yet counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_pending_dedup_and_failure_row():
+    from gr_semcom.eval import sweep
+
+    pts = [sweep.Point("seb", "awgn", 3.0, 0), sweep.Point("seb", "awgn", 6.0, 0), sweep.Point("seb", "awgn", 3.0, 0)]
+    assert E.pending(pts, set()) == pts[:2]  # a repeat runs once
+    assert E.pending(pts, {E.point_key(pts[0])}) == [pts[1]]  # resuming skips what the CSV has
+    assert E.sweep_key(pts[1]) == sweep._key({"scheme": "seb", "channel": "awgn", "esn0_db": "6", "seed": "0",
+                                              "accounting": ""})
+    # the failure row is the one the local pool writes for a point that raises
+    row = E.failure_row(pts[0], "ValueError: x")
+    assert row == {"scheme": "seb", "channel": "awgn", "esn0_db": 3.0, "seed": 0, "accounting": "phy", "image": "",
+                   "failed": True, "reason": "ValueError: x"}
+    # a second result for a delivered key is counted and dropped
+    st, got = E.EngineStats("local", 1, 2), []
+    prog = E._Progress(2, "local", False)
+    d = E._Deliver(st, got.append, E.failure_row, prog)
+    out = E.PointOutput([{"image": "a"}])
+    d(pts[0], E.point_key(pts[0]), "ok", out, "w1", 1.0)
+    d(pts[0], E.point_key(pts[0]), "ok", out, "w2", 1.0)
+    d(pts[1], E.point_key(pts[1]), "failed", "boom", "w2", 1.0)
+    assert [(r.key, r.failed, r.worker) for r in got] == [(E.point_key(pts[0]), False, "w1"),
+                                                          (E.point_key(pts[1]), True, "w2")]
+    assert (st.done, st.failed, st.duplicates) == (1, 1, 1)
+    assert got[1].rows == [E.failure_row(pts[1], "boom")]
+    with pytest.raises(ValueError, match="unknown engine"):
+        E.run_points([1], E.ProbeTask(0), engine="ray")
+
+
+def test_local_engine_fresh_process_per_point_and_failures():
+    got = []
+    st = E.run_points(range(6), E.ProbeTask(0.05, fail=(2,), crash=(4,)), engine="local", workers=2,
+                      on_result=got.append, progress=False)
+    assert (st.points, st.done, st.failed, st.duplicates) == (6, 4, 2, 0)
+    by = {r.key[0]: r for r in got}
+    assert sorted(by) == list(range(6))
+    ok = [by[k].rows[0] for k in (0, 1, 3, 5)]
+    assert [r["value"] for r in ok] == [0, 1, 9, 25]
+    pids = {r["pid"] for r in ok}
+    assert len(pids) == 4 and os.getpid() not in pids  # every point in its own child process
+    assert all(r["ppid"] == os.getpid() for r in ok)
+    assert by[2].failed and by[2].reason == "RuntimeError: probe point 2 fails on purpose"
+    assert by[4].failed and by[4].reason.startswith(f"point process died (signal {int(signal.SIGKILL)})")
+    assert by[2].rows == [{"point": "2", "image": "", "failed": True, "reason": by[2].reason}]
+    # a point past its time limit is a failure row, and its process is gone
+    got = []
+    st = E.run_points([7], E.ProbeTask(30), engine="local", workers=1, on_result=got.append, progress=False,
+                      timeout=1.5)
+    assert st.failed == 1 and got[0].reason == "point timed out after 1.5 s" and st.wall_s < 10
+
+
+def _write_tiny_images(d: Path) -> None:
+    import skimage.data as skd
+    from PIL import Image
+
+    d.mkdir()
+    for n in ("chelsea", "coffee"):  # 192 px: the smallest size whose JPEG2000 fits the 1/30 budget
+        Image.fromarray(getattr(skd, n)()).resize((192, 192), Image.BICUBIC).save(d / f"{n}.png")
+
+
+def _csv(path: Path) -> list[dict]:
+    rows = list(csv.DictReader(open(path)))
+    return sorted(({k: v for k, v in r.items() if k not in TIMING} for r in rows),
+                  key=lambda r: (r["scheme"], r["channel"], float(r["esn0_db"]), r["seed"], r["image"]))
+
+
+def test_dask_cluster_gives_the_local_engines_rows(tmp_path):
+    """The real sweep's points (JPEG2000 + LDPC over the GNU Radio chain, 2 images, 2 Es/N0, fixed seeds):
+    through today's local pool (sweep.run_sweep) and through a Dask cluster of 2 worker processes, with
+    the images travelling in the task (PNG bytes) and the grid reconstructions coming back as bytes."""
+    pytest.importorskip("gnuradio.gr")
+    from gr_semcom.eval import sweep
+
+    _write_tiny_images(tmp_path / "imgs")
+    pts = sweep.points_for(["jpeg2000-ldpc"], ["awgn"], [3.0, 6.0], 1)
+    cfg_local = sweep.SweepConfig(out=str(tmp_path / "local"), images=str(tmp_path / "imgs"), grid_snrs=(6.0,))
+    sweep.run_sweep(pts, cfg_local, workers=2, progress=False)
+
+    # the client: one writer of the CSV and of the files, workers see neither folder
+    cfg = sweep.SweepConfig(out=str(tmp_path / "dask"), images=str(tmp_path / "imgs"), grid_snrs=(6.0,))
+    task = E.SweepPointTask.from_config(cfg)
+    out, raw, where = Path(cfg.out), [], {}
+    out.mkdir()
+
+    def write(r: E.PointResult):
+        raw.extend(r.rows)
+        sweep.write_rows(out / "sweep_raw.csv", raw)
+        where[r.key] = r.worker
+        for rel, data in r.files.items():
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            (out / rel).write_bytes(data)
+
+    cluster, client = _cluster()
+    try:
+        st = E.run_points(pts, task, engine="dask", client=client, on_result=write, progress=False)
+    finally:
+        client.close()
+        cluster.close()
+    assert (st.done, st.failed, st.duplicates, st.workers) == (2, 0, 0, 2)
+    assert set(where.values()) <= set(st.worker_names)
+    local, dask_rows = _csv(tmp_path / "local" / "sweep_raw.csv"), _csv(out / "sweep_raw.csv")
+    assert len(local) == 4 and all(r["failed"] == "False" and float(r["psnr"]) > 15 for r in local)
+    assert dask_rows == local  # every column but wall-clock times, as the CSV spells them
+    for name in ("chelsea", "coffee"):  # the grid's reconstructions, byte for byte
+        rel = f"recon/awgn_6dB_jpeg2000-ldpc_{name}.png"
+        assert (out / rel).read_bytes() == (tmp_path / "local" / rel).read_bytes()
+
+
+def test_dask_worker_killed_mid_sweep_every_point_once(tmp_path):
+    """SIGKILL one of the 2 worker processes while it runs a point: the point reruns on a worker that
+    lives, every point is delivered exactly once, the killed worker's point process exits too."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    n = 10
+    cluster, client = _cluster()
+    pid_of = client.run(os.getpid)  # worker address -> pid
+    got, killed = [], {}
+
+    def on_result(r: E.PointResult):
+        got.append(r)
+        if killed:
+            return
+        done = {x.key[0] for x in got}
+        for _ in range(100):  # a point started on a worker and not finished: kill that worker now
+            for m in marks.iterdir():
+                point, ppid, pid = (int(v) for v in m.name.split("."))
+                if point not in done and ppid in pid_of.values():
+                    os.kill(ppid, signal.SIGKILL)
+                    killed.update(point=point, ppid=ppid, pid=pid, t=time.monotonic())
+                    return
+            time.sleep(0.05)
+
+    try:
+        st = E.run_points(range(n), E.ProbeTask(1.5, mark_dir=str(marks)), engine="dask", client=client,
+                          on_result=on_result, progress=False)
+    finally:
+        client.close()
+        cluster.close()
+    assert killed, "no worker was caught mid-point"
+    keys = [r.key[0] for r in got]
+    assert sorted(keys) == list(range(n))  # every point exactly once
+    assert (st.done, st.failed, st.duplicates) == (n, 0, 0)
+    rows = [x for r in got for x in r.rows]
+    assert len(rows) == n and sorted(x["value"] for x in rows) == [k * k for k in range(n)]
+    (rerun,) = [r for r in got if r.key[0] == killed["point"]]
+    assert rerun.rows[0]["ppid"] != killed["ppid"]  # finished by a worker that lived
+    starts = [m.name for m in marks.iterdir() if m.name.startswith(f"{killed['point']}.")]
+    assert len(starts) >= 2  # it really started twice
+    assert not _alive(killed["pid"])  # the orphaned point process went with its worker
+    assert all(math.isfinite(r.seconds) and r.seconds > 1.4 for r in got)
