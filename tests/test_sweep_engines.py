@@ -95,7 +95,8 @@ def _write_tiny_images(d: Path) -> None:
 
 
 def _csv(path: Path) -> list[dict]:
-    rows = list(csv.DictReader(open(path)))
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
     return sorted(({k: v for k, v in r.items() if k not in TIMING} for r in rows),
                   key=lambda r: (r["scheme"], r["channel"], float(r["esn0_db"]), r["seed"], r["image"]))
 

@@ -59,9 +59,10 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 ENGINES = ("local", "dask")
 _PKG_PARENT = str(Path(__file__).resolve().parents[2])  # the directory that holds gr_semcom/
@@ -140,7 +141,7 @@ def run_isolated(task_fn: Callable, point, timeout: float | None = None) -> Poin
         d = Path(d)
         try:
             (d / "task.pkl").write_bytes(pickle.dumps((task_fn, point), protocol=pickle.HIGHEST_PROTOCOL))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             raise PointFailed(f"task not picklable: {type(exc).__name__}: {exc}") from None
         env = dict(os.environ)
         # the child imports what this process can (as multiprocessing's spawn passes sys.path)
@@ -189,7 +190,7 @@ def _child_main() -> int:
         res = ("error", f"{type(exc).__name__}: {exc}", traceback.format_exc())
     try:
         data = pickle.dumps(res, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         data = pickle.dumps(("error", f"result not picklable: {type(exc).__name__}: {exc}", ""))
     tmp = d / "result.tmp"
     tmp.write_bytes(data)
@@ -209,7 +210,7 @@ def execute(task_fn: Callable, point, isolate: bool = True, timeout: float | Non
         return "ok", out if isinstance(out, PointOutput) else PointOutput(list(out))
     except PointFailed as exc:
         return "failed", str(exc)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         return "failed", f"{type(exc).__name__}: {exc}"
 
 
@@ -220,7 +221,7 @@ def _dask_point(task_fn: Callable, point, isolate: bool, timeout: float | None) 
         from distributed import get_worker
 
         where = get_worker().address
-    except Exception:
+    except Exception:  # noqa: BLE001
         where = "?"
     status, out = execute(task_fn, point, isolate, timeout)
     return {"status": status, "out": out, "worker": where, "seconds": time.monotonic() - t}
@@ -369,7 +370,7 @@ def _run_dask(todo, task_fn, workers, scheduler, client, key, deliver, prog, iso
                     try:
                         exc = f.exception(timeout=5)
                         reason = f"{type(exc).__name__}: {exc}"
-                    except Exception as e:  # cancelled
+                    except Exception as e:  # noqa: BLE001 -- cancelled
                         reason = f"dask task {f.status}: {type(e).__name__}: {e}"
                     deliver(p, key(p), "failed", reason, "", 0.0)
                 f.release()
@@ -378,7 +379,7 @@ def _run_dask(todo, task_fn, workers, scheduler, client, key, deliver, prog, iso
                 last = now
                 try:
                     running = sum(len(v) for v in client.processing().values())
-                except Exception:
+                except Exception:  # noqa: BLE001
                     running = prog.running
                 prog.update(running=running)
             if not batch:
@@ -405,7 +406,7 @@ class SweepPointTask:
     failures: tuple = ()  # rows of the images that did not load on the client
 
     @classmethod
-    def from_config(cls, cfg) -> "SweepPointTask":
+    def from_config(cls, cfg) -> SweepPointTask:
         import io
 
         from PIL import Image
