@@ -18,7 +18,16 @@ instead of failing: a lost residual stream leaves the prediction, a lost
 compensation stream leaves the base-built reference, a lost header or index
 field (or a lost set packet) leaves a mid-grey image, flagged ``failed``.
 Hyperprior mode (the "DL w/o corr." baseline) sends image packets only, with
-K = 0 and no indices.
+K = 0 and no indices. A Seb codec may do the same per subset
+(``encode_set(..., use_bases=False)``, flag ``FLAG_NO_BASES``): no set
+packet, no indices, the image decoded by the net's residual codec alone --
+for a conditional Seb net (model.py) exactly its frozen hyperprior, so a
+transmitter that tries both (``plan_options``) is never worse than the
+hyperprior the net was built from.
+
+Encoding is split in two for the rate fit (ratefit.py): :meth:`SebCodec.analyse`
+runs the transforms once per image, :meth:`SebCodec.pack` only quantises and
+range-codes at one latent gain.
 
 Images of any size >= 64x64 are edge-padded to multiples of 64 and cropped
 back after decoding.
@@ -39,6 +48,7 @@ VERSION = 1
 SET_HDR = struct.Struct(">2sBBBHBI")
 IMG_HDR = struct.Struct(">2sBBBBHHHHHHI")
 FLAG_HYPERPRIOR = 1
+FLAG_NO_BASES = 2  # a Seb packet decoded by the residual codec alone (no set packet needed)
 
 
 def _pad(img: np.ndarray) -> torch.Tensor:
@@ -91,10 +101,48 @@ class SebSet:
 
 
 @dataclass
+class Analysed:
+    """One image through the transforms (everything but the gain-dependent
+    quantisation and range coding of the residual latent)."""
+
+    model_id: int
+    set_id: int
+    k: int
+    h: int
+    w: int
+    flags: int
+    idx_bytes: bytes
+    comp: bytes
+    y: torch.Tensor  # residual latent before the gain
+    scales: torch.Tensor
+    z_str: bytes
+    side: torch.Tensor | None  # latent side input the receiver adds back (conditional nets)
+    pred: torch.Tensor  # pixel-domain prediction added after synthesis (non-conditional nets)
+
+    @property
+    def fixed_bytes(self) -> int:
+        """Bytes of the packet that do not depend on the gain."""
+        return IMG_HDR.size + len(self.idx_bytes) + len(self.comp) + len(self.z_str)
+
+
+@dataclass
 class SebDecoded:
     image: np.ndarray
     failed: bool
     parts: dict = field(default_factory=dict)  # which streams arrived
+    bases_used: bool = False  # decoded with the subset's bases (False: residual codec alone)
+
+
+def _card_bpp(weights: Path) -> float | None:
+    """Validation bpp at gain 1 from the model card's metrics.json beside the
+    weights (the rate fit's per-model table), None if absent."""
+    import json
+
+    m = weights.parent / "metrics.json"
+    try:
+        return float(json.loads(m.read_text())["test_metrics_estimated"]["bpp"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 class SebCodec:
@@ -111,6 +159,7 @@ class SebCodec:
         self.nets = [n.eval() for n in nets]
         self.names = names or [f"lambda={n.cfg.lam:g}" for n in nets]
         self.mode = modes.pop()
+        self.rate_table: list[float | None] = [None] * len(self.nets)  # bpp at gain 1 (ratefit.choose_model)
 
     @classmethod
     def from_files(cls, paths) -> "SebCodec":
@@ -119,7 +168,9 @@ class SebCodec:
         paths = [Path(p) for p in paths]
         nets = [load_net(p) for p in paths]
         order = np.argsort([n.cfg.lam for n in nets])
-        return cls([nets[i] for i in order], [paths[i].parent.name for i in order])
+        codec = cls([nets[i] for i in order], [paths[i].parent.name for i in order])
+        codec.rate_table = [_card_bpp(paths[i]) for i in order]
+        return codec
 
     @property
     def uses_bases(self) -> bool:
@@ -127,10 +178,19 @@ class SebCodec:
 
     # -- transmitter -----------------------------------------------------------
     @torch.no_grad()
-    def encode_set(self, images: list[np.ndarray], model_id: int, seed: int = 0, set_id: int = 0) -> SebSet:
-        """k-means of all patch latents of the subset -> bases + indices."""
+    def plan_options(self) -> list[tuple[int, bool]]:
+        """(model id, use_bases) pairs a transmitter should try for a subset:
+        every rate point, and for a Seb codec also each without its bases."""
+        return [(m, ub) for m in range(len(self.nets)) for ub in ((True, False) if self.uses_bases else (False,))]
+
+    @torch.no_grad()
+    def encode_set(self, images: list[np.ndarray], model_id: int, seed: int = 0, set_id: int = 0,
+                   use_bases: bool = True) -> SebSet:
+        """k-means of all patch latents of the subset -> bases + indices.
+        ``use_bases=False`` (or a hyperprior codec): no set packet; the image
+        packets then carry the residual codec's stream alone."""
         net = self.nets[model_id]
-        if not self.uses_bases:
+        if not self.uses_bases or not use_bases:
             return SebSet(model_id, None, [np.zeros(0, np.int64) for _ in images], set_id=set_id & 0xFF)
         feats, counts = [], []
         for im in images:
@@ -157,49 +217,68 @@ class SebCodec:
     @torch.no_grad()
     def encode_image(self, img: np.ndarray, sset: SebSet, i: int, gain: float = 1.0) -> bytes:
         """Image packet of subset image ``i`` (``img`` = that image)."""
-        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise ValueError(f"expected an HxWx3 uint8 image, got {img.shape} {img.dtype}")
+        self._check_gain(gain)
+        return self.pack(self.analyse(img, sset, i), gain)
+
+    @staticmethod
+    def _check_gain(gain: float) -> None:
+        if not 0.05 <= gain <= 60.0:
+            raise ValueError(f"gain {gain} outside 0.05..60")
+
+    @torch.no_grad()
+    def analyse(self, img: np.ndarray, sset: SebSet, i: int) -> Analysed:
+        """The transforms of one image once (prediction, compensation stream,
+        residual latent, hyper-latent stream and scales): :meth:`pack` then
+        makes the packet at any gain without running them again."""
+        if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise ValueError(f"expected an HxWx3 uint8 image, got {getattr(img, 'shape', None)} "
+                             f"{getattr(img, 'dtype', type(img).__name__)}")
         h, w = img.shape[:2]
         if min(h, w) < ALIGN or max(h, w) > 65535:
             raise ValueError(f"image sides must be 64..65535 pixels, got {w}x{h}")
-        if not 0.05 <= gain <= 60.0:
-            raise ValueError(f"gain {gain} outside 0.05..60")
-        gain = round(gain * 1000) / 1000  # the receiver reads it from the header in this resolution
         net = self.nets[sset.model_id]
         x = _pad(img)
         _, _, hp, wp = x.shape
         comp = b""
         idx_bytes = b""
         flags = 0
-        if self.uses_bases:
+        side = None
+        if self.uses_bases and sset.k > 0:
             idx = torch.from_numpy(np.asarray(sset.indices[i], np.int64))
             ref = net.reference(sset.bases[idx], 1, hp, wp)
             zm = net.comp_enc(torch.cat([x, ref], 1))
             comp = net.comp_eb.compress(zm)[0]
             pred = net.prediction(ref, net.comp_eb.decompress([comp], zm.shape[-2:]))
             idx_bytes = _pack_indices(sset.indices[i], index_bits(sset.k))
+            if net.cfg.cond:
+                side = net.side(pred)
+                pred = torch.zeros_like(x)
         else:
-            flags |= FLAG_HYPERPRIOR
+            flags |= FLAG_NO_BASES if self.uses_bases else FLAG_HYPERPRIOR
             pred = torch.zeros_like(x)
-        y_s, z_s = self._residual_strings(net, x - pred, gain)
-        g = int(round(gain * 1000))  # exact: gain is already in steps of 1/1000
-        if len(comp) > 65535 or len(z_s) > 65535:
-            raise ValueError("stream too long for the packet format")
-        hdr = IMG_HDR.pack(b"SI", VERSION, sset.set_id, sset.model_id, flags, h, w, sset.k, g, len(comp), len(z_s), len(y_s))
-        return hdr + idx_bytes + comp + z_s + y_s
-
-    @staticmethod
-    def _residual_strings(net: SebNet, r: torch.Tensor, gain: float):
-        y = net.res_enc(r)
+        y = net.res_enc(x) - side if side is not None else net.res_enc(x - pred)
         z = net.h_a(y)
         z_str = net.hyper_eb.compress(z)
-        z_hat = net.hyper_eb.decompress(z_str, z.shape[-2:])
-        scales = net.h_s(z_hat)
-        # variable rate inside one model: the latent and its scales are
-        # multiplied by ``gain`` before rounding (gain < 1: coarser, fewer bits)
-        ind = net.gc.build_indexes(scales * gain)
-        y_str = net.gc.compress(y * gain, ind)
-        return y_str[0], z_str[0]
+        scales = net.h_s(net.hyper_eb.decompress(z_str, z.shape[-2:]))
+        if len(comp) > 65535 or len(z_str[0]) > 65535:
+            raise ValueError("stream too long for the packet format")
+        return Analysed(sset.model_id, sset.set_id, sset.k if flags != FLAG_NO_BASES else 0, h, w, flags, idx_bytes,
+                        comp, y, scales, z_str[0], side, pred)
+
+    @torch.no_grad()
+    def pack(self, a: Analysed, gain: float = 1.0) -> bytes:
+        """Image packet of an analysed image at latent gain ``gain``: the
+        latent and its scales are multiplied by the gain before rounding
+        (variable rate inside one model; gain < 1: coarser, fewer bytes)."""
+        self._check_gain(gain)
+        gain = round(gain * 1000) / 1000  # the receiver reads it from the header in this resolution
+        net = self.nets[a.model_id]
+        ind = net.gc.build_indexes(a.scales * gain)
+        y_s = net.gc.compress(a.y * gain, ind)[0]
+        g = int(round(gain * 1000))
+        hdr = IMG_HDR.pack(b"SI", VERSION, a.set_id, a.model_id, a.flags, a.h, a.w, a.k, g, len(a.comp),
+                           len(a.z_str), len(y_s))
+        return hdr + a.idx_bytes + a.comp + a.z_str + y_s
 
     # -- receiver ----------------------------------------------------------------
     def decode_set(self, packet: bytes | None, missing=()) -> torch.Tensor | None:
@@ -237,6 +316,9 @@ class SebCodec:
             return SebDecoded(grey, True, {"header": False})
         grey = np.full((h, w, 3), 128, np.uint8)
         net = self.nets[mid]
+        no_bases = bool(flags & FLAG_NO_BASES) or not self.uses_bases
+        if no_bases:
+            k = 0
         hp, wp = h + (-h % ALIGN), w + (-w % ALIGN)
         n_p = (hp // PATCH) * (wp // PATCH)
         nb = index_bits(k)
@@ -248,9 +330,10 @@ class SebCodec:
             pos += ln
         ok = {n: (e <= len(packet) and _intact(s, e, missing)) for n, (s, e) in spans.items()}
         parts = {"header": True, **ok}
-        if not self.uses_bases:
+        side = None
+        if no_bases:
             del parts["indices"], parts["compensation"]
-        if self.uses_bases:
+        if not no_bases:
             if bases is None or bases.shape[0] != k or not ok["indices"] or k < 1:
                 parts["bases"] = bases is not None
                 return SebDecoded(grey, True, parts)
@@ -265,9 +348,13 @@ class SebCodec:
                     pred = net.prediction(pred, zm_hat)
                 except Exception:
                     parts["compensation"] = False
+            if net.cfg.cond:  # the prediction is the residual codec's side input
+                side = net.side(pred)
         else:
             pred = torch.zeros(1, 3, hp, wp)
         out = pred
+        if side is not None:  # a conditional net without its residual: the side input alone
+            out = net.res_dec(side)
         if ok["hyper"] and ok["residual"]:
             try:
                 z_hat = net.hyper_eb.decompress([packet[slice(*spans["hyper"])]], (hp // 64, wp // 64))
@@ -275,13 +362,13 @@ class SebCodec:
                 gain = g / 1000.0
                 ind = net.gc.build_indexes(scales * gain)
                 y_hat = net.gc.decompress([packet[slice(*spans["residual"])]], ind) / gain
-                out = pred + net.res_dec(y_hat)
+                out = net.res_dec(y_hat + side) if side is not None else pred + net.res_dec(y_hat)
             except Exception:
                 parts["residual"] = False
-        failed = not self.uses_bases and not (parts.get("hyper") and parts.get("residual"))
+        failed = no_bases and not (parts.get("hyper") and parts.get("residual"))
         if failed:
             return SebDecoded(grey, True, parts)
-        return SebDecoded(_to_u8(out, h, w), False, parts)
+        return SebDecoded(_to_u8(out, h, w), False, parts, bases_used=not no_bases)
 
 
 def packet_set_id(packet: bytes | None) -> int | None:

@@ -23,11 +23,23 @@ scale hyperprior, the paper's [15]).
 * loss eq. (5)+(10): lambda * MSE + (R(S)/n + R(A) + R(Z^m) + R(Z^r)) in bits
   per pixel + beta * ||F - sg(S)||^2 per pixel.
 
+Conditional Seb (``cond=True``, issue 19: "Seb at least as good as its
+residual codec by construction"): the residual codec is a trained
+hyperprior, copied in and kept frozen; the prediction enters as a side
+input in its latent domain, y = g_a(x) - w * s(pred) at the transmitter and
+x_hat = g_s(y_hat + w * s(pred)) at the receiver (s = a copy of g_a that
+is fine-tuned, w a per-channel gate that starts at 0), so at the first step
+the Seb net *is* its hyperprior, and training moves it only where the bases
+lower the loss. With the packet flag ``no bases`` the same net decodes as the
+frozen hyperprior exactly (no set packet, no indices), which the codec's
+encoder may choose per image (codec.py): the bases can only help.
+
 Pixels are floats in [0, 1]; image sides must be multiples of 64 (the codec
 pads, see codec.py).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass
 
@@ -121,6 +133,14 @@ class SebConfig:
     m_res: int = 96  # residual latent channels
     base_ratio: int = 25  # K = floor(n_j n_p / base_ratio)
     lam: float = 256.0  # training lambda (MSE on [0, 1] pixels)
+    cond: bool = False  # conditional residual (prediction as a latent side input; issue 19)
+
+
+def fp32(x: torch.Tensor):
+    """Context for the entropy models under mixed precision: autocast off
+    (their likelihoods need float32); the tensor is cast to float32."""
+    return contextlib.nullcontext() if not torch.is_autocast_enabled(x.device.type) else \
+        torch.autocast(device_type=x.device.type, enabled=False)
 
 
 class SebNet(nn.Module):
@@ -137,7 +157,12 @@ class SebNet(nn.Module):
             self.comp_enc = analysis(6, n, cfg.m_comp)
             self.comp_eb = EntropyBottleneck(cfg.m_comp)  # R(Z^m)
             self.comp_dec = synthesis(cfg.m_comp, n, 3)
+        if cfg.cond and cfg.mode != "seb":
+            raise ValueError("cond=True needs mode 'seb'")
         self.res_enc = analysis(3, n, cfg.m_res)
+        if cfg.cond:
+            self.side_enc = analysis(3, n, cfg.m_res)  # s(pred), a copy of g_a at the start
+            self.side_gate = nn.Parameter(torch.zeros(cfg.m_res))  # w, 0 = the hyperprior
         self.res_dec = synthesis(cfg.m_res, n, 3)
         self.h_a = nn.Sequential(_conv(cfg.m_res, n, 3, 1), nn.ReLU(inplace=True), _conv(n, n), nn.ReLU(inplace=True),
                                  _conv(n, n))
@@ -188,6 +213,16 @@ class SebNet(nn.Module):
     def prediction(self, ref: torch.Tensor, zm_hat: torch.Tensor) -> torch.Tensor:
         return ref + self.comp_dec(zm_hat)
 
+    def side(self, pred: torch.Tensor) -> torch.Tensor:
+        """w * s(pred): what the conditional residual codec subtracts from the
+        latent at the transmitter and adds back at the receiver."""
+        return self.side_gate.view(1, -1, 1, 1) * self.side_enc(pred)
+
+    def residual_parts(self) -> list[str]:
+        """Top-level modules of the residual codec (what a conditional Seb
+        copies from its hyperprior and keeps frozen)."""
+        return ["res_enc", "res_dec", "h_a", "h_s", "hyper_eb", "gc"]
+
     # -- training forward ----------------------------------------------------
     def forward(self, x: torch.Tensor, k: int | None = None, seed: int = 0) -> dict:
         """One image subset (B images of one size) -> reconstruction, rates
@@ -204,29 +239,40 @@ class SebNet(nn.Module):
             k = k or n_bases(b, n_p, self.cfg.base_ratio)
             centres, assign = kmeans(fv, k, seed=seed)
             bases = centres.view(-1, *f.shape[1:])
-            b_hat, b_lik = self.seb_eb(self.bases_as_map(bases))
+            with fp32(x):
+                b_hat, b_lik = self.seb_eb(self.bases_as_map(bases).float())
             bases_hat = self.map_as_bases(b_hat)
             sel = bases_hat[assign].flatten(1)
             f_st = fv + (sel - fv).detach()  # gradient copy (straight-through), Sec. III-B
             reg = ((fv - sel.detach()) ** 2).sum() / npix  # eq. (9), per pixel
             ref = self.reference(f_st.view_as(f), b, h, w)
-            zm_hat, zm_lik = self.comp_eb(self.comp_enc(torch.cat([x, ref], 1)))
+            zm = self.comp_enc(torch.cat([x, ref], 1))
+            with fp32(x):
+                zm_hat, zm_lik = self.comp_eb(zm.float())
             pred = self.prediction(ref, zm_hat)
             bits["bases"] = -torch.log2(b_lik).sum()
             bits["indices"] = x.new_tensor(b * n_p * math.log2(max(k, 1)))
             bits["compensation"] = -torch.log2(zm_lik).sum()
         else:
             ref = pred = torch.zeros_like(x)
-        y = self.res_enc(x - pred)
-        z_hat, z_lik = self.hyper_eb(self.h_a(y))
-        y_hat, y_lik = self.gc(y, self.h_s(z_hat))
-        x_hat = pred + self.res_dec(y_hat)
+        if self.cfg.cond:
+            side = self.side(pred)
+            y = self.res_enc(x) - side
+        else:
+            y = self.res_enc(x - pred)
+        z = self.h_a(y)
+        with fp32(x):
+            z_hat, z_lik = self.hyper_eb(z.float())
+        scales = self.h_s(z_hat)
+        with fp32(x):
+            y_hat, y_lik = self.gc(y.float(), scales.float())
+        x_hat = self.res_dec(y_hat + side) if self.cfg.cond else pred + self.res_dec(y_hat)
         bits["hyper"] = -torch.log2(z_lik).sum()
         bits["residual"] = -torch.log2(y_lik).sum()
         return {"x_hat": x_hat, "ref": ref, "pred": pred, "bits": bits, "reg": reg, "npix": npix}
 
     def loss(self, x: torch.Tensor, out: dict, lam: float | None = None, beta: float = 1.0) -> tuple:
         lam = self.cfg.lam if lam is None else lam
-        mse = torch.mean((out["x_hat"] - x) ** 2)
+        mse = torch.mean((out["x_hat"].float() - x) ** 2)
         bpp = sum(out["bits"].values()) / out["npix"]
         return lam * mse + bpp + beta * out["reg"], mse, bpp

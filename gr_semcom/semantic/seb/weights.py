@@ -15,7 +15,7 @@ def save_net(net, path, **fields) -> None:
 
     class _View:  # state_dict without the derived CDF buffers
         def state_dict(self_inner):
-            return {k: v for k, v in net.state_dict().items() if not k.endswith(_DERIVED)}
+            return {k: v.detach().cpu() for k, v in net.state_dict().items() if not k.endswith(_DERIVED)}
 
     save_checkpoint(_View(), path, KIND, net.config_dict(), **fields)
 
