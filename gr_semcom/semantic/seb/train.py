@@ -129,7 +129,7 @@ def train_seb(out: str, mode: str = "seb", lam: float = 256.0, steps: int = 1500
               data: str | None = None, device: str | None = "cpu", amp: bool = False, resume: bool = True,
               crop: int = CROP_NEW, eval_every: int = 100, time_limit: float | None = None,
               threads: int | None = None, cond: bool = True, freeze_residual: bool = True,
-              warmup: int = 0) -> dict:
+              warmup: int = 0, run_steps: int | None = None) -> dict:
     """Train (or continue training) one rate point of the Seb codec or of its
     hyperprior baseline into ``out`` (model.safetensors, checkpoint/,
     learning_curve.csv/png, metrics.json, README.md).
@@ -145,7 +145,8 @@ def train_seb(out: str, mode: str = "seb", lam: float = 256.0, steps: int = 1500
     call. ``ref_weight``/``ref_steps``: for the first ``ref_steps`` steps add
     ``ref_weight * lambda * MSE(reference, image)``, a warm-up of the Seb
     generator (as DVC, the paper's [16], warms up its motion compensation).
-    ``warmup``: linear learning-rate warm-up steps (fine-tuning from ``init``
+    ``run_steps``: run at most this many steps now (checkpoint, return; the
+    schedule still spans ``steps``). ``warmup``: linear learning-rate warm-up steps (fine-tuning from ``init``
     and resuming without the optimizer moments use it)."""
     import torch
     from tqdm import tqdm
@@ -169,6 +170,7 @@ def train_seb(out: str, mode: str = "seb", lam: float = 256.0, steps: int = 1500
         cfg = SebConfig(**ck_state["config"])
     else:
         cfg = SebConfig(mode=mode, lam=lam, n=n, cond=bool(cond and mode == "seb"))
+    torch.manual_seed(seed)  # the initial weights (a resumed run restores its RNG state below)
     net = SebNet(cfg)
     init_note = ck_state.get("init") if ck_state else None
     if ck_state is None and init:
@@ -206,8 +208,6 @@ def train_seb(out: str, mode: str = "seb", lam: float = 256.0, steps: int = 1500
     rng = np.random.default_rng(seed)
     if rng_state:
         rng.bit_generator.state = rng_state
-    if ck_state is None:
-        torch.manual_seed(seed)
     weights = np.sqrt([im.shape[0] * im.shape[1] for _, im in photos])
     weights /= weights.sum()
     clock = trainloop.Clock(ck_state.get("seconds", 0.0) if ck_state else 0.0, time_limit)
@@ -279,7 +279,7 @@ def train_seb(out: str, mode: str = "seb", lam: float = 256.0, steps: int = 1500
         bar.set_postfix(loss=f"{float(loss):.3f}", psnr=f"{psnr:.2f}", bpp=f"{float(bpp):.3f}")
         if (step + 1) % eval_every == 0 or step + 1 == steps:
             card = checkpoint(step + 1, last)
-        if clock.expired() or (outp / "STOP").exists():  # STOP file: checkpoint and return
+        if clock.expired() or (outp / "STOP").exists() or (run_steps and step + 1 - step0 >= run_steps):  # STOP file: checkpoint and return
             if (step + 1) % eval_every and step + 1 != steps:
                 card = checkpoint(step + 1, last)
             break
@@ -367,6 +367,7 @@ def main(argv=None) -> int:
     ap.add_argument("--crop", type=int, default=CROP_NEW)
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--time-limit", type=float, default=None, help="seconds for this run, then checkpoint")
+    ap.add_argument("--run-steps", type=int, default=None, help="at most this many steps now, then checkpoint")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--ref-weight", type=float, default=0.0)
     ap.add_argument("--ref-steps", type=int, default=0)
@@ -379,7 +380,7 @@ def main(argv=None) -> int:
                      seed=a.seed, ref_weight=a.ref_weight, ref_steps=a.ref_steps, progress=not a.quiet, data=a.data,
                      device=a.device, amp=a.amp, resume=not a.no_resume, crop=a.crop, eval_every=a.eval_every,
                      time_limit=a.time_limit, threads=a.threads, cond=not a.no_cond,
-                     freeze_residual=not a.train_residual, warmup=a.warmup)
+                     freeze_residual=not a.train_residual, warmup=a.warmup, run_steps=a.run_steps)
     m = card["test_metrics_estimated"]
     print(f"{a.out}: step {card['steps']}, validation PSNR {m['psnr']:.2f} dB at {m['bpp']:.4f} bpp")
     return 0
