@@ -8,6 +8,10 @@
 * :class:`FixedCaptioner` -- a caption given by the user (``--caption``).
 * :class:`SidecarCaptioner` -- reads ``IMAGE.txt`` next to the image (the
   shipped example images carry hand-written captions, marked as such).
+* :class:`ObjectCaptioner` -- no captioning model: names the COCO detector's
+  objects (count, position, size) with colour / background attributes; the
+  default when BLIP's weights are missing (``make_captioner("auto")``).
+* :class:`AttributeImageCaptioner` -- colours / texture only (last fallback).
 
 Any object with a ``name`` and ``__call__(image HxWx3 uint8) -> str`` plugs in.
 """
@@ -89,7 +93,16 @@ class SidecarCaptioner:
 
 def make_captioner(kind: str, image_path: str | None = None, caption: str | None = None,
                    model: str = DEFAULT_BLIP, device: str = "cpu") -> Captioner:
-    """``auto``: a given caption, else a sidecar .txt, else BLIP (which needs its weights)."""
+    """The captioner for ``kind``:
+
+    * ``auto``: a given caption, else a sidecar .txt next to the image, else
+      BLIP when its weights are there, else :class:`ObjectCaptioner` (the
+      offline COCO detector; its model is made by scripts/setup.sh), else the
+      attribute captions (colours, texture, position) -- so ULBSC works on any
+      image with no weights and no sidecar file;
+    * ``blip`` (needs its weights), ``sidecar``, ``objects``, ``attributes``.
+
+    The returned object's ``name`` says which one it is (metadata)."""
     if caption:
         return FixedCaptioner(caption)
     if kind == "sidecar" or (kind == "auto" and image_path):
@@ -98,9 +111,237 @@ def make_captioner(kind: str, image_path: str | None = None, caption: str | None
         except (FileNotFoundError, TypeError):
             if kind == "sidecar":
                 raise
-    if kind in ("auto", "blip"):
+    if kind == "blip":
         return BlipCaptioner.from_pretrained(model, device=device)
-    raise ValueError(f"unknown captioner {kind!r} (auto, blip, sidecar, or --caption TEXT)")
+    if kind == "auto":
+        from .hub import MissingWeights
+
+        try:
+            return BlipCaptioner.from_pretrained(model, device=device)
+        except (MissingWeights, ImportError, OSError):
+            pass
+        try:
+            return ObjectCaptioner()
+        except (FileNotFoundError, ImportError, OSError):
+            return AttributeImageCaptioner()
+    if kind == "objects":
+        return ObjectCaptioner()
+    if kind == "attributes":
+        return AttributeImageCaptioner()
+    raise ValueError(f"unknown captioner {kind!r} (auto, blip, sidecar, objects, attributes, or --caption TEXT)")
+
+
+# ---------------------------------------------------------------- captions from detections
+#: COCO class -> the noun a caption uses (words the DeepSC text model knows where one exists)
+NOUNS = {"dining table": "table", "cell phone": "phone", "sports ball": "ball", "tv": "tv",
+         "potted plant": "plant", "wine glass": "glass", "hair drier": "hair dryer", "couch": "couch",
+         "motorcycle": "motorcycle", "airplane": "airplane"}
+_IRREGULAR = {"person": "people", "mouse": "mice", "knife": "knives", "sheep": "sheep", "skis": "skis",
+              "glass": "glasses", "bus": "buses", "couch": "couches", "bench": "benches", "sandwich": "sandwiches",
+              "toothbrush": "toothbrushes", "hair dryer": "hair dryers", "scissors": "scissors",
+              "broccoli": "broccoli", "tie": "ties", "cake": "cakes", "giraffe": "giraffes"}
+#: nouns that say where a thing is ("a cup on a table") rather than what the picture shows
+SUPPORTS = {"table", "bed", "couch", "bench"}
+#: no colour word for people (clothes are not the person)
+UNCOLOURED = {"person"}
+_NUMBERS = ("no", "a", "two", "three", "four")
+#: attribute palette names -> words the DeepSC model knows
+_COLOUR_WORD = {"grey": "gray", "dark green": "green", "light blue": "blue", "navy": "blue", "teal": "blue",
+                "silver": "gray", "beige": "brown", "olive": "green"}
+
+
+def plural(noun: str) -> str:
+    if noun in _IRREGULAR:
+        return _IRREGULAR[noun]
+    head, _, last = noun.rpartition(" ")
+    if last in _IRREGULAR:
+        return (head + " " if head else "") + _IRREGULAR[last]
+    if last.endswith(("s", "x", "ch", "sh")):
+        last += "es"
+    elif last.endswith("y") and last[-2:-1] not in "aeiou":
+        last = last[:-1] + "ies"
+    elif last.endswith("fe"):
+        last = last[:-2] + "ves"
+    else:
+        last += "s"
+    return (head + " " if head else "") + last
+
+
+def count_phrase(noun: str, n: int) -> str:
+    """'a dog', 'two dogs', ..., 'many dogs'; 'an' before a vowel."""
+    if n == 1:
+        return ("an " if noun[0] in "aeiou" else "a ") + noun
+    return f"{_NUMBERS[n] if n < len(_NUMBERS) else 'many'} {plural(noun)}"
+
+
+def colour_word(pixels: np.ndarray) -> str:
+    from .multisc.vlm import colour_names
+
+    c = colour_names(pixels, 1)
+    return _COLOUR_WORD.get(c[0], c[0]) if c else ""
+
+
+def place_phrase(cx: float, cy: float) -> str:
+    """Where a point (fractions of width/height) is, in caption words."""
+    v = "top" if cy < 0.3 else ("bottom" if cy > 0.7 else "")
+    h = "left" if cx < 0.3 else ("right" if cx > 0.7 else "")
+    if v and h:
+        return f"at the {v} {h}"
+    if h:
+        return f"on the {h}"
+    if v:
+        return f"at the {v}"
+    return "in the center"
+
+
+class ObjectCaptioner:
+    """Short English captions that name things, with no captioning model: the
+    COCO detector's objects (class, count, position, size) and the attribute
+    features of :mod:`.multisc.vlm` (dominant colours; background colours and
+    texture), e.g. "two brown dogs in the center with a table, white and gray
+    background". With no detection it falls back to the attribute caption of
+    the picture. Also a Multi-SC VLM (``describe(crop, box, shape, frac)``):
+    a region's fused detection labels (or the detector on the crop) name it.
+
+    ``name`` is ``objects:<detector name>`` (metadata)."""
+
+    def __init__(self, detector=None, threshold: float = 0.3, max_kinds: int = 3):
+        if detector is None:
+            from .detect.centernet import CenterNetDetector
+
+            detector = CenterNetDetector(threshold=threshold)
+        self.detector = detector
+        self.threshold, self.max_kinds = threshold, max_kinds
+        self.name = f"objects:{getattr(detector, 'name', 'detector')}"
+        self.last_source = ""  # "objects" or "attributes" (no detection) for the last caption
+
+    def detect(self, image: np.ndarray) -> list:
+        try:
+            boxes = self.detector(image)
+        except ValueError:  # not an image the detector takes (e.g. 0 pixels): nothing detected
+            return []
+        return [b for b in boxes if b.score >= self.threshold and b.label]
+
+    @staticmethod
+    def _rgb(image) -> np.ndarray:
+        from .detect.centernet import as_rgb_uint8
+
+        return as_rgb_uint8(image)
+
+    def caption_from(self, image: np.ndarray, boxes: list) -> str:
+        """The caption of ``image`` given its detections ``boxes`` (Box with label, score)."""
+        from .detect.centernet import COCO_CLASSES
+        from .multisc.vlm import AttributeCaptioner, colour_names
+
+        im = self._rgb(image)
+        h, w = im.shape[:2]
+        named = [b for b in boxes if b.label in COCO_CLASSES and b.area > 0]
+        if not named:
+            self.last_source = "attributes"
+            return AttributeCaptioner().describe(im)
+        self.last_source = "objects"
+        groups: dict[str, list] = {}
+        for b in named:
+            groups.setdefault(NOUNS.get(b.label, b.label), []).append(b)
+        kinds = sorted(groups, key=lambda k: -sum(b.area * b.score for b in groups[k]))
+        things = [k for k in kinds if k not in SUPPORTS]
+        if things:  # a cup on a table: the table is where the thing is, not the subject
+            kinds = things[:1] + [k for k in kinds if k != things[0]]
+        kinds = kinds[: self.max_kinds]
+        main = groups[kinds[0]]
+        big = max(main, key=lambda b: b.area)
+        x0, y0 = min(b.x0 for b in main), min(b.y0 for b in main)
+        x1, y1 = max(b.x1 for b in main), max(b.y1 for b in main)
+        # the main object's colour from the middle half of its largest box (less background)
+        bw, bh = big.x1 - big.x0, big.y1 - big.y0
+        core = im[big.y0 + bh // 4: big.y1 - bh // 4 or big.y1, big.x0 + bw // 4: big.x1 - bw // 4 or big.x1]
+        col = "" if kinds[0] in UNCOLOURED else colour_word(core if core.size else im)
+        noun = kinds[0]
+        n = len(main)
+        phrase = count_phrase(noun, n)
+        if col:
+            phrase = phrase.replace(noun if n == 1 else plural(noun), f"{col} {noun if n == 1 else plural(noun)}", 1)
+            if n == 1:
+                phrase = ("an " if col[0] in "aeiou" else "a ") + phrase.split(" ", 1)[1]
+        if (x1 - x0) * (y1 - y0) > 0.6 * h * w:
+            text = f"a close up of {phrase}" if n == 1 else phrase
+        else:
+            text = f"{phrase} {place_phrase((x0 + x1) / 2 / w, (y0 + y1) / 2 / h)}"
+        on = [k for k in kinds[1:] if k in SUPPORTS]
+        if on:
+            text += f" on {count_phrase(on[0], 1)}"
+        others = [count_phrase(k, len(groups[k])) for k in kinds[1:] if k not in on[:1]]
+        if others:
+            text += " with " + " and ".join(others)
+        # background: pixels outside every box
+        outside = np.ones((h, w), bool)
+        for b in named:
+            outside[b.y0:b.y1, b.x0:b.x1] = False
+        if outside.mean() >= 0.1:
+            cols = []
+            for c in colour_names(im[outside], 2):
+                c = _COLOUR_WORD.get(c, c)
+                if c not in cols:
+                    cols.append(c)
+            text += ", " + " and ".join(cols) + " background"
+        return text
+
+    def __call__(self, image: np.ndarray) -> str:
+        im = self._rgb(image)
+        return self.caption_from(im, self.detect(im))
+
+    def describe(self, crop: np.ndarray, box=None, shape=None, main_fraction: float = 0.0) -> str:
+        """Multi-SC region caption: the region's own detection labels
+        ("dog", "dog+dog+cup" after fusion) when it has them, else the detector
+        on the crop; where the region sits in the picture; attribute caption
+        when nothing is named."""
+        from .detect.centernet import COCO_CLASSES
+        from .multisc.vlm import AttributeCaptioner
+
+        im = self._rgb(crop)
+        labels = [x for x in (getattr(box, "label", "") or "").split("+") if x]
+        if labels and all(x in COCO_CLASSES for x in labels):
+            counts: dict[str, int] = {}
+            for x in labels:
+                counts[NOUNS.get(x, x)] = counts.get(NOUNS.get(x, x), 0) + 1
+            kinds = sorted(counts, key=lambda k: -counts[k])[: self.max_kinds]
+            col = "" if kinds[0] in UNCOLOURED else colour_word(im)
+            head = count_phrase(kinds[0], counts[kinds[0]])
+            if col:
+                first, rest = head.split(" ", 1)
+                head = (("an " if col[0] in "aeiou" else "a ") if first in ("a", "an") else first + " ") \
+                    + f"{col} {rest}"
+            text = head + "".join(f" and {count_phrase(k, counts[k])}" for k in kinds[1:])
+            self.last_source = "labels"
+        else:
+            dets = self.detect(im)
+            if not dets:
+                self.last_source = "attributes"
+                return AttributeCaptioner().describe(im, box, shape, main_fraction)
+            text = self.caption_from(im, dets)
+            self.last_source = "objects"
+            text = text.split(", ")[0]  # the region's background is the rest of the picture
+        hh, ww = shape if shape is not None else (0, 0)
+        if box is not None and shape is not None and box.area < 0.9 * hh * ww:
+            cx, cy = box.centre
+            return text + f" {place_phrase(cx / ww, cy / hh)} of the picture"
+        if self.last_source == "labels" or len(text.split()) < 4:
+            text = "a picture of " + text  # a whole-picture region; and at least BLEU's 4-grams
+        return text
+
+
+class AttributeImageCaptioner:
+    """The attribute caption of the whole picture (colours, texture, brightness;
+    :class:`~gr_semcom.semantic.multisc.vlm.AttributeCaptioner`), the last
+    fallback when neither BLIP nor the detector is there."""
+
+    name = "attributes"
+
+    def __call__(self, image: np.ndarray) -> str:
+        from .detect.centernet import as_rgb_uint8
+        from .multisc.vlm import AttributeCaptioner
+
+        return AttributeCaptioner().describe(as_rgb_uint8(image))
 
 
 def tiny_blip(dirpath: str | Path, seed: int = 0) -> Path:

@@ -110,12 +110,12 @@ class MultiScCodec:
     @classmethod
     def default(cls, cfg: MultiScConfig | None = None, segmenter=None, detector=None, vlm=None, corrector=None):
         """Every stage's no-download default (README: Multi-SC defaults), or the given stage objects."""
-        return cls.build(cfg, segmenter=segmenter or "saliency", detector=detector or "proposals",
-                         vlm=vlm or "attributes", corrector=corrector or "symspell")
+        return cls.build(cfg, segmenter=segmenter or "saliency", detector=detector or "auto",
+                         vlm=vlm or "auto", corrector=corrector or "symspell")
 
     @classmethod
     def build(cls, cfg: MultiScConfig | None = None, segmenter="saliency", segmenter_model: str | None = None,
-              detector="proposals", detector_model: str | None = None, vlm="attributes",
+              detector="auto", detector_model: str | None = None, vlm="auto",
               vlm_model: str | None = None, corrector="symspell", corrector_model: str | None = None):
         """The codec from stage kinds (the CLI's and the GRC blocks' options) or
         stage objects; an empty kind leaves that stage out (a receiver needs

@@ -5,9 +5,11 @@ Detectors (any object with ``name`` and ``__call__(image) -> list[Box]``):
 * :class:`HFObjectDetector` -- transformers ``AutoModelForObjectDetection``
   (DETR, YOLOS, RT-DETR, ...) through ``from_pretrained`` from a local directory
   or the HF cache; what the paper uses (a trained object detector).
-* :class:`ProposalDetector` -- the default that runs here without weights:
-  Felzenszwalb graph segmentation (scikit-image) grouped into boxes, the
-  largest first. Class-agnostic region proposals, not object detections: it
+* :class:`DetectionSplit` -- the default: COCO detections of the offline
+  CenterNet (made at set-up, no weights to download), with
+  :class:`ProposalDetector` as the fallback when nothing is detected.
+* :class:`ProposalDetector` -- Felzenszwalb graph segmentation (scikit-image)
+  grouped into boxes, the largest first. Class-agnostic region proposals, not object detections: it
   finds coherent image regions (sky, a building, a face) without naming them.
 
 Splits compared in the paper: feature fusion of detections (:func:`fuse`),
@@ -185,9 +187,54 @@ class HFObjectDetector:
         return boxes[: self.k] or whole_image((h, w))
 
 
-def make_region_detector(kind: str = "proposals", model: str | None = None, **kw):
+class DetectionSplit:
+    """Multi-SC's default split input: COCO detections (the offline CenterNet,
+    :mod:`gr_semcom.semantic.detect.centernet`), best ``k`` above
+    ``threshold``, which :func:`fuse` then merges by centre distance (eq. 9).
+    When the detector finds nothing (or is not installed), the fallback's
+    class-agnostic regions (Felzenszwalb :class:`ProposalDetector`) are used,
+    so a split always comes back. ``last_source`` says which one gave the
+    last boxes (``name`` of the detector or of the fallback)."""
+
+    def __init__(self, detector=None, fallback=None, k: int = 8, threshold: float = 0.3):
+        if detector is None:
+            from ..detect.centernet import CenterNetDetector
+
+            detector = CenterNetDetector(threshold=threshold)
+        self.detector, self.fallback = detector, fallback or ProposalDetector()
+        self.k, self.threshold = k, threshold
+        self.name = f"{getattr(detector, 'name', 'detector')}|{self.fallback.name}"
+        self.last_source = ""
+
+    def __call__(self, image: np.ndarray) -> list[Box]:
+        h, w = image.shape[:2]
+        try:
+            dets = [b for b in self.detector(image) if b.score >= self.threshold and b.area > 0]
+        except ValueError:
+            dets = []
+        dets = sorted(dets, key=lambda b: -b.score)[: self.k]
+        if dets:
+            self.last_source = getattr(self.detector, "name", "detector")
+            return dets
+        self.last_source = self.fallback.name
+        return self.fallback(image) if min(h, w) >= 2 else whole_image((h, w))
+
+
+def make_region_detector(kind: str = "auto", model: str | None = None, **kw):
+    """``auto``: :class:`DetectionSplit` (COCO detections, proposals when none)
+    if the COCO detector is installed, else proposals; ``coco`` (needs it),
+    ``proposals``, ``hf`` (a transformers detector; needs its weights)."""
+    if kind == "auto":
+        from ..detect.centernet import CenterNetDetector
+
+        kind = "coco" if CenterNetDetector.available(model) else "proposals"
+        model = model if kind == "coco" else None
+    if kind == "coco":
+        from ..detect.centernet import CenterNetDetector
+
+        return DetectionSplit(CenterNetDetector(model, threshold=kw.pop("threshold", 0.3)), **kw)
     if kind == "proposals":
         return ProposalDetector(**kw)
     if kind == "hf":
         return HFObjectDetector.from_pretrained(model or DEFAULT_DETECTOR, **kw)
-    raise ValueError(f"unknown region detector {kind!r} (proposals, hf)")
+    raise ValueError(f"unknown region detector {kind!r} (auto, coco, proposals, hf)")

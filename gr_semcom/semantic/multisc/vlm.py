@@ -34,10 +34,25 @@ PALETTE = {
 }
 _PAL_NAMES = list(PALETTE)
 _PAL = np.array([PALETTE[k] for k in _PAL_NAMES], np.float32)
-# every word the attribute captions use (the corrector's dictionary gets them)
+
+
+def _object_caption_words() -> list[str]:
+    """Every word ObjectCaptioner's captions can use (COCO nouns and plurals)."""
+    from ..captioner import NOUNS, _COLOUR_WORD, _NUMBERS, plural
+    from ..detect.centernet import COCO_CLASSES
+
+    nouns = {NOUNS.get(c, c) for c in COCO_CLASSES}
+    words = set("a an close up of on with and in at the center background many picture".split())
+    words |= set(_NUMBERS) | set(_COLOUR_WORD.values())
+    for n in nouns | set(COCO_CLASSES):
+        words |= set(n.split()) | set(plural(n).split())
+    return sorted(words)
+
+
+# every word the attribute and object captions use (the corrector's dictionary gets them)
 VOCABULARY = sorted({w for n in _PAL_NAMES for w in n.split()} | set(
     "a the and of at in with picture region main object small medium large whole smooth textured detailed "
-    "dark bright top bottom left right centre middle".split()))
+    "dark bright top bottom left right centre middle".split()) | set(_object_caption_words()))
 
 
 def colour_names(pixels: np.ndarray, k: int = 2) -> list[str]:
@@ -71,8 +86,11 @@ class AttributeCaptioner:
             im = resize(im, (max(1, round(im.shape[1] * s)), max(1, round(im.shape[0] * s))))
         cols = colour_names(im, 2)
         grey = im.astype(np.float32).mean(-1)
-        gy, gx = np.gradient(grey)
-        energy = float(np.sqrt(gx ** 2 + gy ** 2).mean())
+        if min(grey.shape) >= 2:
+            gy, gx = np.gradient(grey)
+            energy = float(np.sqrt(gx ** 2 + gy ** 2).mean())
+        else:  # 1-pixel-wide crop: no gradient to measure
+            energy = 0.0
         texture = "smooth" if energy < 4 else ("textured" if energy < 12 else "detailed")
         light = float(grey.mean())
         tone = "dark " if light < 80 else ("bright " if light > 180 else "")
@@ -138,12 +156,22 @@ class LlavaCaptioner:
         return self(crop)
 
 
-def make_vlm(kind: str = "attributes", model: str | None = None, **kw):
+def make_vlm(kind: str = "auto", model: str | None = None, **kw):
+    """``auto``: :class:`~gr_semcom.semantic.captioner.ObjectCaptioner` (names
+    COCO objects; offline detector made at set-up) when installed, else
+    ``attributes``; ``objects``; ``llava`` (needs its weights)."""
+    if kind in ("auto", "objects"):
+        from ..captioner import ObjectCaptioner
+        from ..detect.centernet import CenterNetDetector
+
+        if kind == "objects" or CenterNetDetector.available():
+            return ObjectCaptioner()
+        kind = "attributes"
     if kind == "attributes":
         return AttributeCaptioner()
     if kind == "llava":
         return LlavaCaptioner.from_pretrained(model or DEFAULT_VLM, **kw)
-    raise ValueError(f"unknown VLM {kind!r} (attributes, llava)")
+    raise ValueError(f"unknown VLM {kind!r} (auto, objects, attributes, llava)")
 
 
 def _word_tokenizer(words: list[str], specials: list[str]):
