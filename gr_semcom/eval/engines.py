@@ -9,7 +9,8 @@ One call, whatever the engine::
 * ``task_fn(point)`` returns the point's rows (``list[dict]``) or a
   :class:`PointOutput` (rows + files, e.g. reconstructions for the image
   grid). It must be picklable by reference: a top-level function, or an
-  instance of a top-level class (:class:`SweepPointTask` for the sweep).
+  instance of a top-level class (``eval.sweep.SweepPointTask`` for the
+  sweep, :class:`ProbeTask` to check a cluster).
 * **One writer.** ``on_result(PointResult)`` is called on the caller's thread,
   once per point key, as points finish (in completion order): the caller
   appends the rows to its CSV. A second result for a key already delivered
@@ -60,7 +61,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, is_dataclass, replace
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -276,7 +277,7 @@ def run_points(points: Iterable, task_fn: Callable, engine: str = "local", worke
                scheduler: str | None = None, on_result: Callable[[PointResult], None] | None = None,
                progress: bool = True, key: Callable = point_key, fail_row: Callable = failure_row,
                isolate: bool = True, timeout: float | None = None, allowed_failures: int = 3,
-               client=None) -> EngineStats:
+               client=None, scatter: bool = True) -> EngineStats:
     """Run every point once; ``on_result`` gets each as it finishes (see the module docstring).
 
     ``engine="local"``: ``workers`` threads on this machine, each point in a
@@ -284,7 +285,8 @@ def run_points(points: Iterable, task_fn: Callable, engine: str = "local", worke
     (``tcp://host:8786``) or an existing ``client``; without either, a
     ``LocalCluster`` of ``workers`` worker processes (one thread each) on
     loopback, closed at the end. ``timeout``: seconds one point may run
-    (None: no limit)."""
+    (None: no limit). ``scatter``: Dask gets the task once (a copy on every
+    worker) instead of with every point."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; engines: {', '.join(ENGINES)}")
     if workers < 1:
@@ -299,7 +301,7 @@ def run_points(points: Iterable, task_fn: Callable, engine: str = "local", worke
             _run_local(todo, task_fn, workers, key, deliver, prog, isolate, timeout)
         elif todo:
             _run_dask(todo, task_fn, workers, scheduler, client, key, deliver, prog, isolate, timeout,
-                      allowed_failures, stats)
+                      allowed_failures, stats, scatter)
     finally:
         prog.close()
         stats.wall_s = time.monotonic() - t0
@@ -335,7 +337,7 @@ def _run_local(todo, task_fn, workers, key, deliver, prog, isolate, timeout):
 
 
 def _run_dask(todo, task_fn, workers, scheduler, client, key, deliver, prog, isolate, timeout, allowed_failures,
-              stats):
+              stats, scatter):
     import dask
     from distributed import Client, LocalCluster, as_completed
 
@@ -350,12 +352,20 @@ def _run_dask(todo, task_fn, workers, scheduler, client, key, deliver, prog, iso
                                            host="127.0.0.1", dashboard_address=None,
                                            silence_logs=logging.WARNING)
                 client = own_client = Client(cluster)
+        try:
+            client.wait_for_workers(1, timeout=120)
+        except Exception as exc:
+            raise RuntimeError(f"no Dask worker joined the scheduler {client.scheduler.address} in 120 s "
+                               f"(start some with: dask worker {client.scheduler.address})") from exc
         info = client.scheduler_info()
         stats.workers = sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()) or workers
         stats.worker_names = sorted(info.get("workers", {}))
+        # the task (for the sweep: its config and every image) goes to the workers once, not with each point;
+        # a copy on every worker, so one that dies does not take the only one with it
+        task_ref = client.scatter(task_fn, broadcast=True, hash=False) if scatter else task_fn
         futs = {}
         for p in todo:
-            f = client.submit(_dask_point, task_fn, p, isolate, timeout, pure=False, retries=0)
+            f = client.submit(_dask_point, task_ref, p, isolate, timeout, pure=False, retries=0)
             futs[f.key] = (p, f)
         ac = as_completed([f for _, f in futs.values()])
         last = 0.0
@@ -391,61 +401,7 @@ def _run_dask(todo, task_fn, workers, scheduler, client, key, deliver, prog, iso
             cluster.close()
 
 
-# ---------------------------------------------------------------- the sweep's task
-@dataclass
-class SweepPointTask:
-    """One sweep point on any machine: the sweep's config and its images
-    (lossless PNG bytes) travel with the task, so workers need no shared
-    file system; models load from the package installed on the worker
-    (``cfg.models`` = "" for the package's ``models/``). Files the point
-    writes under ``cfg.out`` (grid reconstructions) come back as bytes."""
-
-    cfg: Any  # eval.sweep.SweepConfig
-    names: tuple
-    pngs: tuple
-    failures: tuple = ()  # rows of the images that did not load on the client
-
-    @classmethod
-    def from_config(cls, cfg) -> SweepPointTask:
-        import io
-
-        from PIL import Image
-
-        from . import sweep
-
-        names, ims, failures = sweep.load_images(cfg)
-        pngs = []
-        for im in ims:
-            b = io.BytesIO()
-            Image.fromarray(im).save(b, format="PNG")
-            pngs.append(b.getvalue())
-        return cls(cfg, tuple(names), tuple(pngs), tuple(failures))
-
-    def images(self):
-        import io
-
-        import numpy as np
-        from PIL import Image
-
-        return list(self.names), [np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in self.pngs], \
-            [dict(f) for f in self.failures]
-
-    def __call__(self, point) -> PointOutput:
-        from . import sweep
-
-        loaded = self.images()
-        with tempfile.TemporaryDirectory(prefix="semcom_out_") as d:
-            cfg = replace(self.cfg, out=d)
-            orig = sweep.load_images
-            sweep.load_images = lambda _cfg: loaded  # this process runs this one point
-            try:
-                rows = sweep.run_point(point, cfg)
-            finally:
-                sweep.load_images = orig
-            files = {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(Path(d).rglob("*")) if p.is_file()}
-        return PointOutput(rows, files)
-
-
+# ---------------------------------------------------------------- a probe task
 @dataclass(frozen=True)
 class ProbeTask:
     """A cheap task to check an engine or a cluster end to end
@@ -473,11 +429,6 @@ class ProbeTask:
             raise RuntimeError(f"probe point {point} fails on purpose")
         return [{"point": point, "image": f"probe{point}", "value": point * point, "pid": os.getpid(),
                  "ppid": os.getppid(), "host": socket.gethostname()}]
-
-
-def sweep_key(point) -> tuple:
-    """A sweep point's key as the sweep's CSV spells it (scheme, channel, Es/N0, seed, accounting)."""
-    return (point.scheme, point.channel, float(point.esn0_db), int(point.seed), point.accounting or "phy")
 
 
 def main(argv=None) -> int:

@@ -3,8 +3,12 @@ Radio chain (``semcom sweep``; benchmarks/seb_curves.py builds on it).
 
 * a **point** is (scheme, channel, Es/N0, seed, accounting); it runs in its own
   process (GNU Radio 3.10 keeps the shared-memory buffers of every flowgraph
-  built in a process until it exits, upstream gnuradio#7706) from a pool of
-  ``workers``;
+  built in a process until it exits, upstream gnuradio#7706) on an engine
+  (eval/engines.py): ``local`` (``workers`` at a time on this machine) or
+  ``dask`` (the workers of a Dask cluster; docs/cluster_sweeps.md). The
+  images travel with the task (:class:`SweepPointTask`), the rows and the
+  grid's reconstructions come back to this process, the one writer of
+  ``out/``;
 * the raw CSV is tidy (one row per image and point) and the sweep is
   resumable: points already in it are skipped;
 * the summary has mean and 95 % interval (Student t over images x seeds) of
@@ -38,14 +42,17 @@ captioner weights here; semantic/multisc/vlm.py).
 from __future__ import annotations
 
 import csv
-import multiprocessing as mp
-from dataclasses import asdict, dataclass
+import io
+import tempfile
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from ..common import MODELS, PayloadType
 
-from ..systems.registry import IMAGE_SCHEMES, MULTISC_SPLITS as MULTISC_SCHEMES, SCHEMES, SEMANTIC_SCHEMES
+from ..common import MODELS, PayloadType
+from ..systems.registry import IMAGE_SCHEMES, SCHEMES, SEMANTIC_SCHEMES
+from ..systems.registry import MULTISC_SPLITS as MULTISC_SCHEMES
 
 LABELS = {n: s.label for n, s in SCHEMES.items()}
 COLOURS = {n: s.colour for n, s in SCHEMES.items()}
@@ -115,17 +122,19 @@ def load_images(cfg: SweepConfig) -> tuple[list[str], list[np.ndarray], list[dic
     return names, ims, failures
 
 
-def run_point(point: Point, cfg: SweepConfig) -> list[dict]:
-    """All images at one point (runs in a worker process)."""
+def run_point(point: Point, cfg: SweepConfig, images: tuple | None = None) -> list[dict]:
+    """All images at one point (runs in a process of its own); ``images``:
+    (names, arrays, failure rows) as :func:`load_images` returns them (None:
+    load them here)."""
     import torch
 
     torch.set_num_threads(1)
     from PIL import Image
 
-    from ..systems import images as image_link
     from ..phy.channel import ChannelSpec
+    from ..systems import images as image_link
 
-    names, ims, failures = load_images(cfg)
+    names, ims, failures = images if images is not None else load_images(cfg)
     mdir = models_dir(cfg)
     s = point.scheme
     if s in SEMANTIC_SCHEMES:
@@ -177,7 +186,7 @@ def _encode(codec, im, base: dict, rows: list, *args):
     t = time.monotonic()
     try:
         return codec.encode(im, *args), time.monotonic() - t
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- the image's row carries the reason
         rows.append({**base, "failed": True, "reason": f"{type(exc).__name__}: {exc}"})
         return None, 0.0
 
@@ -198,9 +207,9 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
     grid_dir = Path(cfg.out) / "recon"
     save_grid = point.esn0_db in cfg.grid_snrs and point.seed == 0
     if point.scheme in MULTISC_SCHEMES:
-        from ..systems.multisc import cbr_budget, send_multisc
         from ..semantic.clip_score import ClipSimilarity, try_clip
         from ..semantic.multisc.codec import MultiScCodec, MultiScConfig
+        from ..systems.multisc import cbr_budget, send_multisc
 
         codec = MultiScCodec.default(MultiScConfig(split=MULTISC_SCHEMES[point.scheme], seed=point.seed))
         clip = ClipSimilarity.from_pretrained(cfg.clip) if cfg.clip else try_clip()
@@ -244,11 +253,10 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
                                       mdir / "deepsc_text" / "model.safetensors", "digital", make_detector("u2netp"),
                                       AttributeCaptioner())
         spec = FrameSpec(modulation="bpsk", code_rate="1/4", codewords=2)  # ulbsc_curves.py's PHY
-        from ..link.sim import link_columns
+        from ..link.sim import link_columns, run_link
         from ..phy.mcs import cbr_channel_uses, pdu_channel_uses
         from ..semantic.data import pdu_text
         from ..semantic.metrics import bleu
-        from ..link.sim import run_link
 
         for i, (name, im) in enumerate(zip(names, ims)):
             chan = _image_channel(point, i)
@@ -288,12 +296,50 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
     return rows
 
 
-def _task(args):
-    point, cfg = args
-    try:
-        return run_point(point, cfg)
-    except Exception as exc:  # the sweep goes on; the point is recorded as failed
-        return [{**asdict(point), "image": "", "failed": True, "reason": f"{type(exc).__name__}: {exc}"}]
+@dataclass
+class SweepPointTask:
+    """One sweep point on any machine (the engines' ``task_fn``): the
+    config and the images (lossless PNG bytes) travel with the task, so
+    workers need no shared file system; models load from the package
+    installed on the worker (``cfg.models`` = "": its ``models/``). What
+    the point writes under ``cfg.out`` (the grid's reconstructions) comes
+    back as bytes for the caller to write."""
+
+    cfg: SweepConfig
+    names: tuple
+    pngs: tuple
+    failures: tuple = ()  # rows of the images that did not load on the client
+
+    @classmethod
+    def from_config(cls, cfg: SweepConfig) -> SweepPointTask:
+        from PIL import Image
+
+        names, ims, failures = load_images(cfg)
+        pngs = []
+        for im in ims:
+            b = io.BytesIO()
+            Image.fromarray(np.ascontiguousarray(im)).save(b, format="PNG")
+            pngs.append(b.getvalue())
+        return cls(cfg, tuple(names), tuple(pngs), tuple(dict(f) for f in failures))
+
+    def images(self) -> tuple[list[str], list[np.ndarray], list[dict]]:
+        from PIL import Image
+
+        ims = [np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in self.pngs]
+        return list(self.names), ims, [dict(f) for f in self.failures]
+
+    def __call__(self, point: Point):
+        from .engines import PointOutput
+
+        with tempfile.TemporaryDirectory(prefix="semcom_point_out_") as d:
+            rows = run_point(point, replace(self.cfg, out=d), self.images())
+            files = {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(Path(d).rglob("*")) if p.is_file()}
+        return PointOutput(rows, files)
+
+
+def point_key(point: Point) -> tuple:
+    """A point's key as :func:`_key` reads it back from the CSV."""
+    return (point.scheme, point.channel, float(point.esn0_db), int(point.seed), point.accounting or "phy")
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -314,10 +360,40 @@ def _key(r: dict) -> tuple:
     return (r["scheme"], r["channel"], float(r["esn0_db"]), int(r["seed"]), r.get("accounting") or "phy")
 
 
+class _RawWriter:
+    """The one writer of the raw CSV (and of the files points send back):
+    rows are appended as points finish; the CSV is rewritten (atomically)
+    at most every ``every`` seconds and at the end, so a client that dies
+    loses at most the last seconds' points, which a rerun redoes."""
+
+    def __init__(self, path: Path, rows: list[dict], every: float = 2.0):
+        self.path, self.rows, self.every, self.last = path, rows, every, 0.0
+        self.out = path.parent.resolve()
+
+    def __call__(self, r) -> None:
+        self.rows += r.rows
+        for rel, data in r.files.items():
+            dst = (self.out / rel).resolve()
+            if not dst.is_relative_to(self.out) or dst == self.out:
+                raise ValueError(f"a point sent a file outside the sweep's folder: {rel!r}")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(data)
+        if time.monotonic() - self.last >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        write_rows(self.path, self.rows)
+        self.last = time.monotonic()
+
+
 def run_sweep(points: list[Point], cfg: SweepConfig, workers: int = 2, raw_name: str = "sweep_raw.csv",
-              progress: bool = True) -> list[dict]:
-    """Run the points not yet in ``out/raw_name``; return all raw rows."""
-    from tqdm import tqdm
+              progress: bool = True, engine: str = "local", scheduler: str | None = None,
+              timeout: float | None = None, client=None) -> list[dict]:
+    """Run the points not yet in ``out/raw_name`` on ``engine`` (``local``:
+    ``workers`` processes here; ``dask``: the cluster at ``scheduler``, or
+    ``client``, or a local one of ``workers`` processes); return all raw rows.
+    ``timeout``: seconds a point may run before it is a failed row."""
+    from .engines import run_points
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -325,22 +401,28 @@ def run_sweep(points: list[Point], cfg: SweepConfig, workers: int = 2, raw_name:
     raw = read_rows(raw_path)
     done = {_key(r) for r in raw if r.get("image")}  # a point that crashed (no image rows) is retried
     raw = [r for r in raw if r.get("image")]
-    todo = [p for p in points if (p.scheme, p.channel, p.esn0_db, p.seed, p.accounting) not in done]
+    todo = [p for p in points if point_key(p) not in done]
+    task = SweepPointTask.from_config(cfg)  # the images, once, here
     if cfg.grid_snrs:
         from PIL import Image
 
-        names, ims, _ = load_images(cfg)
+        names, ims, _ = task.images()
         (out / "recon").mkdir(exist_ok=True)
         for n, im in list(zip(names, ims))[: cfg.grid_images]:
             Image.fromarray(im).save(out / "recon" / f"src_{n}.png")
+    writer = _RawWriter(raw_path, raw)
     if todo:
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(max(1, workers), maxtasksperchild=1) as pool:
-            for rows in tqdm(pool.imap_unordered(_task, [(p, cfg) for p in todo]), total=len(todo),
-                             desc="sweep", disable=not progress):
-                raw += rows
-                write_rows(raw_path, raw)
-    return raw
+        try:
+            stats = run_points(todo, task, engine=engine, workers=workers, scheduler=scheduler, client=client,
+                               on_result=writer, progress=progress, key=point_key, timeout=timeout)
+        finally:
+            writer.flush()
+        if progress:
+            print(f"sweep [{stats.engine}]: {stats.done} points done, {stats.failed} failed, on {stats.workers} "
+                  f"worker(s), {stats.wall_s:.1f} s")
+    elif not raw_path.exists():
+        writer.flush()
+    return writer.rows
 
 
 def _ci95(x: np.ndarray) -> float:
