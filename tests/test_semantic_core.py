@@ -290,3 +290,117 @@ def test_analog_codec_mode():
     rec = c.decode(pay.data, symbols=y)
     assert metrics.bleu([rec.caption], ["a dog sitting on a couch"]) > 50
     assert c.decode(pay.data).caption_erased  # symbols lost
+
+
+# ---------------------------------------------------------------- ControlNet control image (issue 20)
+def test_control_image_modes_against_hand_made_disc():
+    from gr_semcom.semantic.control import mask_edges, prepare_control
+
+    yy, xx = np.mgrid[:64, :64]
+    sal = np.clip(1.5 - np.hypot(yy - 31.5, xx - 31.5) / 12.0, 0, 1).astype(np.float32)  # soft blob, 1 at centre
+    raw = prepare_control(sal, "raw")
+    assert raw.dtype == np.uint8 and raw[32, 32] == 255 and raw[0, 0] == 0
+    assert np.abs(prepare_control((sal * 255).astype(np.uint8), "raw").astype(int) - raw).max() <= 1  # 0..255 in
+    thr = prepare_control(sal, "threshold", threshold=0.5)
+    inside = 1.5 - np.hypot(yy - 31.5, xx - 31.5) / 12.0 >= 0.5  # radius 12 disc
+    np.testing.assert_array_equal(thr == 255, inside)
+    e = prepare_control(sal, "edges") == 255
+    # edges: disc pixels with a 4-neighbour outside, computed here by brute force
+    ref = np.zeros_like(inside)
+    for y in range(64):
+        for x in range(64):
+            if inside[y, x] and any(not inside[y + dy, x + dx] for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1))):
+                ref[y, x] = True
+    np.testing.assert_array_equal(e, ref)
+    assert 0 < e.mean() < 0.1  # thin lines on black, as a canny map
+    big = prepare_control(sal, "edges", size=(512, 256))
+    assert big.shape == (256, 512) and set(np.unique(big)) == {0, 255}
+    assert (big == 255).mean() < 0.05
+    # a mask running into the border draws no line along it
+    m = np.zeros((10, 10), bool)
+    m[:, :5] = True
+    np.testing.assert_array_equal(np.nonzero(mask_edges(m))[1], np.full(10, 4))
+
+
+def test_control_image_bad_input():
+    from gr_semcom.semantic.control import prepare_control
+
+    for bad in (np.zeros(5), np.zeros((0, 4))):
+        with pytest.raises(ValueError, match="saliency map"):
+            prepare_control(bad)
+    with pytest.raises(ValueError, match="mode"):
+        prepare_control(np.zeros((4, 4)), "blur")
+    out = prepare_control(np.full((1, 1), np.nan), "edges", size=(8, 8))
+    assert out.shape == (8, 8) and not out.any()
+
+
+def test_generator_control_image_follows_mode():
+    pytest.importorskip("diffusers")
+    from gr_semcom.bridge.generators import DiffusersGenerator
+    from gr_semcom.semantic.control import prepare_control
+
+    class _Pipe:
+        def set_progress_bar_config(self, **kw):
+            pass
+
+    sal = np.zeros((32, 32), np.float32)
+    sal[8:24, 8:24] = 0.9
+    for mode in ("edges", "threshold", "raw"):
+        g = DiffusersGenerator(_Pipe(), "controlnet", control_mode=mode)
+        img = g.control_image(sal, 64, 48)
+        assert img.shape == (48, 64, 3)
+        np.testing.assert_array_equal(img[..., 0], prepare_control(sal, mode, (64, 48)))
+    assert DiffusersGenerator(_Pipe(), "controlnet").control_mode == "edges"  # the canny ControlNet's input
+    with pytest.raises(ValueError):
+        DiffusersGenerator(_Pipe(), "controlnet", control_mode="soft")
+
+
+def test_train_controlnet_few_steps_on_tiny_pipeline(tmp_path):
+    pytest.importorskip("diffusers")
+    import json
+
+    import torch
+    from diffusers import ControlNetModel
+
+    from gr_semcom.bridge.generators import tiny_pipeline
+    from gr_semcom.semantic.train_controlnet import ControlNetTrainConfig, find_pairs, train_controlnet
+
+    d = tmp_path / "data"
+    (d / "images").mkdir(parents=True)
+    (d / "maps").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (70, 90, 3), dtype=np.uint8)).save(d / "images" / f"p{i}.jpg")
+        m = np.zeros((70, 90), np.uint8)
+        m[10:50, 20 + i * 5:60] = 255
+        Image.fromarray(m).save(d / "maps" / f"p{i}.png")
+    (d / "images" / "p1.jpg.txt").write_text("a dog on a table\n")
+    (d / "images" / "nomap.jpg").write_bytes((d / "images" / "p0.jpg").read_bytes())
+    pairs = find_pairs(d)
+    assert [(p.name, c) for p, _m, c in pairs] == [("p0.jpg", ""), ("p1.jpg", "a dog on a table"), ("p2.jpg", "")]
+    pipe = tiny_pipeline("text")
+    unet_before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    rec = train_controlnet(d, tmp_path / "cn", pipe=pipe, log=None,
+                           cfg=ControlNetTrainConfig(steps=2, batch=1, resolution=64, lr=1e-3))
+    assert len(rec["losses"]) == 2 and all(np.isfinite(rec["losses"])) and rec["pairs"] == 3
+    for k, v in pipe.unet.state_dict().items():  # the SD UNet is frozen
+        assert torch.equal(v, unet_before[k]), k
+    cn = ControlNetModel.from_pretrained(tmp_path / "cn")
+    # from_unet starts as a copy of the UNet's encoder with zero output convolutions; training moved both
+    fresh = ControlNetModel.from_unet(pipe.unet, conditioning_embedding_out_channels=(16, 32))
+    assert float(fresh.controlnet_mid_block.weight.detach().abs().sum()) == 0
+    assert torch.equal(fresh.down_blocks[0].resnets[0].conv1.weight, pipe.unet.down_blocks[0].resnets[0].conv1.weight)
+    assert float(cn.controlnet_mid_block.weight.detach().abs().sum()) > 0
+    assert not torch.equal(cn.down_blocks[0].resnets[0].conv1.weight, pipe.unet.down_blocks[0].resnets[0].conv1.weight)
+    assert json.loads((tmp_path / "cn" / "train.json").read_text())["serve_with"] == {"control_mode": "raw"}
+    # the trained ControlNet plugs into the pipeline the generator server runs
+    from diffusers import StableDiffusionControlNetPipeline
+
+    p2 = StableDiffusionControlNetPipeline(vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+                                           unet=pipe.unet, controlnet=cn, scheduler=pipe.scheduler,
+                                           safety_checker=None, feature_extractor=None, image_encoder=None,
+                                           requires_safety_checker=False)
+    p2.set_progress_bar_config(disable=True)
+    out = p2(prompt="a dog", image=Image.new("RGB", (64, 64)), num_inference_steps=2, width=64, height=64,
+             output_type="np").images[0]
+    assert out.shape == (64, 64, 3) and np.isfinite(out).all()

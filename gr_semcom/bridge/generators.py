@@ -56,18 +56,35 @@ class DiffusersGenerator:
     """One diffusers pipeline, loaded once, called per request.
 
     ``kind``: ``text`` (StableDiffusionPipeline), ``controlnet``
-    (StableDiffusionControlNetPipeline: the control map is the ULBSC saliency
-    map), ``ip_adapter`` (StableDiffusionPipeline + ``load_ip_adapter``: the
+    (StableDiffusionControlNetPipeline: the control image is made from the
+    ULBSC saliency map per ``control_mode``, see :meth:`control_image`),
+    ``ip_adapter`` (StableDiffusionPipeline + ``load_ip_adapter``: the
     image prompt is the Multi-SC object slice, ``ip_adapter_scale`` its lambda).
     """
 
-    def __init__(self, pipe, kind: str, device: str = "cpu"):
+    def __init__(self, pipe, kind: str, device: str = "cpu", control_mode: str = "edges",
+                 control_threshold: float = 0.5):
+        from ..semantic.control import MODES
+
+        if control_mode not in MODES:
+            raise ValueError(f"control_mode is one of {MODES}, got {control_mode!r}")
         self.pipe, self.kind, self.device = pipe, kind, device
+        self.control_mode, self.control_threshold = control_mode, control_threshold
         self.pipe.set_progress_bar_config(disable=True)
+
+    def control_image(self, control: np.ndarray, width: int, height: int) -> np.ndarray:
+        """The control map prepared for this ControlNet (semantic/control.py):
+        ``edges`` (default; the canny ControlNet's input: the boundary of the
+        thresholded received map at the generation size), ``threshold`` or
+        ``raw`` (a ControlNet trained on saliency maps), HxWx3 uint8."""
+        from ..semantic.control import prepare_control
+
+        return _rgb(prepare_control(control, self.control_mode, (width, height), self.control_threshold))
 
     @classmethod
     def from_pretrained(cls, kind: str, model: str | None = None, controlnet: str | None = None,
-                        ip_adapter: str | None = None, device: str = "cpu", fp16: bool | None = None):
+                        ip_adapter: str | None = None, device: str = "cpu", fp16: bool | None = None,
+                        control_mode: str = "edges", control_threshold: float = 0.5):
         import torch
         from diffusers import ControlNetModel, StableDiffusionControlNetPipeline, StableDiffusionPipeline
 
@@ -89,7 +106,7 @@ class DiffusersGenerator:
                     raise MissingWeights("IP-Adapter", where, exc) from None
         else:
             raise ValueError(f"unknown pipeline kind {kind!r}")
-        return cls(pipe.to(device), kind, device)
+        return cls(pipe.to(device), kind, device, control_mode, control_threshold)
 
     def generate(self, req: GenerateRequest) -> np.ndarray:
         import torch
@@ -101,7 +118,7 @@ class DiffusersGenerator:
         if self.kind == "controlnet":
             if req.control is None:
                 raise ValueError("the controlnet pipeline needs a 'control' map")
-            kw["image"] = Image.fromarray(_rgb(req.control)).resize((req.width, req.height), Image.BILINEAR)
+            kw["image"] = Image.fromarray(self.control_image(req.control, req.width, req.height))
         elif self.kind == "ip_adapter":
             if req.image_prompt is None:
                 raise ValueError("the ip_adapter pipeline needs an 'image_prompt'")
@@ -223,7 +240,7 @@ def save_tiny_ip_adapter(pipe, dirpath: str | os.PathLike, seed: int = 0) -> Pat
     return d
 
 
-def tiny_generator(kind: str, seed: int = 0) -> DiffusersGenerator:
+def tiny_generator(kind: str, seed: int = 0, **kw) -> DiffusersGenerator:
     """DiffusersGenerator over :func:`tiny_pipeline` (IP-Adapter loaded through
     ``load_ip_adapter`` from weights written by :func:`save_tiny_ip_adapter`)."""
     pipe = tiny_pipeline(kind, seed)
@@ -235,13 +252,15 @@ def tiny_generator(kind: str, seed: int = 0) -> DiffusersGenerator:
             pipe.load_ip_adapter(d, subfolder="", weight_name="ip_adapter.safetensors",
                                  image_encoder_folder="image_encoder", local_files_only=True)
             pipe.feature_extractor = CLIPImageProcessor.from_pretrained(str(Path(d) / "image_encoder"))
-    return DiffusersGenerator(pipe, kind)
+    return DiffusersGenerator(pipe, kind, **kw)
 
 
 def make_generator(kind: str, tiny: bool = False, **kw):
+    """``kw``: DiffusersGenerator.from_pretrained's (model, controlnet, ...,
+    ``control_mode`` edges | threshold | raw)."""
     if kind == "echo":
         return EchoGenerator()
     if tiny:
-        return tiny_generator(kind)
+        return tiny_generator(kind, **{k: v for k, v in kw.items() if k in ("control_mode", "control_threshold")})
     return DiffusersGenerator.from_pretrained(kind, **kw)
 
