@@ -180,3 +180,67 @@ def test_dask_worker_killed_mid_sweep_every_point_once(tmp_path):
     assert len(starts) >= 2  # it really started twice
     assert not _alive(killed["pid"])  # the orphaned point process went with its worker
     assert all(math.isfinite(r.seconds) and r.seconds > 1.4 for r in got)
+
+
+@pytest.mark.skipif(not (MODELS / "image_deepjscc" / "model.safetensors").exists(),
+                    reason="image DeepJSCC weights not shipped")
+def test_sweep_cli_on_dask_launchers_resumes(tmp_path):
+    """The worked example of docs/cluster_sweeps.md on loopback: ``dask scheduler`` + ``dask worker
+    --nworkers 2`` started from their own folder, ``semcom sweep --engine dask --scheduler ADDR``; the
+    CSV, summary and plot as with the local engine, and a second run adds nothing (resumable)."""
+    pytest.importorskip("gnuradio.gr")
+    pytest.importorskip("distributed")
+    import json
+    import subprocess
+    import sys
+
+    dask_exe = Path(sys.executable).with_name("dask")
+    if not dask_exe.exists():
+        pytest.skip("the dask launcher is not installed next to this interpreter")
+    _write_tiny_images(tmp_path / "imgs")
+    wd = tmp_path / "cluster"  # the launchers' folder: nothing of the sweep's is there
+    wd.mkdir()
+    sched_file = wd / "scheduler.json"
+    procs = [subprocess.Popen([str(dask_exe), "scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--dashboard-address", ":0", "--scheduler-file", str(sched_file)], cwd=wd,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        for _ in range(300):
+            if sched_file.exists() and sched_file.stat().st_size:
+                break
+            time.sleep(0.1)
+        addr = json.loads(sched_file.read_text())["address"]
+        procs.append(subprocess.Popen([str(dask_exe), "worker", addr, "--nworkers", "2", "--nthreads", "1",
+                                       "--local-directory", str(wd)], cwd=wd, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        from distributed import Client
+
+        with Client(addr, timeout="60s") as c:  # both worker processes joined
+            c.wait_for_workers(2, timeout=120)
+        cmd = [sys.executable, "-m", "gr_semcom.cli.sweep", "--schemes", "deepjscc", "--snr", "3,9", "--images",
+               str(tmp_path / "imgs"), "--engine", "dask", "--scheduler", addr, "--out", str(tmp_path / "out")]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "2 points done, 0 failed, on 2 worker(s)" in r.stdout + r.stderr
+        raw = _csv(tmp_path / "out" / "sweep_raw.csv")
+        assert [(x["esn0_db"], x["image"]) for x in raw] == [(e, n) for e in ("3.0", "9.0")
+                                                             for n in ("chelsea", "coffee")]
+        with open(tmp_path / "out" / "sweep_summary.csv", newline="") as fh:
+            summary = list(csv.DictReader(fh))
+        for s in summary:  # the summary is the mean of the raw rows it covers
+            ps = [float(x["psnr"]) for x in raw if x["esn0_db"] == str(float(s["esn0_db"]))]
+            assert float(s["psnr"]) == pytest.approx(sum(ps) / len(ps), abs=1e-4) and s["n"] == "2"
+        assert (tmp_path / "out" / "sweep.png").stat().st_size > 10000
+        assert not list(wd.glob("**/*.csv"))
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)  # resumable: nothing to run
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "points done" not in r.stdout + r.stderr
+        assert _csv(tmp_path / "out" / "sweep_raw.csv") == raw
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()

@@ -357,9 +357,7 @@ def _run_dask(todo, task_fn, workers, scheduler, client, key, deliver, prog, iso
         except Exception as exc:
             raise RuntimeError(f"no Dask worker joined the scheduler {client.scheduler.address} in 120 s "
                                f"(start some with: dask worker {client.scheduler.address})") from exc
-        info = client.scheduler_info()
-        stats.workers = sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()) or workers
-        stats.worker_names = sorted(info.get("workers", {}))
+        _cluster_size(client, stats)
         # the task (for the sweep: its config and every image) goes to the workers once, not with each point;
         # a copy on every worker, so one that dies does not take the only one with it
         task_ref = client.scatter(task_fn, broadcast=True, hash=False) if scatter else task_fn
@@ -394,11 +392,19 @@ def _run_dask(todo, task_fn, workers, scheduler, client, key, deliver, prog, iso
                 prog.update(running=running)
             if not batch:
                 time.sleep(0.1)
+        _cluster_size(client, stats)  # workers may have joined (or left) meanwhile: the larger count
     finally:
         if own_client is not None:
             own_client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _cluster_size(client, stats: EngineStats) -> None:
+    """Worker threads and names of the cluster now; keeps the largest thread count seen."""
+    ws = client.scheduler_info(n_workers=-1).get("workers", {})
+    stats.workers = max(stats.workers if stats.worker_names else 0, sum(w.get("nthreads", 1) for w in ws.values()))
+    stats.worker_names = sorted(set(stats.worker_names) | set(ws))
 
 
 # ---------------------------------------------------------------- a probe task

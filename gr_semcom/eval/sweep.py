@@ -561,7 +561,8 @@ def main_sweep(args) -> int:
                       gen_size=args.gen_size or (64 if args.generator == "tiny" else 512), clip=args.clip or "",
                       steps=args.steps)
     pts = points_for(schemes, channels, snrs, args.seeds, capacity=args.capacity)
-    raw = run_sweep(pts, cfg, workers=args.workers)
+    raw = run_sweep(pts, cfg, workers=args.workers, engine=getattr(args, "engine", "local"),
+                    scheduler=getattr(args, "scheduler", None), timeout=getattr(args, "point_timeout", None))
     present = [m for m in ALL_METRICS if any(np.isfinite(_f(r.get(m))) for r in raw if r.get("image"))]
     summary = summarise(raw, present)
     out = Path(args.out)
