@@ -1,25 +1,48 @@
 #!/usr/bin/env bash
-# The exact commands that produced models/seb_lam*, models/hyperprior_lam* and
-# models/image_deepjscc, in order (CPU, 2 threads; about 80 minutes on the
-# 2-core machine of benchmarks/README.md). Stage 1 is a short schedule whose
-# weights stage 2 continues from (stage 1 was run with --out models/X and its
-# outputs then moved to out/seb_stage1/X; the output path does not change the
-# weights). Each model card repeats its own command and figures.
+# The training chain of the learned image codecs (issue 19), resumable: each
+# command continues from its model directory's checkpoint/ (state.json +
+# model.safetensors are committed; checkpoint/train.safetensors, the Adam
+# moments, is kept locally), so re-running this script after an interruption,
+# or in a later session, goes on where the last run stopped. --steps is the
+# total of the cosine schedule; --time-limit SECONDS / a STOP file in the
+# model directory end a run with a checkpoint.
+#
+#   bash scripts/fetch_photos.sh                # the photos first (data/photos)
+#   bash scripts/train_seb.sh [hyperprior|seb|deepjscc|all] [extra args, e.g. --time-limit 3600]
+#
+# Order matters: a conditional Seb net copies its hyperprior's residual codec
+# and freezes it (Seb >= its hyperprior by construction), so the Seb stage
+# runs after the hyperprior stage it builds on. Training the hyperprior further
+# afterwards means re-initialising Seb from it (--no-resume), or the shipped
+# hyperprior and Seb's frozen copy differ (docs/learned_codecs.md).
+# GPU: the same commands with --device cuda --amp --batch 16 --pool 64
+# (scripts/device_train.sh does this in one <= 9 min run).
+#
+# History: models before issue 19 came from 81 opencv-doc photos as 128x128
+# crops, ~80 CPU minutes (git log of this file); the hyperprior_lam32/128 runs
+# below were initialised from those weights (the --init of their first run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-S=".venv/bin/semcom train"
-# stage 1
-$S hyperprior --lam 128 --steps 2500 --out out/seb_stage1/hyperprior_lam128
-$S hyperprior --lam 32 --steps 600 --init out/seb_stage1/hyperprior_lam128/model.safetensors --out out/seb_stage1/hyperprior_lam32
-$S hyperprior --lam 512 --steps 600 --init out/seb_stage1/hyperprior_lam128/model.safetensors --out out/seb_stage1/hyperprior_lam512
-$S seb --lam 128 --steps 1200 --init out/seb_stage1/hyperprior_lam128/model.safetensors --out out/seb_stage1/seb_lam128
-$S seb --lam 32 --steps 400 --init out/seb_stage1/seb_lam128/model.safetensors --out out/seb_stage1/seb_lam32
-$S seb --lam 512 --steps 400 --init out/seb_stage1/seb_lam128/model.safetensors --out out/seb_stage1/seb_lam512
-$S image-jscc --steps 2000 --batch 16 --out models/image_deepjscc
-# stage 2 (the shipped Seb and hyperprior models)
-$S hyperprior --lam 128 --steps 5000 --lr 5e-4 --init out/seb_stage1/hyperprior_lam128/model.safetensors --out models/hyperprior_lam128
-$S hyperprior --lam 32 --steps 1000 --lr 5e-4 --init models/hyperprior_lam128/model.safetensors --out models/hyperprior_lam32
-$S hyperprior --lam 512 --steps 1000 --lr 5e-4 --init models/hyperprior_lam128/model.safetensors --out models/hyperprior_lam512
-$S seb --lam 128 --steps 2500 --lr 5e-4 --ref-weight 1 --ref-steps 1000 --init out/seb_stage1/seb_lam128/model.safetensors --out models/seb_lam128
-$S seb --lam 32 --steps 800 --lr 5e-4 --init models/seb_lam128/model.safetensors --out models/seb_lam32
-$S seb --lam 512 --steps 800 --lr 5e-4 --init models/seb_lam128/model.safetensors --out models/seb_lam512
+PY=${PY:-.venv/bin/python}
+T="nice -n 19 $PY -m gr_semcom.semantic.seb.train"
+WHAT=${1:-all}
+shift || true
+CPU="--threads 1 --batch 4"
+if [ "$WHAT" = hyperprior ] || [ "$WHAT" = all ]; then
+  for L in 32 128; do
+    $T hyperprior --lam $L --steps 20000 --lr 1e-4 --warmup 300 $CPU \
+      --init models/hyperprior_lam$L/model.safetensors --out models/hyperprior_lam$L "$@"
+  done
+fi
+if [ "$WHAT" = seb ] || [ "$WHAT" = all ]; then
+  for L in 32 128 512; do
+    $T seb --lam $L --steps 20000 --lr 1e-4 --warmup 100 $CPU \
+      --init models/hyperprior_lam$L/model.safetensors --out models/seb_lam$L "$@"
+  done
+fi
+if [ "$WHAT" = deepjscc ] || [ "$WHAT" = all ]; then
+  nice -n 19 $PY -c "import sys, torch; torch.set_num_threads(1)
+from gr_semcom.semantic.image_jscc import train_image_jscc
+train_image_jscc('models/image_deepjscc', steps=20000, batch=8, lr=1e-4, warmup=200,
+                 init='models/image_deepjscc/model.safetensors', progress=True)"
+fi

@@ -319,3 +319,33 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+_POOL_PHOTOS: list = []
+
+
+def _pool_job(args):
+    i, n, size, seed = args
+    rng = np.random.default_rng([seed, i])
+    return np.stack([random_crop(_POOL_PHOTOS[i], size, rng) for _ in range(n)])
+
+
+def crop_pool(photos: list[np.ndarray], per_photo: int, size: int, seed: int = 0, workers: int | None = None) -> np.ndarray:
+    """(n_photos, per_photo, size, size, 3) uint8 random crops, cut once in
+    ``workers`` processes (a GPU run samples its batches from this pool on
+    the device instead of cutting crops on the CPU every step)."""
+    import multiprocessing as mp
+
+    global _POOL_PHOTOS
+    _POOL_PHOTOS = list(photos)
+    jobs = [(i, per_photo, size, seed) for i in range(len(photos))]
+    workers = workers if workers is not None else min(len(jobs), os.cpu_count() or 1)
+    try:
+        if workers > 1 and "fork" in mp.get_all_start_methods():
+            with mp.get_context("fork").Pool(workers) as pool:
+                parts = pool.map(_pool_job, jobs)
+        else:
+            parts = [_pool_job(j) for j in jobs]
+    finally:
+        _POOL_PHOTOS = []
+    return np.stack(parts)

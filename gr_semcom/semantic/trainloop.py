@@ -170,7 +170,8 @@ class Curve:
             ax[1].plot(st, [float(r["val_bpp"]) for r in rows], "o-", ms=3, color="C1")
             ax[1].set_ylabel("validation bpp (estimated)")
         else:
-            ax[1].plot(st, [float(r["train_loss"]) for r in rows], "o-", ms=3, color="C1")
+            tl = [(float(r["step"]), float(r["train_loss"])) for r in rows if r.get("train_loss") not in (None, "")]
+            ax[1].plot([a for a, _ in tl], [b for _, b in tl], "o-", ms=3, color="C1")
             ax[1].set_ylabel("training loss")
         ax[1].set_xlabel("step")
         ax[1].grid(alpha=0.3)

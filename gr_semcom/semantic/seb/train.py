@@ -129,7 +129,7 @@ def train_seb(out: str, mode: str = "seb", lam: float = 256.0, steps: int = 1500
               data: str | None = None, device: str | None = "cpu", amp: bool = False, resume: bool = True,
               crop: int = CROP_NEW, eval_every: int = 100, time_limit: float | None = None,
               threads: int | None = None, cond: bool = True, freeze_residual: bool = True,
-              warmup: int = 0, run_steps: int | None = None) -> dict:
+              warmup: int = 0, run_steps: int | None = None, pool: int = 0) -> dict:
     """Train (or continue training) one rate point of the Seb codec or of its
     hyperprior baseline into ``out`` (model.safetensors, checkpoint/,
     learning_curve.csv/png, metrics.json, README.md).
@@ -145,7 +145,9 @@ def train_seb(out: str, mode: str = "seb", lam: float = 256.0, steps: int = 1500
     call. ``ref_weight``/``ref_steps``: for the first ``ref_steps`` steps add
     ``ref_weight * lambda * MSE(reference, image)``, a warm-up of the Seb
     generator (as DVC, the paper's [16], warms up its motion compensation).
-    ``run_steps``: run at most this many steps now (checkpoint, return; the
+    ``pool``: crops per photo cut once (in parallel) and kept on the device,
+    batches then drawn from it with random flips (for a GPU, whose steps are
+    faster than cutting crops; 0 = fresh crops every step). ``run_steps``: run at most this many steps now (checkpoint, return; the
     schedule still spans ``steps``). ``warmup``: linear learning-rate warm-up steps (fine-tuning from ``init``
     and resuming without the optimizer moments use it)."""
     import torch
@@ -180,7 +182,7 @@ def train_seb(out: str, mode: str = "seb", lam: float = 256.0, steps: int = 1500
         else:
             missing = net.load_state_dict(_transferable(src.state_dict(), net), strict=False)
             init_note = {"from": init, "not_initialised": sorted({k.split(".")[0] for k in missing.missing_keys})}
-    frozen = set(net.residual_parts()) if (cfg.cond and freeze_residual) else set()
+    frozen = set(net.residual_parts()) if (cfg.cond and freeze_residual and init) else set()
     if ck_state is not None:
         frozen = set(ck_state.get("frozen", []))
     for name, p in net.named_parameters():
@@ -214,7 +216,22 @@ def train_seb(out: str, mode: str = "seb", lam: float = 256.0, steps: int = 1500
     run = {"command": _command(), "start_step": step0, "device": str(dev), "amp": bool(amp), "env": _env()}
     state = {}
 
+    pool_t = None
+    if pool:
+        cut = photoset.crop_pool([im for _, im in photos], pool, crop, seed=seed + step0)
+        pool_t = torch.from_numpy(cut).to(dev).permute(0, 1, 4, 2, 3).contiguous()  # (P, n, 3, s, s) uint8
+
     def batch_x():
+        if pool_t is not None:
+            if cfg.mode == "seb":
+                p = int(rng.choice(len(photos), p=weights))
+                sel = pool_t[p, torch.from_numpy(rng.choice(pool, batch, replace=False)).to(dev)]
+            else:
+                ps = torch.from_numpy(rng.choice(len(photos), batch, p=weights)).to(dev)
+                sel = pool_t[ps, torch.from_numpy(rng.integers(0, pool, batch)).to(dev)]
+            x = sel.float().div_(255.0)
+            flip = torch.from_numpy(rng.random(batch) < 0.5).to(dev)
+            return torch.where(flip[:, None, None, None], x.flip(-1), x)
         if cfg.mode == "seb":  # one correlated subset: crops of one photo (the paper's 16 augmentations)
             im = photos[rng.choice(len(photos), p=weights)][1]
             xs = [photoset.random_crop(im, crop, rng) for _ in range(batch)]
@@ -374,13 +391,14 @@ def main(argv=None) -> int:
     ap.add_argument("--no-cond", action="store_true", help="Seb without the conditional residual (the first models)")
     ap.add_argument("--train-residual", action="store_true", help="do not freeze the copied residual codec")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pool", type=int, default=0, help="crops per photo cut once and kept on the device (GPU runs)")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     card = train_seb(a.out, mode=a.mode, lam=a.lam, steps=a.steps, batch=a.batch, lr=a.lr, init=a.init,
                      seed=a.seed, ref_weight=a.ref_weight, ref_steps=a.ref_steps, progress=not a.quiet, data=a.data,
                      device=a.device, amp=a.amp, resume=not a.no_resume, crop=a.crop, eval_every=a.eval_every,
                      time_limit=a.time_limit, threads=a.threads, cond=not a.no_cond,
-                     freeze_residual=not a.train_residual, warmup=a.warmup, run_steps=a.run_steps)
+                     freeze_residual=not a.train_residual, warmup=a.warmup, run_steps=a.run_steps, pool=a.pool)
     m = card["test_metrics_estimated"]
     print(f"{a.out}: step {card['steps']}, validation PSNR {m['psnr']:.2f} dB at {m['bpp']:.4f} bpp")
     return 0
