@@ -19,8 +19,8 @@ cd "$(dirname "$0")/.."
 if [ "${1:-}" = --prepare ]; then
   grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
   V=$(.venv/bin/python -c "import importlib.metadata as m; print(m.version('compressai'))")
-  python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+  .venv/bin/python -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_34_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     -d .whl "compressai==$V"
   ls -la .whl
   exit 0
