@@ -11,6 +11,7 @@ import pmt
 from gnuradio import gr
 
 from ..phy import framing
+from ..phy import kernels as _k
 from ..phy.fec import ASYNC_DECODER_PAD, llr_to_grfec
 from ..phy.frame import BurstDemodulator, FrameSpec
 from ..phy.ldpc import MinSumDecoder, info_bits
@@ -541,10 +542,18 @@ class sanitize_cc(gr.sync_block):
     def __init__(self):
         gr.sync_block.__init__(self, "semcom_sanitize_cc", [np.complex64], [np.complex64])
         self.bad = 0
+        self._numba = _k.backend() == "numba"
         self.message_port_register_out(STATUS)
 
     def work(self, input_items, output_items):
         x, y = input_items[0], output_items[0]
+        if self._numba:  # copy and check in one compiled pass, GIL released
+            nbad = _k.first_use("copy_finite", _k.copy_finite, x, y)
+            if nbad:
+                self.bad += int(nbad)
+                self.message_port_pub(STATUS, _status(event="non_finite", samples=self.bad,
+                                                      offset=int(self.nitems_read(0))))
+            return len(y)
         y[:] = x
         # one pass without temporaries: a NaN or inf anywhere makes the sum
         # non-finite (so may finite samples overflowing it: they then take

@@ -33,7 +33,8 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 
-from .constellations import get_constellation
+from . import kernels as _k
+from .constellations import _pam_tables, get_constellation
 from .fec import get_code
 
 PREAMBLE_LEN = 64
@@ -295,6 +296,19 @@ def _kaiser_table(half: int, beta: float, steps: int = 1024) -> np.ndarray:
     return np.sinc(d) * np.i0(beta * np.sqrt(np.clip(1 - (d / half) ** 2, 0, None))) / np.i0(beta)
 
 
+def _interp_taps(t0: float, half: int = 8, beta: float = 6.0) -> tuple[int, np.ndarray]:
+    """The first sample index and the 2*half taps (complex64, unit sum) that
+    interpolate at t0 (see :func:`_interp_at`)."""
+    t0i = int(np.floor(t0))
+    mu = t0 - t0i
+    table = _kaiser_table(half, beta)
+    pos = mu * (table.shape[0] - 1)
+    i = min(int(pos), table.shape[0] - 2)
+    a = pos - i
+    h = (1.0 - a) * table[i] + a * table[i + 1]
+    return t0i - half + 1, (h / h.sum()).astype(np.complex64)
+
+
 def _interp_at(x: np.ndarray, t0: float, step: int, count: int, half: int = 8, beta: float = 6.0) -> np.ndarray:
     """``x`` at the fractional positions t0 + k * step, k < count: a 2*half-tap
     Kaiser-windowed sinc (beta 6: about -60 dB interpolation error on a
@@ -302,17 +316,10 @@ def _interp_at(x: np.ndarray, t0: float, step: int, count: int, half: int = 8, b
     Replaces an FFT fractional delay of the whole burst (same result within
     the error above, 4x less time: benchmarks/README.md, RX throughput)."""
     t0i = int(np.floor(t0))
-    mu = t0 - t0i
     # taps from a table over mu (1/1024-sample steps, linear between them:
     # relative error ~1e-7, far below the window's -60 dB); np.i0 per call
     # cost 0.18 ms per burst
-    table = _kaiser_table(half, beta)
-    pos = mu * (table.shape[0] - 1)
-    i = min(int(pos), table.shape[0] - 2)
-    a = pos - i
-    h = (1.0 - a) * table[i] + a * table[i + 1]
-    h = (h / h.sum()).astype(np.complex64)
-    first = t0i - half + 1
+    first, h = _interp_taps(t0, half, beta)
     last = t0i + (count - 1) * step + half  # inclusive
     lo, hi = max(0, -first), max(0, last + 1 - x.size)
     xp = np.pad(x, (lo, hi)) if (lo or hi) else x
@@ -364,11 +371,14 @@ class BurstDemodulator:
     """Matched-filtered burst samples -> LLRs of the coded bits.
 
     ``search`` is how many samples at the start of the burst may precede the
-    preamble (the detector's tag uncertainty).
+    preamble (the detector's tag uncertainty). ``kernels``: ``"numba"``
+    (compiled kernels of phy/kernels.py, GIL released; the default) or
+    ``"numpy"`` (this class's numpy code, the tested reference); default from
+    ``GR_SEMCOM_KERNELS``. Genie-CSI bursts always take the numpy path.
     """
 
     def __init__(self, spec: FrameSpec, search: int | None = None, min_snr_db: float = -5.0,
-                 min_rho2: float = 0.15):
+                 min_rho2: float = 0.15, kernels: str | None = None):
         self.spec = spec
         self.min_rho2 = min_rho2
         self.search = search if search is not None else 8 * spec.sps
@@ -376,6 +386,16 @@ class BurstDemodulator:
         sps = spec.sps
         self._pre_pos = np.arange(PREAMBLE_LEN) * sps
         self._segs = 4
+        self.kernels = _k.backend(kernels)
+        self._conj_pre = np.ascontiguousarray(np.conj(PREAMBLE)).astype(np.complex64)
+        data_idx, pilot_idx, pilots = spec.layout
+        self._conj_pilots = np.conj(pilots).astype(np.complex64)
+        c = spec.constellation
+        if c.name == "bpsk":
+            self._llr_tab = (0, np.zeros(2), np.zeros(2, np.int64), 1.0)
+        else:
+            bpd, levels, labels, scale = _pam_tables(c.name)
+            self._llr_tab = (bpd, np.asarray(levels, np.float64), np.asarray(labels, np.int64), float(scale))
 
     @property
     def samples_needed(self) -> int:
@@ -391,6 +411,80 @@ class BurstDemodulator:
         """``csi`` (genie mode): the true channel gain stream cut out like
         ``x`` (same start, same delays); it is read at the data symbol
         instants this burst's timing estimate finds."""
+        if self.kernels == "numba" and csi is None:
+            return self.demodulate_numba(x)
+        return self.demodulate_numpy(x, csi)
+
+    def _fine_timing(self, x: np.ndarray, n0: int, mf_fn) -> float:
+        """Fractional timing on a 1/16-sample grid of band-limited (FFT)
+        interpolations of the preamble region, parabolic refinement."""
+        sps = self.spec.sps
+        lo = max(n0 - 8, 0)
+        segx = x[lo:n0 + PREAMBLE_LEN * sps + 8]
+        grid, delays = _delay_bank(segx.size)
+        shifted = np.fft.ifft(np.fft.fft(segx)[None, :] * delays, axis=1)
+        mf = mf_fn(shifted, n0 - lo)
+        b = int(np.argmax(mf))
+        frac = grid[b]
+        if 0 < b < grid.size - 1:
+            y0, y1, y2 = mf[b - 1], mf[b], mf[b + 1]
+            den = y0 - 2 * y1 + y2
+            if den < 0:
+                frac += 0.5 * (y0 - y2) / den * (grid[1] - grid[0])
+        return n0 + frac
+
+    @staticmethod
+    def _cfo(zp: np.ndarray) -> float:
+        """CFO (cycles/symbol) from the preamble: periodogram peak of
+        r * conj(p), parabolic refinement."""
+        nfft = 2048
+        spec_p = np.abs(np.fft.fft(zp, nfft)) ** 2
+        k = int(np.argmax(spec_p))
+        km, kp = spec_p[(k - 1) % nfft], spec_p[(k + 1) % nfft]
+        den = km - 2 * spec_p[k] + kp
+        delta = 0.5 * (km - kp) / den if den < 0 else 0.0
+        return float(((k + delta + nfft / 2) % nfft - nfft / 2) / nfft)
+
+    def demodulate_numba(self, x: np.ndarray) -> BurstResult:
+        """:meth:`demodulate_numpy`'s steps with the compiled kernels of
+        phy/kernels.py (three FFTs stay numpy's)."""
+        spec = self.spec
+        sps = spec.sps
+        x = np.ascontiguousarray(x, dtype=np.complex64)
+        if x.size < self.samples_needed:
+            return BurstResult(False, reason="short burst")
+        if _k.first_use("count_nonfinite", _k.count_nonfinite, x):
+            return BurstResult(False, reason="non-finite samples")
+        n0, mmax, e_pre = _k.first_use("sc_coarse", _k.sc_coarse, x, self.search, self._pre_pos,
+                                       self._conj_pre, self._segs)
+        rho2 = float(mmax) / (PREAMBLE_LEN // self._segs * max(float(e_pre), 1e-30))
+        if rho2 < self.min_rho2:
+            return BurstResult(False, reason="no preamble", extra={"rho2": rho2})
+        n0 = max(int(n0), 2)
+        t0 = self._fine_timing(x, n0, lambda sh, off: _k.first_use(
+            "sc_fine_metric", _k.sc_fine_metric, sh, off, self._pre_pos, self._conj_pre, self._segs))
+        nsym = spec.n_symbols
+        first, h = _interp_taps(t0)
+        r = _k.first_use("interp_at", _k.interp_at, x, first, sps, nsym, np.ascontiguousarray(h.real))
+        cfo = self._cfo(r[:PREAMBLE_LEN] * self._conj_pre)
+        r = _k.first_use("derotate", _k.derotate, r, cfo)
+        data_idx, pilot_idx, pilots = spec.layout
+        pl = spec.pilot_len
+        hs, centres, noise_var, sig = _k.first_use("sc_channel", _k.sc_channel, r, PREAMBLE_LEN, self._conj_pre,
+                                                   pilot_idx, self._conj_pilots, pl)
+        hs = _k.first_use("smooth_loo", _k.smooth_loo, hs, noise_var / pl)
+        snr_db = float(10 * np.log10(max(sig, 1e-20) / max(noise_var, 1e-20)))
+        if snr_db < self.min_snr_db:
+            return BurstResult(False, snr_db=snr_db, cfo=cfo, timing=t0, noise_var=noise_var, reason="no signal")
+        y, nv_sym = _k.first_use("sc_equalize", _k.sc_equalize, r, data_idx, centres, hs, noise_var)
+        bpd, levels, labels, scale = self._llr_tab
+        llr = np.empty(y.size * spec.constellation.bits_per_symbol, np.float32)
+        _k.first_use("llr_maxlog", _k.llr_maxlog, y, nv_sym, bpd, levels, labels, scale, llr)
+        return BurstResult(True, llr=llr[: spec.coded_bits], snr_db=snr_db, cfo=cfo, timing=float(t0),
+                           noise_var=float(noise_var), symbols=y)
+
+    def demodulate_numpy(self, x: np.ndarray, csi: np.ndarray | None = None) -> BurstResult:
+        """The numpy reference (see :meth:`demodulate`)."""
         spec = self.spec
         sps = spec.sps
         x = np.asarray(x, dtype=np.complex64)

@@ -1,0 +1,559 @@
+"""Compiled (numba) kernels of the receiver's hot paths, and the switch
+between them and the numpy reference.
+
+Why numba: the receiver's per-burst work (LDPC message passing, preamble
+search, interpolation, pilot channel estimate, soft demapping) is hundreds of
+small numpy calls per burst, so it is bound by interpreter and dispatch
+overhead, not arithmetic, and it holds the GIL, so GNU Radio's message
+blocks could not use the second core. ``@njit(nogil=True, cache=True)``
+compiles the same loops to machine code at first use (cached on disk under
+``__pycache__``, or ``NUMBA_CACHE_DIR``), releases the GIL while they run
+and needs nothing beyond the wheel already in the set-up (no compiler, no
+build step). See docs/receiver_speed.md.
+
+Selection: ``GR_SEMCOM_KERNELS=numpy`` (environment) runs the numpy
+reference everywhere; the default ``numba`` uses these kernels when numba
+imports, and falls back to numpy (with one warning) when it does not.
+``backend()`` reports the choice; callers may also pass ``kernels="numpy"``
+to the decoder/demodulator objects.
+
+Numerics: the LDPC kernels do exactly the numpy reference's float32
+operations in the same order (min-sum is bit-identical; sum-product may
+differ in the last bit of log/tanh, which numpy evaluates with its own SIMD
+routines). The demodulator kernels match the reference to float32 rounding
+(tests/test_kernels.py).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+try:  # pragma: no cover - numba is part of the set-up
+    import numba
+    from numba import njit
+
+    HAVE_NUMBA = True
+except Exception:  # pragma: no cover
+    numba = None
+    HAVE_NUMBA = False
+
+    def njit(*a, **k):
+        def deco(f):
+            return f
+        return deco if not (a and callable(a[0])) else a[0]
+
+BACKENDS = ("numba", "numpy")
+_warned = False
+
+
+def backend(choice: str | None = None) -> str:
+    """``numba`` or ``numpy``: ``choice`` if given, else ``GR_SEMCOM_KERNELS``
+    (default ``numba``); ``numba`` falls back to ``numpy`` if numba is missing."""
+    global _warned
+    b = (choice or os.environ.get("GR_SEMCOM_KERNELS") or "numba").strip().lower()
+    if b not in BACKENDS:
+        raise ValueError(f"kernels must be one of {BACKENDS}, got {b!r} (GR_SEMCOM_KERNELS)")
+    if b == "numba" and not HAVE_NUMBA:
+        if not _warned:
+            log.warning("numba is not importable: the receiver runs the numpy reference kernels")
+            _warned = True
+        return "numpy"
+    return b
+
+
+_compiled: set = set()
+
+
+def first_use(name: str, fn, *args):
+    """Call a kernel; on its first call in this process, log that it is
+    compiled (or loaded from numba's cache) and how long that took."""
+    if name in _compiled:
+        return fn(*args)
+    t = time.perf_counter()
+    out = fn(*args)
+    dt = time.perf_counter() - t
+    _compiled.add(name)
+    log.info("gr_semcom kernels: %s ready in %.2f s (numba JIT, compiled at first use and cached on disk)",
+             name, dt)
+    return out
+
+
+F32 = np.float32
+BIG = np.float32(1e30)
+_PHI_LO, _PHI_HI = np.float32(1e-7), np.float32(30.0)
+_HALF = np.float32(0.5)
+
+
+# ---------------------------------------------------------------- LDPC ----
+
+@njit(nogil=True, cache=True)
+def _syndrome_ok(hard, rows, n):
+    dc, m = rows.shape
+    for i in range(m):
+        p = 0
+        for j in range(dc):
+            v = rows[j, i]
+            if v < n:
+                p ^= hard[v]
+        if p:
+            return False
+    return True
+
+
+@njit(nogil=True, cache=True)
+def ldpc_minsum(L, rows, var_edges, max_iterations, alpha, hard, ok, iters):
+    """Normalised min-sum flooding-schedule decoding of each row of ``L`` ((B, n) float32 LLRs
+    log P0/P1, finite) with the check structure of
+    :class:`~gr_semcom.phy.ldpc.MinSumDecoder` (``rows`` (dc, m): variables
+    of each check, n = padding; ``var_edges`` (n, dv): flat edge indices
+    j * m + i of each variable, dc * m = padding). Writes ``hard`` (B, n)
+    uint8, ``ok`` (B,) bool, ``iters`` (B,) int32. The numpy reference's
+    operations, one codeword at a time, stopping at a zero syndrome.
+
+    Sum-product is not in here: a check's messages need phi(x) = -ln tanh(x/2)
+    twice per edge, and numba's scalar log/tanh (libm, ~24 ns) are 20x slower
+    than numpy's SIMD float32 ones (~1.1 ns): see :func:`spa_check_sums` for how
+    the sum-product decoder is split between kernels and numpy's phi."""
+    B, n = L.shape
+    dc, m = rows.shape
+    E = dc * m
+    dv = var_edges.shape[1]
+    c2v = np.zeros(E + 1, np.float32)
+    mag = np.empty(dc, np.float32)
+    neg = np.empty(dc, np.bool_)
+    total = np.empty(n + 1, np.float32)
+    hb = np.empty(n, np.uint8)
+    for b in range(B):
+        iters[b] = 0
+        for v in range(n):
+            hb[v] = 1 if L[b, v] < 0 else 0
+        if _syndrome_ok(hb, rows, n):
+            ok[b] = True
+            for v in range(n):
+                hard[b, v] = hb[v]
+            continue
+        ok[b] = False
+        for e in range(E + 1):
+            c2v[e] = 0.0
+        for v in range(n):
+            total[v] = L[b, v]
+        total[n] = BIG
+        for it in range(1, max_iterations + 1):
+            for i in range(m):
+                parity = False
+                for j in range(dc):
+                    v = rows[j, i]
+                    if v == n:
+                        x = BIG
+                    else:
+                        x = total[v] - c2v[j * m + i]
+                    mag[j] = abs(x)
+                    neg[j] = x < 0
+                    parity ^= neg[j]
+                if True:
+                    min1 = mag[0]
+                    min2 = BIG
+                    for j in range(1, dc):
+                        mx = min1 if min1 > mag[j] else mag[j]
+                        if mx < min2:
+                            min2 = mx
+                        if mag[j] < min1:
+                            min1 = mag[j]
+                    for j in range(dc):
+                        o = min2 if mag[j] == min1 else min1
+                        o = o * alpha
+                        if neg[j] ^ parity:
+                            o = -o
+                        c2v[j * m + i] = 0.0 if rows[j, i] == n else o
+            for v in range(n):
+                s = c2v[var_edges[v, 0]]
+                for k in range(1, dv):
+                    s = s + c2v[var_edges[v, k]]
+                t = L[b, v] + s
+                total[v] = t
+                hb[v] = 1 if t < 0 else 0
+            iters[b] = it
+            if _syndrome_ok(hb, rows, n):
+                ok[b] = True
+                break
+        for v in range(n):
+            hard[b, v] = hb[v]
+
+
+@njit(nogil=True, cache=True)
+def ldpc_syndrome_init(L, rows, hard, ok, iters):
+    """Hard decisions of the channel LLRs and whether they already satisfy
+    every check (those codewords need no iteration)."""
+    B, n = L.shape
+    for b in range(B):
+        iters[b] = 0
+        for v in range(n):
+            hard[b, v] = 1 if L[b, v] < 0 else 0
+        ok[b] = _syndrome_ok(hard[b], rows, n)
+
+
+@njit(nogil=True, cache=True)
+def spa_check_in(total, c2v, rows, mag, flip):
+    """Sum-product, step 1 of an iteration, for each active codeword a:
+    variable-to-check messages total[v] - c2v[e] (padding: BIG), their
+    magnitudes into ``mag`` (A, E) and in ``flip`` whether the outgoing
+    message of each edge is negative (its sign xor the check's parity)."""
+    A = total.shape[0]
+    dc, m = rows.shape
+    n = total.shape[1] - 1
+    neg = np.empty(dc, np.bool_)
+    for a in range(A):
+        for i in range(m):
+            parity = False
+            for j in range(dc):
+                e = j * m + i
+                v = rows[j, i]
+                x = BIG if v == n else total[a, v] - c2v[a, e]
+                mag[a, e] = abs(x)
+                neg[j] = x < 0
+                parity ^= neg[j]
+            for j in range(dc):
+                flip[a, j * m + i] = neg[j] ^ parity
+
+
+@njit(nogil=True, cache=True)
+def spa_check_sums(ph, rows, arg):
+    """Sum-product, step 2: with ph = phi(mag) (numpy's float32 SIMD phi,
+    the reference's own function), arg = (sum of the check's ph) - ph, the
+    sum taken over j in order as numpy's reduction over axis 0 does."""
+    A = ph.shape[0]
+    dc, m = rows.shape
+    for a in range(A):
+        for i in range(m):
+            s = ph[a, i]
+            for j in range(1, dc):
+                s = s + ph[a, j * m + i]
+            for j in range(dc):
+                arg[a, j * m + i] = s - ph[a, j * m + i]
+
+
+@njit(nogil=True, cache=True)
+def spa_var_update(out, flip, rows, var_edges, L, c2v, total, hard, done):
+    """Sum-product, step 3: with out = phi(arg), the signed check-to-variable
+    messages (padding 0), the variables' totals L + sum of their messages (in
+    the reference's edge order), hard decisions and the syndrome test."""
+    A, n = L.shape
+    dc, m = rows.shape
+    dv = var_edges.shape[1]
+    for a in range(A):
+        for i in range(m):
+            for j in range(dc):
+                e = j * m + i
+                if rows[j, i] == n:
+                    c2v[a, e] = 0.0
+                else:
+                    o = out[a, e]
+                    c2v[a, e] = -o if flip[a, e] else o
+        for v in range(n):
+            s = c2v[a, var_edges[v, 0]]
+            for k in range(1, dv):
+                s = s + c2v[a, var_edges[v, k]]
+            t = L[a, v] + s
+            total[a, v] = t
+            hard[a, v] = 1 if t < 0 else 0
+        done[a] = _syndrome_ok(hard[a], rows, n)
+
+
+# ------------------------------------------------- single-carrier demod ----
+
+@njit(nogil=True, cache=True)
+def sc_coarse(x, search, pre_pos, conj_pre, segs):
+    """Segmented non-coherent preamble metric at every start 0..search;
+    returns (best start, its metric, energy of x at that start's preamble
+    positions). Same sums as BurstDemodulator._metric."""
+    npre = conj_pre.size
+    seg = npre // segs
+    best, bm = 0, np.float32(-1.0)
+    for s in range(search + 1):
+        mtot = np.float32(0.0)
+        for g in range(segs):
+            acc = np.complex64(0)
+            for k in range(g * seg, (g + 1) * seg):
+                acc += x[s + pre_pos[k]] * conj_pre[k]
+            mtot += acc.real * acc.real + acc.imag * acc.imag
+        if mtot > bm:
+            bm, best = mtot, s
+    e = np.float32(0.0)
+    for k in range(npre):
+        z = x[best + pre_pos[k]]
+        e += z.real * z.real + z.imag * z.imag
+    return best, bm, e
+
+
+@njit(nogil=True, cache=True)
+def sc_fine_metric(shifted, off, pre_pos, conj_pre, segs):
+    """The segmented metric of each row of ``shifted`` (fractional-delay
+    candidates) at offset ``off``."""
+    nd = shifted.shape[0]
+    npre = conj_pre.size
+    seg = npre // segs
+    out = np.empty(nd, np.float64)
+    for d in range(nd):
+        mtot = 0.0
+        for g in range(segs):
+            acc = 0j
+            for k in range(g * seg, (g + 1) * seg):
+                acc += shifted[d, off + pre_pos[k]] * conj_pre[k]
+            mtot += acc.real * acc.real + acc.imag * acc.imag
+        out[d] = mtot
+    return out
+
+
+@njit(nogil=True, cache=True)
+def interp_at(x, first, step, count, h):
+    """y[k] = sum_j h[j] x[first + k * step + j], zero outside x
+    (frame._interp_at; ``h`` the real float32 taps of frame._interp_taps)."""
+    ntap = h.size
+    y = np.empty(count, np.complex64)
+    xr = x.view(np.float32)
+    nx = x.size
+    for k in range(count):
+        base = first + k * step
+        ar = np.float32(0.0)
+        ai = np.float32(0.0)
+        if base >= 0 and base + ntap <= nx:
+            for j in range(ntap):
+                ar += xr[2 * (base + j)] * h[j]
+                ai += xr[2 * (base + j) + 1] * h[j]
+        else:
+            for j in range(ntap):
+                p = base + j
+                if 0 <= p < nx:
+                    ar += xr[2 * p] * h[j]
+                    ai += xr[2 * p + 1] * h[j]
+        y[k] = complex(ar, ai)
+    return y
+
+
+@njit(nogil=True, cache=True)
+def derotate(r, f):
+    """r * exp(-2j pi f k): the reference's block phasor (frame._phasor: 64
+    inner rotations times one per block of 64, complex128, then complex64)."""
+    n = r.size
+    block = 64
+    nb = (n + block - 1) // block
+    inner = np.empty(block, np.complex128)
+    for i in range(block):
+        ph = -2.0 * np.pi * f * i
+        inner[i] = complex(np.cos(ph), np.sin(ph))
+    out = np.empty_like(r)
+    for q in range(nb):
+        ph = -2.0 * np.pi * f * block * q
+        o = complex(np.cos(ph), np.sin(ph))
+        for i in range(block):
+            k = q * block + i
+            if k >= n:
+                break
+            out[k] = r[k] * np.complex64(o * inner[i])
+    return out
+
+
+@njit(nogil=True, cache=True)
+def _smooth_k(h, kern, out):
+    """np.convolve(h, kern, 'same') / (same of ones): edge-normalised smoothing."""
+    n = h.size
+    K = kern.size
+    c = K // 2
+    for i in range(n):
+        acc = 0j
+        wsum = 0.0
+        for j in range(K):
+            p = i + c - j
+            if 0 <= p < n:
+                acc += h[p] * kern[j]
+                wsum += kern[j]
+        out[i] = acc / wsum
+
+
+@njit(nogil=True, cache=True)
+def smooth_loo(h, est_var):
+    """frame._smooth_loo: kernels [1,2,1] .. [1..5..1], least estimated MSE."""
+    n = h.size
+    best = h.copy()
+    best_err = est_var
+    tmp = np.empty(n, np.complex128)
+    for half in range(1, 5):
+        K = 2 * half + 1
+        if K > n:
+            break
+        k = np.empty(K, np.float64)
+        for j in range(K):
+            k[j] = min(j, K - 1 - j) + 1.0
+        w = k.copy()
+        w[half] = 0.0
+        _smooth_k(h, w, tmp)
+        err = 0.0
+        for i in range(n):
+            d = h[i] - tmp[i]
+            err += d.real * d.real + d.imag * d.imag
+        err /= n
+        ks, ws, k2, w2 = k.sum(), w.sum(), 0.0, 0.0
+        for j in range(K):
+            k2 += (k[j] / ks) ** 2
+            w2 += (w[j] / ws) ** 2
+        err -= est_var * (1.0 + w2 - k2)
+        if err < best_err:
+            best_err = err
+            _smooth_k(h, k, best)
+    return best
+
+
+@njit(nogil=True, cache=True)
+def sc_channel(r, npre, conj_pre, pilot_idx, conj_pilots, pl):
+    """Preamble and pilot-group channel estimates and the noise variance
+    (frame.BurstDemodulator step 4). Returns (hs: preamble then group
+    estimates (complex128), centres, noise_var, lag-1 signal power)."""
+    G = pilot_idx.size // pl
+    hs = np.empty(G + 1, np.complex128)
+    centres = np.empty(G + 1, np.float64)
+    acc = 0j
+    for k in range(npre):
+        acc += r[k] * conj_pre[k]
+    h_pre = acc / npre
+    res = 0.0
+    for k in range(npre):
+        d = r[k] - h_pre * np.conj(conj_pre[k])
+        res += d.real * d.real + d.imag * d.imag
+    nv_pre = res / npre * npre / (npre - 1)
+    hs[0] = h_pre
+    centres[0] = (npre - 1) / 2.0
+    scat = 0.0
+    for g in range(G):
+        a = 0j
+        c = 0.0
+        for q in range(pl):
+            p = g * pl + q
+            a += r[pilot_idx[p]] * conj_pilots[p]
+            c += pilot_idx[p]
+        a /= pl
+        hs[g + 1] = a
+        centres[g + 1] = c / pl
+        for q in range(pl):
+            p = g * pl + q
+            d = r[pilot_idx[p]] * conj_pilots[p] - a
+            scat += d.real * d.real + d.imag * d.imag
+    if pl > 1:
+        nv_pil = scat / (G * pl) * pl / (pl - 1)
+        w_pre, w_pil = npre - 1, G * pl - G
+        noise_var = (nv_pre * w_pre + nv_pil * w_pil) / (w_pre + w_pil)
+    else:
+        noise_var = nv_pre
+    if G > 1:
+        s = 0j
+        for g in range(1, G):
+            s += hs[g + 1] * np.conj(hs[g])
+        sig = abs(s / (G - 1))
+    else:
+        sig = abs(hs[1]) ** 2 - noise_var / pl
+    return hs, centres, noise_var, sig
+
+
+@njit(nogil=True, cache=True)
+def sc_equalize(r, data_idx, centres, hs, noise_var):
+    """Linear interpolation of the smoothed channel at the data symbols
+    (np.interp: clamped at the ends), zero-forcing with CSI: returns the
+    equalised symbols y and per-symbol noise variance noise_var / |h|^2."""
+    nd = data_idx.size
+    y = np.empty(nd, np.complex64)
+    nv = np.empty(nd, np.float32)
+    G1 = centres.size
+    seg = 0
+    for k in range(nd):
+        t = float(data_idx[k])
+        if t <= centres[0]:
+            hr, hi = hs[0].real, hs[0].imag
+        elif t >= centres[G1 - 1]:
+            hr, hi = hs[G1 - 1].real, hs[G1 - 1].imag
+        else:
+            while centres[seg + 1] < t:
+                seg += 1
+            a = (t - centres[seg]) / (centres[seg + 1] - centres[seg])
+            hr = hs[seg].real + a * (hs[seg + 1].real - hs[seg].real)
+            hi = hs[seg].imag + a * (hs[seg + 1].imag - hs[seg].imag)
+        h = np.complex64(complex(hr, hi))
+        pw = h.real * h.real + h.imag * h.imag
+        if pw < 1e-12:
+            pw = np.float32(1e-12)
+        y[k] = r[data_idx[k]] * np.conj(h) / pw
+        nv[k] = np.float32(noise_var / pw)
+    return y, nv
+
+
+@njit(nogil=True, cache=True)
+def llr_maxlog(y, nv, bpd, levels, labels, scale, out):
+    """Max-log LLRs of square Gray QAM (bpd bits per dimension; bpd = 0:
+    BPSK), as Constellation.llr: out has len(y) * bits_per_symbol entries."""
+    n = y.size
+    if bpd == 0:
+        for k in range(n):
+            v = nv[k] if nv[k] > 1e-12 else np.float32(1e-12)
+            out[k] = np.float32(4.0) * y[k].real / v
+        return
+    M = levels.size
+    bps = 2 * bpd
+    if bpd == 1:
+        a0 = np.float32(0.0)
+        for q in range(M):
+            if labels[q] == 0:
+                a0 = np.float32(scale * levels[q])
+        for k in range(n):
+            v = nv[k] if nv[k] > 1e-12 else np.float32(1e-12)
+            g = np.float32(4.0) * a0 / v
+            out[2 * k] = g * y[k].real
+            out[2 * k + 1] = g * y[k].imag
+        return
+    d = np.empty(M, np.float32)
+    for k in range(n):
+        v = nv[k] if nv[k] > 1e-12 else np.float32(1e-12)
+        for dim in range(2):
+            xv = y[k].real if dim == 0 else y[k].imag
+            for q in range(M):
+                e = xv - np.float32(scale * levels[q])
+                d[q] = -(e * e) / v
+            for b in range(bpd):
+                m0 = np.float32(-3e38)
+                m1 = np.float32(-3e38)
+                sh = bpd - 1 - b
+                for q in range(M):
+                    if (labels[q] >> sh) & 1:
+                        if d[q] > m1:
+                            m1 = d[q]
+                    else:
+                        if d[q] > m0:
+                            m0 = d[q]
+                out[k * bps + dim * bpd + b] = m0 - m1
+
+
+# ------------------------------------------------------------ sanitize ----
+
+@njit(nogil=True, cache=True)
+def count_nonfinite(x):
+    bad = 0
+    for i in range(x.size):
+        if not (np.isfinite(x[i].real) and np.isfinite(x[i].imag)):
+            bad += 1
+    return bad
+
+
+@njit(nogil=True, cache=True)
+def copy_finite(x, y):
+    """y[:] = x with non-finite samples replaced by 0; returns how many were."""
+    bad = 0
+    for i in range(x.size):
+        v = x[i]
+        if np.isfinite(v.real) and np.isfinite(v.imag):
+            y[i] = v
+        else:
+            y[i] = 0
+            bad += 1
+    return bad
