@@ -174,11 +174,38 @@ def count_phrase(noun: str, n: int) -> str:
     return f"{_NUMBERS[n] if n < len(_NUMBERS) else 'many'} {plural(noun)}"
 
 
-def colour_word(pixels: np.ndarray) -> str:
+def colour_word(pixels: np.ndarray, dominance: float = 0.5) -> str:
+    """The colour word of ``pixels`` (Nx3) when one colour (palette of
+    multisc.vlm, merged into DeepSC's words) covers at least ``dominance`` of
+    them, else '' (no adjective rather than a wrong one)."""
+    from .multisc.vlm import _PAL, _PAL_NAMES
+
+    px = np.asarray(pixels, np.float32).reshape(-1, 3)
+    if not px.size:
+        return ""
+    if px.shape[0] > 4096:
+        px = px[np.linspace(0, px.shape[0] - 1, 4096).astype(int)]
+    near = ((px[:, None, :] - _PAL[None]) ** 2).sum(-1).argmin(1)
+    counts: dict[str, int] = {}
+    for i in near:
+        w = _COLOUR_WORD.get(_PAL_NAMES[i], _PAL_NAMES[i])
+        counts[w] = counts.get(w, 0) + 1
+    best = max(counts, key=counts.get)
+    return best if counts[best] >= dominance * len(near) else ""
+
+
+def attribute_caption(image: np.ndarray) -> str:
+    """'a picture mostly brown and green': the two dominant colours in words
+    the DeepSC model knows (the attribute captions' texture and brightness
+    words are not in its vocabulary)."""
     from .multisc.vlm import colour_names
 
-    c = colour_names(pixels, 1)
-    return _COLOUR_WORD.get(c[0], c[0]) if c else ""
+    cols = []
+    for c in colour_names(image, 3):
+        c = _COLOUR_WORD.get(c, c)
+        if c not in cols:
+            cols.append(c)
+    return "a picture mostly " + " and ".join(cols[:2]) if cols else "a picture"
 
 
 def place_phrase(cx: float, cy: float) -> str:
@@ -231,14 +258,14 @@ class ObjectCaptioner:
     def caption_from(self, image: np.ndarray, boxes: list) -> str:
         """The caption of ``image`` given its detections ``boxes`` (Box with label, score)."""
         from .detect.centernet import COCO_CLASSES
-        from .multisc.vlm import AttributeCaptioner, colour_names
+        from .multisc.vlm import colour_names
 
         im = self._rgb(image)
         h, w = im.shape[:2]
         named = [b for b in boxes if b.label in COCO_CLASSES and b.area > 0]
         if not named:
             self.last_source = "attributes"
-            return AttributeCaptioner().describe(im)
+            return attribute_caption(im)
         self.last_source = "objects"
         groups: dict[str, list] = {}
         for b in named:

@@ -44,7 +44,7 @@ class Box:
         return max(0, self.x1 - self.x0) * max(0, self.y1 - self.y0)
 
     def union(self, o: "Box") -> "Box":
-        lab = self.label if self.label == o.label else "+".join(x for x in (self.label, o.label) if x)
+        lab = "+".join(x for x in (self.label, o.label) if x)  # "dog+dog": the captioner counts them
         return Box(min(self.x0, o.x0), min(self.y0, o.y0), max(self.x1, o.x1), max(self.y1, o.y1),
                    max(self.score, o.score), lab)
 
