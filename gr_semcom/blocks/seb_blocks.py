@@ -141,7 +141,7 @@ class seb_encoder(_worker_block):
         return bool(self._pending) or self._encoding
 
     def idle(self):
-        if self._pending and (len(self._pending) >= self.set_size or self._finishing
+        if self._pending and (len(self._pending) >= self.set_size or (self._finishing and self._q.empty())
                               or time.monotonic() - self._first > self.flush_timeout):
             self._encoding = True
             batch, self._pending = self._pending, []

@@ -202,11 +202,12 @@ def make_codec(vq: str = "", deepsc: str = "", caption_mode: str = "digital", sa
 
 class ulbsc_encoder(_worker_block):
     def __init__(self, vq: str = "", deepsc: str = "", caption_mode: str = "digital", saliency: str = "auto",
-                 captioner: str = "auto", blip_model: str = "", caption: str = ""):
+                 captioner: str = "auto", blip_model: str = "", caption: str = "", codec=None):
         from ..semantic.captioner import DEFAULT_BLIP
 
         _worker_block.__init__(self, "semcom_ulbsc_encoder")
-        self.codec = make_codec(vq, deepsc, caption_mode, saliency, captioner, blip_model, caption)
+        self.codec = codec if codec is not None else make_codec(vq, deepsc, caption_mode, saliency, captioner,
+                                                                 blip_model, caption)
         self.captioner_kind, self.blip_model = captioner, blip_model or DEFAULT_BLIP
         self.encoded = 0
         self.message_port_register_in(_IN)
@@ -247,11 +248,14 @@ class ulbsc_decoder(_worker_block):
     In analog mode a digital PDU waits up to ``pair_timeout`` s for its
     symbols (and vice versa); unpaired halves decode as erasures."""
 
-    def __init__(self, vq: str = "", deepsc: str = "", caption_mode: str = "digital", pair_timeout: float = 2.0):
+    def __init__(self, vq: str = "", deepsc: str = "", caption_mode: str = "digital", pair_timeout: float = 2.0,
+                 codec=None):
         _worker_block.__init__(self, "semcom_ulbsc_decoder")
-        self.codec = make_codec(vq, deepsc, caption_mode, saliency="", captioner="none")
+        self.codec = codec if codec is not None else make_codec(vq, deepsc, caption_mode, saliency="",
+                                                                 captioner="none")
         self.pair_timeout = pair_timeout
         self.decoded = 0
+        self._busy = False
         self._digital: list = []
         self._analog: list = []
         self.message_port_register_in(_IN)
@@ -274,10 +278,13 @@ class ulbsc_decoder(_worker_block):
             except queue.Empty:
                 pass
             try:
+                self._busy = True
                 self._pair()
             except Exception as exc:
                 log.error("ulbsc_decoder: %s", exc)
                 self.message_port_pub(_STATUS, _status(event="error", error=f"{type(exc).__name__}: {exc}"))
+            finally:
+                self._busy = False
 
     def _pair(self):
         analog = self.codec.caption_mode == "analog"
@@ -294,6 +301,10 @@ class ulbsc_decoder(_worker_block):
                 else:
                     return
             self.decode_one(d, a)
+
+    def settled(self) -> bool:
+        with self._lock:
+            return not self._digital and not self._analog and not self._busy
 
     def decode_one(self, d, a):
         data, missing, meta = b"", [], {}

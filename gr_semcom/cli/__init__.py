@@ -6,9 +6,10 @@ import json
 import sys
 from pathlib import Path
 from ..common import MODELS
+from ..systems.options import Jpeg2000Options, SebOptions, UlbscOptions, cbr_value as parse_fraction
 from ..systems.registry import IMAGE_SCHEMES, SCHEMES, TRANSMIT_SCHEMES
 from ..semantic.images import load_image_set
-from .common import _add_phy_args, _specs, parse_fraction
+from .common import _add_phy_args, _specs
 
 
 def _models() -> Path:
@@ -64,22 +65,26 @@ def cmd_transmit_ulbsc(args) -> int:
     from ..semantic.captioner import make_captioner
     from ..semantic.images import ImageError, load_image
     from ..semantic.saliency import make_detector
-    from ..semantic.ulbsc.codec import UlbscCodec
+    from ..semantic.captioner import DEFAULT_BLIP
+    from ..semantic.ulbsc.codec import DEFAULT_DEEPSC, DEFAULT_VQ, UlbscCodec
     from ..systems.ulbsc import send_ulbsc, write_outputs
 
     src = Path(args.input)
     try:
         img = load_image(src)
         detector = make_detector(args.saliency)
-        captioner = make_captioner(args.captioner, str(src), args.caption, args.blip_model)
-        codec = UlbscCodec.from_files(args.vq, args.deepsc, args.caption_mode, detector, captioner)
+        opts = UlbscOptions.from_args(args)
+        captioner = make_captioner(opts.captioner, str(src), opts.caption or None, opts.blip_model or DEFAULT_BLIP)
+        codec = UlbscCodec.from_files(opts.vq or DEFAULT_VQ, opts.deepsc or DEFAULT_DEEPSC, opts.caption_mode,
+                                      detector, captioner)
         payload = codec.encode(img)
     except (ImageError, MissingWeights, FileNotFoundError, ValueError) as exc:
         print(f"semcom: {exc}", file=sys.stderr)
         return 2
     spec, chan = _specs(args)
     res = send_ulbsc(codec, payload, spec, chan, timeout=args.timeout, generator=args.generator,
-                     generator_timeout=args.generator_timeout, steps=args.steps, seed=args.seed)
+                     generator_timeout=args.generator_timeout, steps=args.steps, seed=args.seed, image=img,
+                     name=src.name)
     out = Path(args.out)
     summary = write_outputs(res, out, src.stat().st_size)
     m = res.metrics
@@ -122,18 +127,20 @@ def cmd_transmit_images(args) -> int:
               file=sys.stderr)
         return 2
     _, chan = _specs(args)
+    from dataclasses import replace
+
+    given = {k: v for k, v in (("modulation", args.mod), ("code_rate", args.rate), ("codewords", args.codewords))
+             if v is not None}
+    spec = replace(image_link.image_phy(images, chan.esn0_db, args.cbr, set_packet=args.scheme == "seb"), **given)
+    sent: list = []
     try:
         if args.scheme in ("seb", "hyperprior"):
-            from ..semantic.seb.codec import SebCodec
-
-            paths = args.models or sorted(str(p) for p in _models().glob(
-                ("seb_lam*" if args.scheme == "seb" else "hyperprior_lam*") + "/model.safetensors"))
-            if not paths:
-                raise FileNotFoundError(f"no {args.scheme} models under {_models()} (scripts/train_seb.sh)")
-            codec = SebCodec.from_files(paths)
-            res = image_link.run_seb(codec, names, images, chan, args.cbr, timeout=args.timeout, seed=args.seed)
+            opts = SebOptions.from_args(args, mode=args.scheme, models=",".join(args.models or []))
+            codec = opts.build()
+            res = image_link.run_seb(codec, names, images, chan, opts.cbr, timeout=args.timeout, seed=opts.seed,
+                                     spec=spec, sent=sent, split=opts.split, set_size=opts.set_size)
         elif args.scheme == "jpeg2000":
-            res = image_link.run_jpeg2000(names, images, chan, args.cbr, timeout=args.timeout)
+            res = image_link.run_jpeg2000(names, images, chan, args.cbr, timeout=args.timeout, spec=spec, sent=sent)
         else:
             from ..semantic.image_jscc import load_model
 
@@ -144,6 +151,10 @@ def cmd_transmit_images(args) -> int:
         return 2
     out = Path(args.out)
     (out / "recon").mkdir(parents=True, exist_ok=True)
+    if sent:
+        from ..link.sim import payload_manifest
+
+        (out / "payloads.json").write_text(json.dumps(payload_manifest(sent), indent=2))
     rows = []
     for r in res:
         Image.fromarray(r.image).save(out / "recon" / f"{r.name}.png")
@@ -303,24 +314,16 @@ def main(argv=None) -> int:
                         "seb, hyperprior, jpeg2000, deepjscc: INPUT is an image or a directory of images sent "
                         "at the --cbr budget")
     im = t.add_argument_group("image codecs at a CBR budget (--scheme seb|hyperprior|jpeg2000|deepjscc); "
-                              "the modulation and LDPC rate follow --snr (phy/mcs.py), --mod/--rate are ignored")
-    im.add_argument("--cbr", type=parse_fraction, default=1 / 30,
-                    help="channel uses per source value (3 H W), e.g. 1/30 (default)")
+                              "the modulation and LDPC rate follow --snr (phy/mcs.py) unless --mod/--rate/--codewords "
+                              "are given")
     im.add_argument("--size", type=int, default=None,
                     help="resize the short side to SIZE and centre-crop SIZE x SIZE first")
     im.add_argument("--models", nargs="+", default=None,
                     help="weights (default: models/seb_lam*, models/hyperprior_lam*, models/image_deepjscc)")
-    u = t.add_argument_group("ULBSC (--scheme ulbsc)")
-    u.add_argument("--caption-mode", default="digital", choices=("digital", "analog"),
-                   help="caption as UTF-8 through LDPC+QAM, or as DeepSC symbols over an analog burst")
-    u.add_argument("--caption", default=None, help="use this caption instead of a captioner")
-    u.add_argument("--captioner", default="auto", choices=("auto", "blip", "sidecar"),
-                   help="auto: IMAGE.txt next to the image if present, else BLIP")
-    u.add_argument("--blip-model", default="Salesforce/blip-image-captioning-base",
-                   help="BLIP directory or HF id (local files / HF cache only)")
-    u.add_argument("--saliency", default="auto", choices=("auto", "u2netp", "spectral"))
-    u.add_argument("--vq", default=str(_models() / "ulbsc_saliency_vq" / "model.safetensors"))
-    u.add_argument("--deepsc", default=str(_models() / "deepsc_text" / "model.safetensors"))
+    SebOptions.add_arguments(t)
+    Jpeg2000Options.add_arguments(t)
+    UlbscOptions.add_arguments(t)
+    u = t.add_argument_group("generator (the diffusion receiver over the ZeroMQ bridge)")
     u.add_argument("--generator", default=None,
                    help="ZeroMQ endpoint of `semcom serve --pipeline controlnet` (ulbsc) or `--pipeline ip_adapter` "
                         "(multisc); multisc also takes 'tiny' (in-process tiny random pipeline, tests)")

@@ -25,9 +25,12 @@ def _add_phy_args(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--waveform", default="sc", choices=("sc", "ofdm"),
                    help="single-carrier bursts (default) or OFDM (64-point, 16 CP, 48 data carriers)")
-    p.add_argument("--mod", default="qpsk", choices=MODULATIONS, help="modulation (default qpsk)")
-    p.add_argument("--rate", default="1/2", choices=CODE_RATES, help="LDPC code rate (gr-fec alist codes)")
-    p.add_argument("--codewords", type=int, default=4, help="LDPC codewords per burst")
+    p.add_argument("--mod", default=None, choices=MODULATIONS,
+                   help="modulation (default qpsk; image schemes: chosen from --snr, phy/mcs.py)")
+    p.add_argument("--rate", default=None, choices=CODE_RATES,
+                   help="LDPC code rate, gr-fec alist codes (default 1/2; image schemes: chosen from --snr)")
+    p.add_argument("--codewords", type=int, default=None,
+                   help="LDPC codewords per burst (default 4; image schemes: the most payload for the budget)")
     p.add_argument("--channel", default="awgn", choices=CHANNELS)
     p.add_argument("--snr", type=float, default=10.0, help="Es/N0 in dB per complex symbol (unit-energy symbols)")
     p.add_argument("--ebn0", type=float, default=None, help="give Eb/N0 in dB instead of --snr")
@@ -44,10 +47,8 @@ def _specs(args):
     from ..phy.frame import FrameSpec
     from ..phy.ofdm import OfdmSpec
 
-    if args.waveform == "ofdm":
-        spec = OfdmSpec(modulation=args.mod, code_rate=args.rate, codewords=args.codewords)
-    else:
-        spec = FrameSpec(modulation=args.mod, code_rate=args.rate, codewords=args.codewords)
+    kw = {"modulation": args.mod or "qpsk", "code_rate": args.rate or "1/2", "codewords": args.codewords or 4}
+    spec = OfdmSpec(**kw) if args.waveform == "ofdm" else FrameSpec(**kw)
     esn0 = args.snr
     if args.ebn0 is not None:
         esn0 = ebn0_to_esn0(args.ebn0, spec.constellation.bits_per_symbol, spec.code.rate)

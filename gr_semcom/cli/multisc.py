@@ -6,28 +6,12 @@ from pathlib import Path
 
 
 def add_args(t) -> None:
-    from ..semantic.multisc.codec import SPLITS, TEXT_MODES
+    """Multi-SC's codec options (systems.options.MultiScOptions) and what the
+    receiver's evaluation takes."""
+    from ..systems.options import MultiScOptions
 
-    g = t.add_argument_group("Multi-SC (--scheme multisc); every stage has a no-download default (README)")
-    g.add_argument("--split", default="fusion", choices=SPLITS,
-                   help="fusion: detections merged by centre distance (eq. 9); random: as many random pieces; "
-                        "single: one caption of the whole image")
-    g.add_argument("--eps", type=float, default=0.25, help="fusion threshold epsilon, fraction of the image diagonal")
-    g.add_argument("--max-regions", type=int, default=4)
-    g.add_argument("--slice-side", type=int, default=64, help="main-object slice sent as SIDE x SIDE")
-    g.add_argument("--slice-bytes", type=int, default=400,
-                   help="JPEG 2000 cap of the slice; what --cbr leaves after the captions may lower it")
-    g.add_argument("--text-mode", default="uncoded", choices=TEXT_MODES,
-                   help="captions: uncoded QPSK characters (misspellings), digital (LDPC+CRC, erasures), deepsc")
-    g.add_argument("--segmenter", default="saliency", choices=("saliency", "hf"))
-    g.add_argument("--segmenter-model", default=None, help="hf: semantic-segmentation model directory / HF id")
-    g.add_argument("--detector", default="proposals", choices=("proposals", "hf"))
-    g.add_argument("--detector-model", default=None, help="hf: object-detection model directory / HF id")
-    g.add_argument("--vlm", default="attributes", choices=("attributes", "llava"))
-    g.add_argument("--vlm-model", default=None, help="llava: LLaVA-class model directory / HF id")
-    g.add_argument("--corrector", default="symspell", choices=("symspell", "bart", "none"))
-    g.add_argument("--corrector-model", default=None, help="bart: seq2seq corrector directory / HF id")
-    g.add_argument("--ip-scale", type=float, default=0.6, help="IP-Adapter lambda (eq. 12)")
+    MultiScOptions.add_arguments(t)
+    g = t.add_argument_group("Multi-SC evaluation")
     g.add_argument("--gen-size", type=int, default=None,
                    help="generated image side (default 512; 64 with --generator tiny, whose VAE only halves)")
     g.add_argument("--clip", default=None, help="CLIP model directory / HF id for the CLIP metric (NaN if absent)")
@@ -38,8 +22,9 @@ def build_codec(args):
 
     cfg = MultiScConfig(split=args.split, eps=args.eps, max_regions=args.max_regions, slice_side=args.slice_side,
                         slice_bytes=args.slice_bytes, seed=args.seed)
-    return MultiScCodec.build(cfg, args.segmenter, args.segmenter_model, args.detector, args.detector_model,
-                              args.vlm, args.vlm_model, args.corrector, args.corrector_model)
+    return MultiScCodec.build(cfg, args.segmenter, args.segmenter_model or None, args.detector,
+                              args.detector_model or None, args.vlm, args.vlm_model or None, args.corrector,
+                              args.corrector_model or None)
 
 
 def cmd_transmit_multisc(args) -> int:
@@ -55,7 +40,9 @@ def cmd_transmit_multisc(args) -> int:
         if args.text_mode == "deepsc":
             from ..semantic.deepsc import DeepSC
 
-            deepsc = DeepSC.load(args.deepsc)
+            from ..semantic.ulbsc.codec import DEFAULT_DEEPSC
+
+            deepsc = DeepSC.load(args.deepsc or DEFAULT_DEEPSC)
         # the same-budget rule: captions + slice PDU within --cbr (the slice at most --slice-bytes)
         budget = cbr_budget(img.shape[:2], args.snr, args.cbr, args.text_mode, deepsc)
         payload = codec.encode(img, budget)

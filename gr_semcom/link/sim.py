@@ -391,8 +391,10 @@ def run_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: ChannelSpe
     try:
         for meta, data in inputs:
             encoder._post(pmt.intern("in"), make_pdu(meta, np.frombuffer(bytes(data), np.uint8)))
-        encoder.finish()
         end = t0 + encode_timeout
+        # end of input once every input is queued (message delivery is asynchronous)
+        _wait_for(lambda: encoder.items_in >= len(inputs), 30.0)
+        encoder.finish()
         _wait_for(lambda: encoder.items_in >= len(inputs) and encoder.settled(), max(0.0, end - time.monotonic()))
         # what the encoder published reaches the TX (and our tap) in order
         _wait_for(lambda: len(sent.items) >= tx.framer.msg_id and tx.framer.msg_id >= len(sent.items), 5.0)
@@ -471,3 +473,19 @@ def run_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: ChannelSpe
     return BlocksRun(sent=[(meta, d.tobytes()) for meta, d in pdus], received=received,
                      decoded=[(meta, d.tobytes()) for meta, d in decoded], pdu_links=pdu_links, link=whole,
                      events=[e for e in evs if isinstance(e, dict)], seconds=seconds)
+
+
+def payload_manifest(pdus: list) -> list[dict]:
+    """What crossed the PHY, one entry per PDU in order: (metadata, bytes)
+    pairs -> {index, name, kind, payload_type, bytes, sha256}. ``semcom
+    transmit`` writes it as payloads.json; a GRC run's encoder output gives
+    the same list for the same options and images."""
+    import hashlib
+
+    out = []
+    for k, (meta, data) in enumerate(pdus):
+        data = bytes(data)
+        out.append({"index": k, "name": str(meta.get("name", "")), "kind": str(meta.get("kind", "")),
+                    "payload_type": int(meta.get("payload_type", 0)), "bytes": len(data),
+                    "sha256": hashlib.sha256(data).hexdigest()})
+    return out

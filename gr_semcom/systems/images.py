@@ -81,15 +81,23 @@ def _quality(img: np.ndarray, ref: np.ndarray) -> dict:
 
 
 # -- Seb / hyperprior ------------------------------------------------------------
-def image_phy(images: list[np.ndarray], esn0_db: float, cbr: float, waveform: str = "sc"):
+def image_phy(images: list[np.ndarray], esn0_db: float, cbr: float, set_packet: bool = False):
     """The one PHY a flowgraph runs for an image set: the modulation and LDPC
     rate of :func:`~gr_semcom.phy.mcs.choose_mcs` for the Es/N0, and the
-    codewords per burst (1..8) that carry the most payload bytes over the
-    set's CBR budgets (whole bursts; a GRC user sets the same three values)."""
+    codewords per burst (1..8) that carry the most image payload over the
+    set's CBR budgets in whole bursts (a GRC user sets the same three
+    values). ``set_packet``: Seb's set packet takes (at least) one burst of
+    the set's budget first, shared by pixel count."""
     spec = choose_mcs(esn0_db)
-    uses = [cbr_channel_uses(im.shape[0], im.shape[1], cbr) for im in images]
-    best = max(range(1, 9), key=lambda cw: (sum(byte_budget(u, replace(spec, codewords=cw), search=False).payload_bytes
-                                                for u in uses), -cw))
+    uses = np.array([cbr_channel_uses(im.shape[0], im.shape[1], cbr) for im in images], np.float64)
+    pix = np.array([im.shape[0] * im.shape[1] for im in images], np.float64)
+
+    def payload(cw: int) -> int:
+        s = replace(spec, codewords=cw)
+        left = uses - (burst_symbols(s) * pix / pix.sum() if set_packet else 0)
+        return sum(byte_budget(int(u), s, search=False).payload_bytes if u > 0 else 0 for u in left)
+
+    best = max(range(1, 9), key=lambda cw: (payload(cw), -cw))
     return replace(spec, codewords=best)
 
 
@@ -114,22 +122,25 @@ def _decoded_images(run) -> dict:
 
 def run_seb(codec, names: list[str], images: list[np.ndarray], chan: ChannelSpec, cbr: float = 1 / 30,
             timeout: float | None = None, rx_threshold: float | None = None, seed: int = 0,
-            split: bool = True, spec=None) -> list[ImageResult]:
+            split: bool = True, spec=None, sent: list | None = None, set_size: int = 4) -> list[ImageResult]:
     """Seb (or the hyperprior alone) for an image set through the flowgraph
     GRC builds: ``seb_encoder`` (the whole set collected, split into subsets,
     Sec. II-A; per subset a set packet then one packet per image at the CBR
     budget of this PHY) -> ``phy_tx`` -> channel -> ``phy_rx`` ->
-    ``seb_decoder``. ``spec``: the PHY (default :func:`image_phy`)."""
+    ``seb_decoder``. ``spec``: the PHY (default :func:`image_phy`); ``set_size``:
+    images per set (0 = the whole set; 4 = SebOptions and the GRC block default)."""
     from ..blocks.seb_blocks import seb_decoder, seb_encoder
     from ..link.sim import run_blocks
 
     thr = {} if rx_threshold is None else {"rx_threshold": rx_threshold}
-    spec = spec or image_phy(images, chan.esn0_db, cbr)
+    spec = spec or image_phy(images, chan.esn0_db, cbr, set_packet=codec.uses_bases)
     scheme = "seb" if codec.uses_bases else "hyperprior"
-    enc = seb_encoder(codec=codec, set_size=len(images), cbr=cbr, modulation=spec.modulation,
+    enc = seb_encoder(codec=codec, set_size=set_size or len(images), cbr=cbr, modulation=spec.modulation,
                       code_rate=spec.code_rate, codewords=spec.codewords, split=split, seed=seed)
     dec = seb_decoder(codec=codec)
     run = run_blocks(enc, dec, image_pdus(names, images), spec, chan, timeout=timeout, **thr)
+    if sent is not None:  # the PDUs that crossed the PHY, for the caller's record
+        sent.extend(run.sent)
     got = _decoded_images(run)
     by_name = {n: i for i, n in enumerate(names)}
     sets = {}
@@ -194,7 +205,7 @@ def _seb_parts(pkt: bytes, k: int, h: int, w: int, set_bytes: float) -> dict:
 
 # -- JPEG2000 + LDPC -----------------------------------------------------------------
 def run_jpeg2000(names, images, chan: ChannelSpec, cbr: float = 1 / 30, timeout: float | None = None,
-                 rx_threshold: float | None = None, spec=None) -> list[ImageResult]:
+                 rx_threshold: float | None = None, spec=None, sent: list | None = None) -> list[ImageResult]:
     """JPEG2000 + LDPC through the flowgraph GRC builds: ``jpeg2000_encoder``
     -> ``phy_tx`` -> channel -> ``phy_rx`` -> ``jpeg2000_decoder``."""
     from ..blocks.jpeg2000_blocks import jpeg2000_decoder, jpeg2000_encoder
@@ -206,6 +217,8 @@ def run_jpeg2000(names, images, chan: ChannelSpec, cbr: float = 1 / 30, timeout:
     h0, w0 = images[0].shape[:2]
     dec = jpeg2000_decoder(h0, w0)
     run = run_blocks(enc, dec, image_pdus(names, images), spec, chan, timeout=timeout, **thr)
+    if sent is not None:
+        sent.extend(run.sent)
     got = _decoded_images(run)
     by_name = {n: i for i, n in enumerate(names)}
     results: list[ImageResult | None] = [None] * len(images)

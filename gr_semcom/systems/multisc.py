@@ -281,6 +281,12 @@ def write_outputs(res: MultiScResult, out: Path, source: np.ndarray | None = Non
     (out / "captions.txt").write_text("".join(
         f"region {c['region']} {c['box']}\n  sent:      {c['sent']}\n  received:  {c['received']}\n"
         f"  corrected: {c['corrected']}\n" for c in summary["captions"]))
+    from ..link.sim import payload_manifest
+
+    (out / "payloads.json").write_text(json.dumps(payload_manifest(
+        [({"name": "slice", "payload_type": int(PayloadType.MULTISC_SLICE)}, p.slice_data)]
+        + [({"name": f"caption {n}", "kind": "caption"}, c.encode("utf-8")) for n, c in enumerate(p.captions)]),
+        indent=2))
     return summary
 
 

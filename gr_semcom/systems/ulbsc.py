@@ -35,27 +35,58 @@ def saliency_metrics(pred: np.ndarray, ref: np.ndarray) -> dict:
             "saliency_fmeasure_t05": f_measure(pred, ref, threshold=0.5)}
 
 
-def send_ulbsc(codec: UlbscCodec, payload: UlbscPayload, spec, chan: ChannelSpec, timeout: float = 60.0,
+def send_ulbsc(codec: UlbscCodec, payload: UlbscPayload, spec, chan: ChannelSpec, timeout: float | None = None,
                generator: str | None = None, generator_timeout: float = 60.0, steps: int = 20,
-               seed: int = 0, rx_threshold: float | None = None) -> UlbscResult:
-    """``rx_threshold``: preamble detector rho^2 of both receivers (None: their default)."""
-    from ..link.sim import run_analog, run_link
+               seed: int = 0, rx_threshold: float | None = None, image: np.ndarray | None = None,
+               name: str = "image") -> UlbscResult:
+    """ULBSC across the channel. Digital caption mode with ``image`` given:
+    the flowgraph a GRC user builds (``ulbsc_encoder`` -> ``phy_tx`` ->
+    channel -> ``phy_rx`` -> ``ulbsc_decoder``, :func:`~gr_semcom.link.sim.
+    run_blocks`), the encoder block encoding ``image`` with ``payload``'s
+    caption (``payload`` is the transmitter's reference for the metrics; the
+    block's payload must equal it). Analog caption mode: the payload's PDU
+    over ``run_link`` and its DeepSC symbols over ``run_analog``.
+    ``rx_threshold``: preamble detector rho^2 of the receivers (None: their
+    default)."""
+    from ..link.sim import link_columns, run_analog, run_blocks, run_link
 
     thr = {} if rx_threshold is None else {"rx_threshold": rx_threshold}
     t = time.monotonic()
-    res = run_link(payload.data, spec, chan, timeout=timeout, payload_type=PayloadType.ULBSC, **thr)
-    from ..link.sim import link_columns
-
-    link = {**res.summary(), **link_columns(res)}
     analog, symbols = None, None
-    if payload.symbols is not None:
-        ar = run_analog(payload.symbols, chan, timeout=min(timeout, 10.0), **thr)
-        symbols = ar.symbols
-        analog = {"received": ar.symbols is not None, "snr_db": ar.snr_db, "symbols": int(payload.symbols.size),
-                  "seconds": ar.seconds}
-    t_link = time.monotonic() - t
-    t = time.monotonic()
-    recon = codec.decode(res.received, res.missing if res.received is not None else (), symbols)
+    if image is not None and payload.symbols is None:
+        from ..blocks.ulbsc_blocks import ulbsc_decoder, ulbsc_encoder
+        from ..semantic.images import png_bytes
+
+        run = run_blocks(ulbsc_encoder(codec=codec), ulbsc_decoder(codec=codec),
+                         [({"name": name, "caption": payload.caption}, png_bytes(image))], spec, chan,
+                         timeout=timeout, **thr)
+        if [d for _, d in run.sent] != [payload.data]:
+            raise RuntimeError("the ULBSC encoder block's payload differs from the codec's for the same image")
+        res = run.pdu_links[0]
+        t_link = time.monotonic() - t
+        t = time.monotonic()
+        if run.decoded:
+            meta, m8 = run.decoded[0]
+            sal = np.frombuffer(m8, np.uint8).reshape(meta["control_shape"]).astype(np.float32) / 255
+            recon = UlbscReconstruction(caption=meta.get("caption", ""), saliency=sal,
+                                        shape=(int(meta["height"]), int(meta["width"])),
+                                        indices=np.asarray(meta.get("indices", []), np.int64),
+                                        saliency_erased=bool(meta.get("saliency_erased")),
+                                        caption_erased=bool(meta.get("caption_erased")),
+                                        errors=list(meta.get("errors") or []))
+        else:  # nothing reached the decoder: every field erased
+            recon = codec.decode(None, (), None)
+    else:
+        res = run_link(payload.data, spec, chan, timeout=timeout, payload_type=PayloadType.ULBSC, **thr)
+        if payload.symbols is not None:
+            ar = run_analog(payload.symbols, chan, timeout=min(timeout or 10.0, 10.0), **thr)
+            symbols = ar.symbols
+            analog = {"received": ar.symbols is not None, "snr_db": ar.snr_db,
+                      "symbols": int(payload.symbols.size), "seconds": ar.seconds}
+        t_link = time.monotonic() - t
+        t = time.monotonic()
+        recon = codec.decode(res.received, res.missing if res.received is not None else (), symbols)
+    link = {**res.summary(), **link_columns(res)}
     t_dec = time.monotonic() - t
     sal = recon.saliency
     if sal.shape != payload.saliency.shape:  # header lost: the receiver guessed the size; compare at the source's
@@ -137,4 +168,8 @@ def write_outputs(res: UlbscResult, out: Path, source_bytes: int | None = None) 
     }
     (out / "received.json").write_text(json.dumps(res.recon.meta(), indent=2))
     (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
+    from ..link.sim import payload_manifest
+
+    (out / "payloads.json").write_text(json.dumps(payload_manifest(
+        [({"payload_type": int(PayloadType.ULBSC)}, res.payload.data)]), indent=2))
     return summary
