@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from ..common import MODELS
 from ..systems.options import Jpeg2000Options, SebOptions, UlbscOptions, cbr_value as parse_fraction
-from ..systems.registry import IMAGE_SCHEMES, SCHEMES, TRANSMIT_SCHEMES
+from ..systems.registry import IMAGE_SCHEMES, TRANSMIT_SCHEMES
 from ..semantic.images import load_image_set
 from .common import _add_phy_args, _specs
 
@@ -221,12 +221,6 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_sweep(args) -> int:
-    from ..eval.sweep import main_sweep
-
-    return main_sweep(args)
-
-
 def cmd_grc_path(args) -> int:
     from ..grc import grc_block_dir, install_grc_config
 
@@ -356,31 +350,9 @@ def main(argv=None) -> int:
     tr.add_argument("--threads", type=int, default=2)
     tr.add_argument("--seed", type=int, default=0)
     tr.set_defaults(func=cmd_train)
-    sw = sub.add_parser("sweep", help="schemes x channels x Es/N0 x seeds through the GNU Radio chain: tidy CSV, "
-                                      "summary with 95 %% intervals, plots, image grid (resumable)")
-    sw.add_argument("--schemes", default=",".join(IMAGE_SCHEMES),
-                    help="comma-separated, from: " + ", ".join(SCHEMES))
-    sw.add_argument("--channels", default="awgn", help="comma-separated: awgn, rayleigh, rician, ...")
-    sw.add_argument("--snr", default="-3:15:3", help="Es/N0 dB: start:stop:step (stop included) or a,b,c")
-    sw.add_argument("--images", default="test256",
-                    help="directory of images, or test256 (the 16 held-out photos, 256x256 centre crops)")
-    sw.add_argument("--n-images", type=int, default=0, help="first N images only")
-    sw.add_argument("--size", type=int, default=None, help="resize + centre-crop a directory's images")
-    sw.add_argument("--cbr", type=parse_fraction, default=1 / 30, help="the budget every scheme meets")
-    sw.add_argument("--seeds", type=int, default=1)
-    sw.add_argument("--workers", type=int, default=2, help="processes (one GNU Radio point each)")
-    sw.add_argument("--capacity", action="store_true",
-                    help="also the capacity-achieving-code accounting (Seb's eq. 11-12) on AWGN")
-    sw.add_argument("--grid-snrs", default="", help="Es/N0 values for the image grid, e.g. 3,9,15")
-    sw.add_argument("--grid-images", type=int, default=3)
-    sw.add_argument("--models", default=None, help="models directory (default: the repository's models/)")
-    sw.add_argument("--generator", default=None,
-                    help="Multi-SC: bridge endpoint of `semcom serve --pipeline ip_adapter`, or 'tiny'")
-    sw.add_argument("--gen-size", type=int, default=None, help="generated image side (512; 64 with 'tiny')")
-    sw.add_argument("--steps", type=int, default=20, help="diffusion steps of the generator")
-    sw.add_argument("--clip", default=None, help="CLIP directory / HF id for the CLIP metric (NaN if absent)")
-    sw.add_argument("--out", required=True)
-    sw.set_defaults(func=cmd_sweep)
+    from .sweep import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub)
     g = sub.add_parser("grc-path", help="print (or --install into GRC's config) the directory of our GRC block YAML")
     g.add_argument("--install", action="store_true")
     g.set_defaults(func=cmd_grc_path)

@@ -5,17 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def parse_fraction(text: str) -> float:
-    from fractions import Fraction
-
-    try:
-        v = float(Fraction(text))
-    except (ValueError, ZeroDivisionError) as exc:
-        raise argparse.ArgumentTypeError(f"not a number or fraction: {text!r}") from exc
-    if not 0 < v <= 1:
-        raise argparse.ArgumentTypeError(f"CBR must be in (0, 1], got {text}")
-    return v
+from ..systems.options import cbr_value as parse_fraction  # noqa: F401 (the CBR type of every command)
 
 
 def _add_phy_args(p: argparse.ArgumentParser) -> None:
