@@ -20,7 +20,7 @@ import numpy as np
 
 from ..common import PayloadType
 from ..phy.mcs import byte_budget, cbr_channel_uses
-from .pdu_util import make_pdu, pdu_parts
+from .pdu_util import make_pdu
 from .phy_blocks import IN as _IN, OUT as _OUT, STATUS as _STATUS, _status
 from .ulbsc_blocks import _worker_block, image_from_pdu
 
@@ -79,13 +79,10 @@ class jpeg2000_decoder(_worker_block):
         from ..semantic import jpeg2000
         from ..semantic.images import png_bytes
 
-        try:
-            meta, arr = pdu_parts(msg)
-        except ValueError as exc:
-            self.message_port_pub(_STATUS, _status(event="decode_error", error=str(exc)))
+        got = self.received(msg)
+        if got is None:
             return
-        data = np.asarray(arr, np.uint8).tobytes()
-        missing = [tuple(m) for m in (meta.get("missing") or [])]
+        meta, data, missing = got
         img, failed = jpeg2000.decode(data, self.shape, missing)
         if failed:  # the stream's own size when its header arrived
             img, failed = _decode_any_size(data, missing) or (img, failed)

@@ -24,7 +24,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .pdu_util import make_pdu, pdu_parts
+from .pdu_util import make_pdu
 from .phy_blocks import IN as _IN, OUT as _OUT, STATUS as _STATUS, _status
 from .ulbsc_blocks import _worker_block, image_from_pdu
 from ..common import MODELS, PayloadType
@@ -239,13 +239,10 @@ class seb_decoder(_worker_block):
         from ..semantic.images import png_bytes
         from ..semantic.seb.codec import packet_set_id
 
-        try:
-            meta, arr = pdu_parts(msg)
-        except ValueError as exc:
-            self.message_port_pub(_STATUS, _status(event="decode_error", error=str(exc)))
+        got = self.received(msg)
+        if got is None:
             return
-        data = np.asarray(arr, np.uint8).tobytes()
-        missing = [tuple(m) for m in (meta.get("missing") or [])]
+        meta, data, missing = got
         ptype = meta.get("payload_type")
         if ptype == PT_SET or (ptype is None and data[:2] == b"SS"):
             got = self.codec.decode_set_id(data, missing)

@@ -141,6 +141,16 @@ class _worker_block(_threaded_block):
             lst.append((time.monotonic(), meta, data))
         self.enqueue(("poll",))
 
+    def received(self, msg):
+        """(metadata, bytes, missing byte ranges) of a reassembled PDU from
+        ``phy_rx``, or None after reporting a malformed message on ``status``."""
+        try:
+            meta, arr = pdu_parts(msg)
+        except ValueError as exc:
+            self.message_port_pub(_STATUS, _status(event="decode_error", error=str(exc)))
+            return None
+        return meta, np.asarray(arr, np.uint8).tobytes(), [tuple(m) for m in (meta.get("missing") or [])]
+
     def handle(self, msg):
         """Default ``in`` handler: the message is one work item."""
         self.enqueue((msg,))
