@@ -154,7 +154,23 @@ def main(argv=None) -> int:
                   f"block32 {s['blockiness32']:.3f} bytes {s['bytes']:.0f} cpu {s['cpu_s']:.2f} s "
                   f"{s.get('models', '')} bases {s.get('bases_used_fraction', '')}", flush=True)
     (out / "learned_codecs.json").write_text(json.dumps(result, indent=1, default=float))
+    (out / "learned_codecs_table.md").write_text(markdown(result))
     return 0
+
+
+def markdown(result: dict) -> str:
+    """The summary as a markdown table (one row per scheme and Es/N0)."""
+    lines = ["| scheme | Es/N0 (dB) | MCS | budget (B) | PSNR (dB) | MS-SSIM | excess blockiness @32 | bytes | "
+             "CPU s / image | model(s) | with bases |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for key, sc in result["schemes"].items():
+        for e, pt in sc["points"].items():
+            s = pt["summary"]
+            b = result["budgets"][e] if e in result["budgets"] else result["budgets"][float(e)]
+            lines.append(f"| {key} | {float(e):g} | {b['mcs']} | {b['bytes']} | {s['psnr']:.2f} | {s['ms_ssim']:.4f} | "
+                         f"{s['blockiness32']:.3f} | {s['bytes']:.0f} | {s['cpu_s']:.2f} | "
+                         f"{', '.join(s.get('models', [])) or '-'} | "
+                         f"{'-' if key not in ('seb', 'seb_cond') else format(s['bases_used_fraction'], '.0%')} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
