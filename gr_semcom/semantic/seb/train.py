@@ -267,6 +267,8 @@ def train_seb(out: str, mode: str = "seb", lam: float = 256.0, steps: int = 1500
     last = {}
     if step0 == 0:  # the starting point (the init's weights) as the curve's first row
         card = checkpoint(0, last)
+        if run_steps == 0:  # only the starting point (e.g. a conditional Seb net = its hyperprior, untrained)
+            return card
     bar = tqdm(range(step0, steps), initial=step0, total=steps, desc=f"train {cfg.mode} lambda={cfg.lam:g}",
                disable=not progress)
     step = step0
