@@ -120,7 +120,7 @@ def plot_split(rows: list[dict], path: Path) -> None:
 def main(argv=None) -> int:
     from fractions import Fraction
 
-    from gr_semcom import sweep
+    from gr_semcom.eval import sweep
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="benchmarks/results")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gr_semcom import ota
+from gr_semcom.link import ota
 from gr_semcom.phy.frame import FrameSpec
 from gr_semcom.phy.recording import RecordingError, frame_fields, read_meta, read_samples, write_recording
 
