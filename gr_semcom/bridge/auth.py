@@ -192,12 +192,13 @@ def apply_client(sock, opts: CurveOptions | None) -> bool:
 
 
 # -- the server's authenticator -------------------------------------------
-class _Refusals:
-    """Counts refusals and logs them at most once per ``every`` seconds per
-    reason (a client with a bad key reconnects ten times a second)."""
+class RateLimitedLog:
+    """Counts events and logs them at most once per ``every`` seconds per
+    reason (a client with a bad key reconnects ten times a second; a fuzzer
+    sends thousands of bad messages), saying how many were held back."""
 
-    def __init__(self, every: float = 10.0):
-        self.every = every
+    def __init__(self, every: float = 10.0, logger: logging.Logger = log, prefix: str = "refused a client"):
+        self.every, self.logger, self.prefix = every, logger, prefix
         self.total = 0
         self._last: dict = {}
         self._held: dict = {}
@@ -212,7 +213,7 @@ class _Refusals:
                 self._last[reason] = now
                 self._held[reason] = 0
                 more = f" (+{held} more since the last such line)" if held else ""
-                log.warning("refused a client: %s: %s%s", reason, detail, more)
+                self.logger.warning("%s: %s: %s%s", self.prefix, reason, detail, more)
             else:
                 self._held[reason] = held + 1
 
@@ -220,7 +221,7 @@ class _Refusals:
 class KeyDirectory:
     """The allowed client keys, re-read when the directory (or a file in it) changes."""
 
-    def __init__(self, directory, refusals: _Refusals):
+    def __init__(self, directory, refusals: RateLimitedLog):
         self.dir = Path(directory)
         self.refusals = refusals
         self._stamp = None
@@ -258,7 +259,7 @@ class KeyDirectory:
         return key in self.keys
 
 
-def _make_authenticator(ctx, keydir: KeyDirectory, refusals: _Refusals):
+def _make_authenticator(ctx, keydir: KeyDirectory, refusals: RateLimitedLog):
     """pyzmq's ThreadAuthenticator (the ZAP handler, a thread of its own),
     checking client keys against ``keydir`` and logging each denial with
     the peer's address and key."""
@@ -306,7 +307,7 @@ class ServerCurve:
 
     def __init__(self, opts: CurveOptions, ctx):
         self.public, self.secret = load_key(opts.server_key, need_secret=True)
-        self.refusals = _Refusals()
+        self.refusals = RateLimitedLog()
         self.keydir = KeyDirectory(opts.allowed_keys, self.refusals)
         self.ctx = ctx
         self.auth = None

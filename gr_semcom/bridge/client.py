@@ -115,8 +115,17 @@ class GeneratorClient:
         # Sends raw frames (tests use this for malformed messages), waits for the reply to ``rid``
         timeout = self.timeout if timeout is None else timeout
         t0 = time.perf_counter()
-        self.sock.send_multipart(frames, copy=False)
         deadline = t0 + timeout
+        # never block in send: a DEALER without a live connection (server down, or a
+        # refused CURVE handshake) would wait forever
+        try:
+            if not self.sock.poll(max(1, int(timeout * 1000)), zmq.POLLOUT):
+                raise zmq.Again()
+            self.sock.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.reset()
+            raise BridgeTimeout("timeout", f"could not send to {self.endpoint} in {timeout:.1f} s "
+                                           "(no connection: server down, or refused our keys)", rid) from None
         while True:
             left = deadline - time.perf_counter()
             if left <= 0 or not self.sock.poll(int(left * 1000) + 1, zmq.POLLIN):

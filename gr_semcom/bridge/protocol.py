@@ -163,7 +163,7 @@ def decode(frames: list[bytes], decode_png: bool = True) -> tuple[dict, dict]:
     header = loads_strict(frames[0])
     if not isinstance(header, dict):
         raise ProtocolError("bad_request", "header must be a JSON object")
-    if header.get("schema") != SCHEMA:
+    if type(header.get("schema")) is not int or header["schema"] != SCHEMA:  # not true, not 1.0
         raise ProtocolError("schema", f"schema {header.get('schema')!r} not supported (this end speaks {SCHEMA})")
     descr = header.get("frames", [])
     if not isinstance(descr, list) or len(descr) != len(frames) - 1:
@@ -176,10 +176,13 @@ def decode(frames: list[bytes], decode_png: bool = True) -> tuple[dict, dict]:
         if len(raw) > MAX_FRAME:
             raise ProtocolError("too_large", f"frame {d.get('name')!r} of {len(raw)} bytes > {MAX_FRAME}")
         name = d.get("name")
+        if not isinstance(name, str) or not 0 < len(name) <= 64 or name in arrays:
+            raise ProtocolError("bad_frame", f"frame name must be a unique string of 1-64 characters, not "
+                                             f"{str(name)[:80]!r}")
         if d.get("encoding") == "png":
             arrays[name] = png_decode(bytes(raw)) if decode_png else bytes(raw)
         elif d.get("encoding") == "raw":
-            dt = _DTYPES.get(d.get("dtype"))
+            dt = _DTYPES.get(d.get("dtype")) if isinstance(d.get("dtype"), str) else None
             shape = d.get("shape")
             if dt is None:
                 raise ProtocolError("bad_frame", f"dtype {d.get('dtype')!r} not allowed")

@@ -37,7 +37,7 @@ import uuid
 import zmq
 
 from . import protocol as P
-from .auth import CurveOptions, ServerCurve, endpoint_is_local
+from .auth import CurveOptions, RateLimitedLog, ServerCurve, endpoint_is_local
 
 log = logging.getLogger("gr_semcom.bridge")
 
@@ -165,6 +165,7 @@ class GeneratorServer:
         self.served = 0
         self.rejected = 0
         self.busy = 0
+        self._rejections = RateLimitedLog(every=5.0, logger=log, prefix="rejected a request")
         self.ready = threading.Event()
         self._error: Exception | None = None
 
@@ -326,15 +327,17 @@ class GeneratorServer:
             self._curve.handshake_failed(ev["event"], ev["value"],
                                          ep.decode("utf-8", "replace") if isinstance(ep, bytes) else str(ep))
 
-    def _client_id(self, frame) -> bytes:
+    def _client_id(self, frames) -> bytes:
         """Identity the fair queue keys on: the CURVE public key (every socket and
-        reconnect of one key shares one queue), else the connection's routing id."""
+        reconnect of one key shares one queue), else the connection's routing id.
+        The key is read from a frame that came off the wire (the routing-id frame
+        ROUTER prepends carries no metadata)."""
         if self._curve:
             try:
-                return b"key:" + frame.get("User-Id").encode()
+                return b"key:" + frames[-1].get("User-Id").encode()
             except (zmq.ZMQError, AttributeError, UnicodeError):
                 pass
-        return b"conn:" + frame.bytes
+        return b"conn:" + frames[0].bytes
 
     @staticmethod
     def _split(msg):
@@ -345,7 +348,7 @@ class GeneratorServer:
 
     def _handle(self, frames):
         t_in = time.perf_counter()
-        client = self._client_id(frames[0])
+        client = self._client_id(frames)
         msg = [f.bytes for f in frames]
         route, body = self._split(msg)
         rid = None
@@ -370,7 +373,7 @@ class GeneratorServer:
             return None
         except P.ProtocolError as exc:
             self.rejected += 1
-            log.warning("rejected request: %s", exc)
+            self._rejections(exc.code, exc.detail)
             return route + P.error_reply(rid, exc.code, exc.detail)
         except Exception as exc:  # never let one message stop the server
             self.rejected += 1
