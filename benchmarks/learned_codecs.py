@@ -85,7 +85,8 @@ def run_learned(codec, ims, budget, exhaustive: bool, set_size: int):
                     t = time.process_time()
                     p, g = ratefit.fit_packet_fast(codec, im, sset, i, b)
                     d = codec.decode_image(p, sset.bases)
-                    res.append({"bytes": len(p) + len(sset.packet) / len(sub), "gain": g, "model": codec.names[m],
+                    res.append({**_split(p, len(sset.packet) / len(sub)),
+                                "bytes": len(p) + len(sset.packet) / len(sub), "gain": g, "model": codec.names[m],
                                 "bases_used": d.bases_used, "cpu_s": t_set + time.process_time() - t,
                                 "rec": d.image})
                 score = np.mean([psnr(r["rec"], im) for r, im in zip(res, sub)])
@@ -97,8 +98,24 @@ def run_learned(codec, ims, budget, exhaustive: bool, set_size: int):
     return rows
 
 
+def _split(p: bytes, set_share: float) -> dict:
+    """Bytes of each part of one image's stream (Fig. 5's CBR split): the set
+    packet's share, header, indices, compensation, hyper-latent, residual."""
+    from gr_semcom.semantic.seb.codec import IMG_HDR
+
+    if len(p) < IMG_HDR.size:
+        return {}
+    *_, lc, lz, ly = IMG_HDR.unpack_from(p)
+    idx = len(p) - IMG_HDR.size - lc - lz - ly
+    return {"part_bases": set_share, "part_header": IMG_HDR.size, "part_indices": max(idx, 0),
+            "part_compensation": lc, "part_hyper": lz, "part_residual": ly}
+
+
 def summarise(rows) -> dict:
     out = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr", "ms_ssim", "blockiness32", "bytes", "cpu_s")}
+    for k in ("part_bases", "part_header", "part_indices", "part_compensation", "part_hyper", "part_residual"):
+        if rows and k in rows[0]:
+            out[k] = float(np.mean([r.get(k, 0.0) for r in rows]))
     if rows and "model" in rows[0]:
         out["models"] = sorted({r["model"] for r in rows})
         out["bases_used_fraction"] = float(np.mean([bool(r.get("bases_used")) for r in rows]))
@@ -170,7 +187,17 @@ def markdown(result: dict) -> str:
                          f"{s['blockiness32']:.3f} | {s['bytes']:.0f} | {s['cpu_s']:.2f} | "
                          f"{', '.join(s.get('models', [])) or '-'} | "
                          f"{'-' if key not in ('seb', 'seb_cond') else format(s['bases_used_fraction'], '.0%')} |")
-    return "\n".join(lines) + "\n"
+    split = ["", "CBR split (mean bytes per image; bases = the set packet's share):", "",
+             "| scheme | Es/N0 (dB) | bases | header | indices | compensation | hyper | residual |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key, sc in result["schemes"].items():
+        for e, pt in sc["points"].items():
+            s = pt["summary"]
+            if "part_residual" in s and key != "hyperprior":
+                split.append(f"| {key} | {float(e):g} | " + " | ".join(
+                    f"{s[k]:.0f}" for k in ("part_bases", "part_header", "part_indices", "part_compensation",
+                                            "part_hyper", "part_residual")) + " |")
+    return "\n".join(lines + (split if len(split) > 5 else [])) + "\n"
 
 
 if __name__ == "__main__":
