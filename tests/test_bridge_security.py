@@ -608,3 +608,26 @@ def health_pings(msgs) -> int:
         if kind == "good" and b'"op": "ping"' in frames[0]:
             n += 1
     return n
+
+
+def test_cli_flags_reach_every_client_through_the_environment(curve_server, keys, monkeypatch):
+    """What `semcom transmit/sweep` do with --client-key/--server-key: checked at
+    once, exported, then a plain GeneratorClient (as the systems create it) uses them."""
+    import argparse
+
+    from gr_semcom.bridge.auth import export_client_env
+
+    monkeypatch.delenv("SEMCOM_CLIENT_KEY", raising=False)
+    monkeypatch.delenv("SEMCOM_SERVER_KEY", raising=False)
+    ap = argparse.ArgumentParser()
+    add_curve_arguments(ap, "client")
+    assert export_client_env(curve_options_from_args(ap.parse_args([]))) is False
+    with pytest.raises(CurveConfigError, match="only a public key"):  # the .key given for --client-key
+        export_client_env(curve_options_from_args(ap.parse_args(
+            ["--client-key", str(keys / "clients" / "alice.key"), "--server-key", str(keys / "server/server.key")])))
+    assert "SEMCOM_CLIENT_KEY" not in os.environ
+    assert export_client_env(curve_options_from_args(ap.parse_args(
+        ["--client-key", str(keys / "clients" / "alice.key_secret"), "--server-key", str(keys / "server/server.key")])))
+    _, ep = curve_server
+    with GeneratorClient(ep, timeout=5) as c:
+        assert c.curve_on and c.ping()["curve"]

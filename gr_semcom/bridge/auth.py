@@ -373,6 +373,20 @@ def curve_options_from_args(ns: argparse.Namespace) -> CurveOptions | None:
     return o
 
 
+def export_client_env(opts: CurveOptions | None) -> bool:
+    """Check a client's key files now (CurveConfigError naming the file) and put
+    their absolute paths into $SEMCOM_CLIENT_KEY / $SEMCOM_SERVER_KEY, so every
+    GeneratorClient of this process and of the processes it starts (sweep
+    workers) uses them without the options being passed down. True if set."""
+    if opts is None or not opts.client_enabled():
+        return False
+    load_key(opts.server_key, need_secret=False)
+    load_key(opts.client_key, need_secret=True)
+    os.environ[ENV_CLIENT_KEY] = str(Path(opts.client_key).resolve())
+    os.environ[ENV_SERVER_KEY] = str(Path(opts.server_key).resolve())
+    return True
+
+
 def add_keys_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``semcom keys``."""
     parser.add_argument("directory", help="where the key files go (made if missing)")

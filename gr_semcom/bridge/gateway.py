@@ -21,7 +21,7 @@ import threading
 
 import zmq
 
-from .auth import CurveOptions
+from .auth import CurveOptions, load_key
 from .client import BridgeError, GeneratorClient
 
 log = logging.getLogger("gr_semcom.gateway")
@@ -34,6 +34,9 @@ class Gateway:
         self.server, self.pull_addr, self.push_addr, self.timeout = server, pull, push, timeout
         self.ctx = context or zmq.Context.instance()
         self.curve = curve
+        if curve is not None and curve.client_enabled():  # bad key files: a clear error now, not at the first PDU
+            load_key(curve.server_key, need_secret=False)
+            load_key(curve.client_key, need_secret=True)
         self.handled = 0
         self.errors = 0
         self._stop = threading.Event()
