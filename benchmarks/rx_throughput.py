@@ -42,38 +42,33 @@ def _thread_cpu() -> dict:
     return out
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mod", default="qpsk")
-    ap.add_argument("--rate", default="1/2")
-    ap.add_argument("--waveform", default="sc", choices=("sc", "ofdm"))
-    ap.add_argument("--mbytes", type=float, default=1.0, help="payload megabytes to receive")
-    ap.add_argument("--snr", type=float, default=10.0)
-    ap.add_argument("--ldpc-iterations", type=int, default=50, help="LDPC decoder max iterations")
-    ap.add_argument("--ldpc-decoder", default="spa", choices=("spa", "minsum", "gr-fec"),
-                    help="batched numpy sum-product / min-sum, or gr-fec's ldpc_decoder")
-    ap.add_argument("--status-consumer", action="store_true",
-                    help="connect a Python collector to the status port (costs GIL time per message)")
-    ap.add_argument("--threads", action="store_true", help="also report CPU seconds per thread during RX")
-    args = ap.parse_args(argv)
-    if args.waveform == "ofdm":
+def receiver_classes(waveform: str):
+    """(RX hier block, TX hier block, spec class) of a waveform."""
+    if waveform == "ofdm":
         from gr_semcom.blocks.ofdm_hier import ofdm_phy_rx as RX, ofdm_phy_tx as TX
         from gr_semcom.phy.ofdm import OfdmSpec as Spec
     else:
         from gr_semcom.blocks.phy_hier import phy_rx as RX, phy_tx as TX
         from gr_semcom.phy.frame import FrameSpec as Spec
-    spec = Spec(modulation=args.mod, code_rate=args.rate)
-    data = np.random.default_rng(0).integers(0, 256, int(args.mbytes * 1e6), dtype=np.uint8).tobytes()
-    # -- transmit once, into a file (cached: the same arguments give the same
-    # signal). A vector sink polled with data() copied the whole growing
-    # vector on every poll, which made the set-up quadratic in --mbytes.
+    return RX, TX, Spec
+
+
+def make_signal(waveform: str, mod: str, rate: str, mbytes: float, snr: float):
+    """The received signal of ``mbytes`` random payload through phy_tx (or
+    the OFDM TX) and AWGN at ``snr`` dB Es/N0, in a cf32 file (cached in the
+    temp directory: the same arguments give the same file). A vector sink
+    polled with data() copied the whole growing vector on every poll, which
+    made the set-up quadratic in the size. Returns (path, frames, samples)."""
     import hashlib
     import tempfile
 
-    key = hashlib.sha1(repr((args.waveform, args.mod, args.rate, args.mbytes, args.snr, 2)).encode()).hexdigest()[:12]
+    _, TX, Spec = receiver_classes(waveform)
+    spec = Spec(modulation=mod, code_rate=rate)
+    key = hashlib.sha1(repr((waveform, mod, rate, mbytes, snr, 2)).encode()).hexdigest()[:12]
     cache = os.path.join(tempfile.gettempdir(), f"semcom_rx_throughput_{key}.cf32")
     nfile = cache + ".frames"
     if not (os.path.exists(cache) and os.path.exists(nfile)):
+        data = np.random.default_rng(0).integers(0, 256, int(mbytes * 1e6), dtype=np.uint8).tobytes()
         txfile = cache + ".tx"
         tb = gr.top_block()
         tx, snk, st_tx = TX(spec), blocks.file_sink(gr.sizeof_gr_complex, txfile, False), _collector()
@@ -95,15 +90,34 @@ def main(argv=None):
         x = np.fromfile(txfile, np.complex64)
         os.unlink(txfile)
         rng = np.random.default_rng(1)
-        sigma = 10 ** (-args.snr / 20) / np.sqrt(2)
+        sigma = 10 ** (-snr / 20) / np.sqrt(2)
         x = x + (sigma * (rng.standard_normal(x.size) + 1j * rng.standard_normal(x.size))).astype(np.complex64)
         x = np.concatenate([x, np.zeros(20000, np.complex64)]).astype(np.complex64)
         x.tofile(cache + ".part")
         os.replace(cache + ".part", cache)
         with open(nfile, "w") as f:
             f.write(str(n_frames))
-    n_frames = int(open(nfile).read())
-    n_samples = os.path.getsize(cache) // 8
+    return cache, int(open(nfile).read()), os.path.getsize(cache) // 8
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mod", default="qpsk")
+    ap.add_argument("--rate", default="1/2")
+    ap.add_argument("--waveform", default="sc", choices=("sc", "ofdm"))
+    ap.add_argument("--mbytes", type=float, default=1.0, help="payload megabytes to receive")
+    ap.add_argument("--snr", type=float, default=10.0)
+    ap.add_argument("--ldpc-iterations", type=int, default=50, help="LDPC decoder max iterations")
+    ap.add_argument("--ldpc-decoder", default="spa", choices=("spa", "minsum", "gr-fec"),
+                    help="batched numpy sum-product / min-sum, or gr-fec's ldpc_decoder")
+    ap.add_argument("--status-consumer", action="store_true",
+                    help="connect a Python collector to the status port (costs GIL time per message)")
+    ap.add_argument("--threads", action="store_true", help="also report CPU seconds per thread during RX")
+    args = ap.parse_args(argv)
+    RX, _, Spec = receiver_classes(args.waveform)
+    spec = Spec(modulation=args.mod, code_rate=args.rate)
+    data_bytes = int(args.mbytes * 1e6)
+    cache, n_frames, n_samples = make_signal(args.waveform, args.mod, args.rate, args.mbytes, args.snr)
     # -- receive, timed. The samples come from a file (GNU Radio's C++
     # file_source, as when replaying a recording; the file is in the page
     # cache). An earlier version posted them as one PDU to pdu_to_stream_c,
@@ -145,11 +159,12 @@ def main(argv=None):
            "samples": n_samples, "frames": n_frames, "frames_ok": ok, "wall_s": round(wall, 3),
            "cpu_s": round(cpu, 3), "msps_wall": round(n_samples / wall / 1e6, 3),
            "msps_per_cpu_second": round(n_samples / cpu / 1e6, 3),
-           "payload_mbit_s": round(8 * len(data) / wall / 1e6, 3),
+           "payload_mbit_s": round(8 * data_bytes / wall / 1e6, 3),
            "rss_before_rx_mib": round(rss0, 1), "rss_peak_during_rx_mib": round(rss_peak, 1),
            "receiver_rss_growth_mib": round(rss_peak - rss0, 1),
            "cpus_allowed": len(os.sched_getaffinity(0)), "loadavg_1min_after": os.getloadavg()[0],
-           "kernels": os.environ.get("GR_SEMCOM_KERNELS", "numba")}
+           "kernels": os.environ.get("GR_SEMCOM_KERNELS", "numba"),
+           "sanitize_work_calls": rx.sanitize.calls}
     if args.threads:
         per = {}
         for t, (name, c) in thr1.items():

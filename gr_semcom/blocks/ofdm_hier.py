@@ -40,7 +40,7 @@ from gnuradio import blocks, digital, fft, gr, pdu
 from ..phy.ofdm import OfdmBurstDemodulator, OfdmSpec, sync_waveform
 from .pdu_util import make_pdu, pdu_parts
 from .phy_hier import large_buffers, preamble_detector, watch_pipeline, wire_decoder, wire_encoder
-from .phy_blocks import Backlog, burst_capture, burst_demod_base, last_of_pdu, sanitize_cc
+from .phy_blocks import Backlog, LocalPdus, burst_capture, burst_demod_base, last_of_pdu, sanitize_cc
 
 log = logging.getLogger(__name__)
 IN, OUT = pmt.intern("in"), pmt.intern("out")
@@ -182,6 +182,7 @@ class ofdm_phy_rx(gr.hier_block2):
         self.demod = ofdm_burst_demod(spec, search=2 * margin)
         self.capture = burst_capture(self.demod.dem.samples_needed + 8, lead=lead, min_gap=margin)
         self.backlog = self.capture.backlog = self.demod.backlog = Backlog(8)
+        self.local = self.capture.local = self.demod.local_in = LocalPdus()  # bursts as numpy arrays
         self.sanitize = sanitize_cc()
         self.connect(self, self.sanitize, self.corr, self.capture)
         large_buffers([self.sanitize] + self.corr.stream_blocks())

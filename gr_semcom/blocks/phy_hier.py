@@ -23,7 +23,8 @@ from gnuradio import blocks, digital, fec, filter, gr, pdu
 
 from ..phy.fec import make_decoder, make_encoder
 from ..phy.frame import FrameSpec
-from .phy_blocks import Backlog, burst_capture, burst_demod, burst_mapper, frame_decoder, frame_encoder, sanitize_cc
+from .phy_blocks import (Backlog, LocalPdus, burst_capture, burst_demod, burst_mapper, frame_decoder, frame_encoder,
+                         sanitize_cc)
 from .phy_blocks import ldpc_decoder as ldpc_decoder_block
 
 #: samples kept before each 'corr_start' tag; the demodulator searches the
@@ -80,6 +81,10 @@ def wire_decoder(hier, spec, demod, timeout: float, ldpc_iterations: int, ldpc_d
     if spec.code.alist is not None and ldpc_decoder != "gr-fec":
         demod.soft_format = "llr"
         hier.decoder = ldpc_decoder_block(spec, ldpc_iterations, ldpc_decoder)
+        # LLRs and decoded bits pass between these blocks as numpy arrays (LocalPdus)
+        local = getattr(hier, "local", None) or LocalPdus()
+        hier.local = demod.local_out = hier.decoder.local_in = local
+        hier.decoder.local_out = hier.deframer.local_in = local
         hier.msg_connect(demod, "out", hier.decoder, "in")
         hier.msg_connect(hier.decoder, "out", hier.deframer, "in")
     elif spec.code.alist is not None:
@@ -148,6 +153,7 @@ def wire_burst_input(hier, spec: FrameSpec, threshold: float, genie_csi: bool = 
     hier.capture = hier.demod.dem.samples_needed + 8
     hier.burst = burst_capture(hier.capture, lead=_TAG_LEAD * spec.sps, min_gap=_TAG_LEAD * spec.sps)
     hier.backlog = hier.burst.backlog = hier.demod.backlog = Backlog(8)
+    hier.local = hier.burst.local = hier.demod.local_in = LocalPdus()  # bursts as numpy arrays
     front = [hier, hier.sanitize]
     if dc_block:
         if genie_csi:

@@ -453,34 +453,29 @@ class BurstDemodulator:
         x = np.ascontiguousarray(x, dtype=np.complex64)
         if x.size < self.samples_needed:
             return BurstResult(False, reason="short burst")
-        if _k.first_use("count_nonfinite", _k.count_nonfinite, x):
+        bad, n0, mmax, e_pre = _k.first_use("sc_front", _k.sc_front, x, self.search, self._pre_pos,
+                                            self._conj_pre, self._segs)
+        if bad:
             return BurstResult(False, reason="non-finite samples")
-        n0, mmax, e_pre = _k.first_use("sc_coarse", _k.sc_coarse, x, self.search, self._pre_pos,
-                                       self._conj_pre, self._segs)
         rho2 = float(mmax) / (PREAMBLE_LEN // self._segs * max(float(e_pre), 1e-30))
         if rho2 < self.min_rho2:
             return BurstResult(False, reason="no preamble", extra={"rho2": rho2})
         n0 = max(int(n0), 2)
         t0 = self._fine_timing(x, n0, lambda sh, off: _k.first_use(
             "sc_fine_metric", _k.sc_fine_metric, sh, off, self._pre_pos, self._conj_pre, self._segs))
-        nsym = spec.n_symbols
         first, h = _interp_taps(t0)
-        r = _k.first_use("interp_at", _k.interp_at, x, first, sps, nsym, np.ascontiguousarray(h.real))
+        r = _k.first_use("interp_at", _k.interp_at, x, first, sps, spec.n_symbols, np.ascontiguousarray(h.real))
         cfo = self._cfo(r[:PREAMBLE_LEN] * self._conj_pre)
-        r = _k.first_use("derotate", _k.derotate, r, cfo)
-        data_idx, pilot_idx, pilots = spec.layout
-        pl = spec.pilot_len
-        hs, centres, noise_var, sig = _k.first_use("sc_channel", _k.sc_channel, r, PREAMBLE_LEN, self._conj_pre,
-                                                   pilot_idx, self._conj_pilots, pl)
-        hs = _k.first_use("smooth_loo", _k.smooth_loo, hs, noise_var / pl)
-        snr_db = float(10 * np.log10(max(sig, 1e-20) / max(noise_var, 1e-20)))
-        if snr_db < self.min_snr_db:
-            return BurstResult(False, snr_db=snr_db, cfo=cfo, timing=t0, noise_var=noise_var, reason="no signal")
-        y, nv_sym = _k.first_use("sc_equalize", _k.sc_equalize, r, data_idx, centres, hs, noise_var)
+        data_idx, pilot_idx, _ = spec.layout
         bpd, levels, labels, scale = self._llr_tab
-        llr = np.empty(y.size * spec.constellation.bits_per_symbol, np.float32)
-        _k.first_use("llr_maxlog", _k.llr_maxlog, y, nv_sym, bpd, levels, labels, scale, llr)
-        return BurstResult(True, llr=llr[: spec.coded_bits], snr_db=snr_db, cfo=cfo, timing=float(t0),
+        llr = np.empty(data_idx.size * spec.constellation.bits_per_symbol, np.float32)
+        passed, snr_db, noise_var, y = _k.first_use(
+            "sc_back", _k.sc_back, r, cfo, PREAMBLE_LEN, self._conj_pre, pilot_idx, self._conj_pilots,
+            spec.pilot_len, data_idx, float(self.min_snr_db), bpd, levels, labels, scale, llr)
+        if not passed:
+            return BurstResult(False, snr_db=float(snr_db), cfo=cfo, timing=t0, noise_var=float(noise_var),
+                               reason="no signal")
+        return BurstResult(True, llr=llr[: spec.coded_bits], snr_db=float(snr_db), cfo=cfo, timing=float(t0),
                            noise_var=float(noise_var), symbols=y)
 
     def demodulate_numpy(self, x: np.ndarray, csi: np.ndarray | None = None) -> BurstResult:

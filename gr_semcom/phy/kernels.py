@@ -91,13 +91,19 @@ _HALF = np.float32(0.5)
 
 # ---------------------------------------------------------------- LDPC ----
 
+# Edge layout of the kernels: check-major, e = i * dc + j for the j-th
+# variable of check i (``rows``: (m, dc) int32, padding n), so a check's
+# edges are contiguous; ``var_edges`` (n, dv) int32 lists each variable's
+# edges in the numpy reference's order (padding E = m * dc, a zero message).
+# Every sum is taken in the reference's order, so results are the same.
+
 @njit(nogil=True, cache=True)
 def _syndrome_ok(hard, rows, n):
-    dc, m = rows.shape
+    m, dc = rows.shape
     for i in range(m):
         p = 0
         for j in range(dc):
-            v = rows[j, i]
+            v = rows[i, j]
             if v < n:
                 p ^= hard[v]
         if p:
@@ -107,20 +113,18 @@ def _syndrome_ok(hard, rows, n):
 
 @njit(nogil=True, cache=True)
 def ldpc_minsum(L, rows, var_edges, max_iterations, alpha, hard, ok, iters):
-    """Normalised min-sum flooding-schedule decoding of each row of ``L`` ((B, n) float32 LLRs
-    log P0/P1, finite) with the check structure of
-    :class:`~gr_semcom.phy.ldpc.MinSumDecoder` (``rows`` (dc, m): variables
-    of each check, n = padding; ``var_edges`` (n, dv): flat edge indices
-    j * m + i of each variable, dc * m = padding). Writes ``hard`` (B, n)
-    uint8, ``ok`` (B,) bool, ``iters`` (B,) int32. The numpy reference's
-    operations, one codeword at a time, stopping at a zero syndrome.
+    """Normalised min-sum flooding-schedule decoding of each row of ``L``
+    ((B, n) float32 LLRs log P0/P1, finite) in the layout above. Writes
+    ``hard`` (B, n) uint8, ``ok`` (B,) bool, ``iters`` (B,) int32: the numpy
+    reference's float32 operations, one codeword at a time, stopping at a
+    zero syndrome.
 
     Sum-product is not in here: a check's messages need phi(x) = -ln tanh(x/2)
     twice per edge, and numba's scalar log/tanh (libm, ~24 ns) are 20x slower
     than numpy's SIMD float32 ones (~1.1 ns): see :func:`spa_check_sums` for how
     the sum-product decoder is split between kernels and numpy's phi."""
     B, n = L.shape
-    dc, m = rows.shape
+    m, dc = rows.shape
     E = dc * m
     dv = var_edges.shape[1]
     c2v = np.zeros(E + 1, np.float32)
@@ -147,29 +151,25 @@ def ldpc_minsum(L, rows, var_edges, max_iterations, alpha, hard, ok, iters):
             for i in range(m):
                 parity = False
                 for j in range(dc):
-                    v = rows[j, i]
-                    if v == n:
-                        x = BIG
-                    else:
-                        x = total[v] - c2v[j * m + i]
+                    v = rows[i, j]
+                    x = BIG if v == n else total[v] - c2v[i * dc + j]
                     mag[j] = abs(x)
                     neg[j] = x < 0
                     parity ^= neg[j]
-                if True:
-                    min1 = mag[0]
-                    min2 = BIG
-                    for j in range(1, dc):
-                        mx = min1 if min1 > mag[j] else mag[j]
-                        if mx < min2:
-                            min2 = mx
-                        if mag[j] < min1:
-                            min1 = mag[j]
-                    for j in range(dc):
-                        o = min2 if mag[j] == min1 else min1
-                        o = o * alpha
-                        if neg[j] ^ parity:
-                            o = -o
-                        c2v[j * m + i] = 0.0 if rows[j, i] == n else o
+                min1 = mag[0]
+                min2 = BIG
+                for j in range(1, dc):
+                    mx = min1 if min1 > mag[j] else mag[j]
+                    if mx < min2:
+                        min2 = mx
+                    if mag[j] < min1:
+                        min1 = mag[j]
+                for j in range(dc):
+                    o = min2 if mag[j] == min1 else min1
+                    o = o * alpha
+                    if neg[j] ^ parity:
+                        o = -o
+                    c2v[i * dc + j] = 0.0 if rows[i, j] == n else o
             for v in range(n):
                 s = c2v[var_edges[v, 0]]
                 for k in range(1, dv):
@@ -204,21 +204,21 @@ def spa_check_in(total, c2v, rows, mag, flip):
     magnitudes into ``mag`` (A, E) and in ``flip`` whether the outgoing
     message of each edge is negative (its sign xor the check's parity)."""
     A = total.shape[0]
-    dc, m = rows.shape
+    m, dc = rows.shape
     n = total.shape[1] - 1
     neg = np.empty(dc, np.bool_)
     for a in range(A):
         for i in range(m):
             parity = False
             for j in range(dc):
-                e = j * m + i
-                v = rows[j, i]
+                e = i * dc + j
+                v = rows[i, j]
                 x = BIG if v == n else total[a, v] - c2v[a, e]
                 mag[a, e] = abs(x)
                 neg[j] = x < 0
                 parity ^= neg[j]
             for j in range(dc):
-                flip[a, j * m + i] = neg[j] ^ parity
+                flip[a, i * dc + j] = neg[j] ^ parity
 
 
 @njit(nogil=True, cache=True)
@@ -227,14 +227,15 @@ def spa_check_sums(ph, rows, arg):
     the reference's own function), arg = (sum of the check's ph) - ph, the
     sum taken over j in order as numpy's reduction over axis 0 does."""
     A = ph.shape[0]
-    dc, m = rows.shape
+    m, dc = rows.shape
     for a in range(A):
         for i in range(m):
-            s = ph[a, i]
+            e0 = i * dc
+            s = ph[a, e0]
             for j in range(1, dc):
-                s = s + ph[a, j * m + i]
+                s = s + ph[a, e0 + j]
             for j in range(dc):
-                arg[a, j * m + i] = s - ph[a, j * m + i]
+                arg[a, e0 + j] = s - ph[a, e0 + j]
 
 
 @njit(nogil=True, cache=True)
@@ -243,13 +244,13 @@ def spa_var_update(out, flip, rows, var_edges, L, c2v, total, hard, done):
     messages (padding 0), the variables' totals L + sum of their messages (in
     the reference's edge order), hard decisions and the syndrome test."""
     A, n = L.shape
-    dc, m = rows.shape
+    m, dc = rows.shape
     dv = var_edges.shape[1]
     for a in range(A):
         for i in range(m):
             for j in range(dc):
-                e = j * m + i
-                if rows[j, i] == n:
+                e = i * dc + j
+                if rows[i, j] == n:
                     c2v[a, e] = 0.0
                 else:
                     o = out[a, e]
@@ -290,7 +291,7 @@ def sc_coarse(x, search, pre_pos, conj_pre, segs):
     return best, bm, e
 
 
-@njit(nogil=True, cache=True)
+@njit(cache=True)
 def sc_fine_metric(shifted, off, pre_pos, conj_pre, segs):
     """The segmented metric of each row of ``shifted`` (fractional-delay
     candidates) at offset ``off``."""
@@ -532,6 +533,63 @@ def llr_maxlog(y, nv, bpd, levels, labels, scale, out):
                         if d[q] > m0:
                             m0 = d[q]
                 out[k * bps + dim * bpd + b] = m0 - m1
+
+
+@njit(nogil=True, cache=True)
+def sc_front(x, search, pre_pos, conj_pre, segs):
+    """count_nonfinite and sc_coarse in one call (one GIL release per burst
+    for both): (non-finite samples, best start, metric, preamble energy)."""
+    bad = count_nonfinite(x)
+    if bad:
+        return bad, 0, np.float32(0.0), np.float32(0.0)
+    n0, m, e = sc_coarse(x, search, pre_pos, conj_pre, segs)
+    return 0, n0, m, e
+
+
+@njit(nogil=True, cache=True)
+def sc_back(r, cfo, npre, conj_pre, pilot_idx, conj_pilots, pl, data_idx, min_snr_db,
+            bpd, levels, labels, scale, llr):
+    """Everything after the CFO estimate in one call (one GIL release):
+    derotation, pilot channel and noise, smoothing, SNR test, equalisation,
+    LLRs into ``llr``. Returns (passed the SNR test, snr_db, noise_var, y)."""
+    rr = derotate(r, cfo)
+    hs, centres, noise_var, sig = sc_channel(rr, npre, conj_pre, pilot_idx, conj_pilots, pl)
+    hs = smooth_loo(hs, noise_var / pl)
+    snr_db = 10.0 * np.log10(max(sig, 1e-20) / max(noise_var, 1e-20))
+    if snr_db < min_snr_db:
+        return False, snr_db, noise_var, np.empty(0, np.complex64)
+    y, nv = sc_equalize(rr, data_idx, centres, hs, noise_var)
+    llr_maxlog(y, nv, bpd, levels, labels, scale, llr)
+    return True, snr_db, noise_var, y
+
+
+# ------------------------------------------------------------------ OFDM ----
+
+@njit(nogil=True, cache=True)
+def ofdm_metric(x, first, last, conj_s1, conj_s2, L):
+    """OfdmBurstDemodulator._metric at every start first..last (four
+    non-coherent segments of each sync symbol body, symbol 2 at +L), and
+    whether any sample of x is non-finite. Returns (metrics, non-finite count)."""
+    bad = 0
+    for i in range(x.size):
+        if not (np.isfinite(x[i].real) and np.isfinite(x[i].imag)):
+            bad += 1
+    n = conj_s1.size
+    seg = n // 4
+    out = np.zeros(last - first + 1, np.float32)
+    if bad:
+        return out, bad
+    for s in range(first, last + 1):
+        m = np.float32(0.0)
+        for g in range(4):
+            a1 = np.complex64(0)
+            a2 = np.complex64(0)
+            for k in range(g * seg, (g + 1) * seg):
+                a1 += x[s + k] * conj_s1[k]
+                a2 += x[s + L + k] * conj_s2[k]
+            m += a1.real * a1.real + a1.imag * a1.imag + a2.real * a2.real + a2.imag * a2.imag
+        out[s - first] = m
+    return out, 0
 
 
 # ------------------------------------------------------------ sanitize ----

@@ -90,6 +90,11 @@ class MinSumDecoder:
                 fill[v] += 1
         self.var_edges = ve
         self.kernels = _k.backend(kernels)
+        # the kernels' check-major edge layout (e = i * dc + j), same edges and orders
+        self._rows_cm = np.ascontiguousarray(rows.T).astype(np.int32)
+        e_ref = np.arange(self.dc * self.m)
+        remap = np.append((e_ref % self.m) * self.dc + e_ref // self.m, self.dc * self.m)
+        self._ve_cm = remap[ve].astype(np.int32)
 
     @classmethod
     def for_code(cls, code: CodeSpec, max_iterations: int = 50, alpha: float = 0.8,
@@ -122,10 +127,10 @@ class MinSumDecoder:
         ok = np.empty(b, np.bool_)
         iters = np.empty(b, np.int32)
         if self.method == "minsum":
-            _k.first_use("ldpc_minsum", _k.ldpc_minsum, L, self.rows, self.var_edges, self.max_iterations,
+            _k.first_use("ldpc_minsum", _k.ldpc_minsum, L, self._rows_cm, self._ve_cm, self.max_iterations,
                          np.float32(self.alpha), hard, ok, iters)
             return hard, ok, iters
-        _k.first_use("ldpc_syndrome_init", _k.ldpc_syndrome_init, L, self.rows, hard, ok, iters)
+        _k.first_use("ldpc_syndrome_init", _k.ldpc_syndrome_init, L, self._rows_cm, hard, ok, iters)
         active = np.flatnonzero(~ok)
         if active.size == 0:
             return hard, ok, iters
@@ -141,9 +146,9 @@ class MinSumDecoder:
         ha = np.empty((active.size, self.n), np.uint8)
         done = np.empty(active.size, np.bool_)
         for it in range(1, self.max_iterations + 1):
-            _k.first_use("spa_check_in", _k.spa_check_in, total, c2v, self.rows, mag, flip)
-            _k.first_use("spa_check_sums", _k.spa_check_sums, _phi(mag), self.rows, arg)
-            _k.first_use("spa_var_update", _k.spa_var_update, _phi(arg), flip, self.rows, self.var_edges,
+            _k.first_use("spa_check_in", _k.spa_check_in, total, c2v, self._rows_cm, mag, flip)
+            _k.first_use("spa_check_sums", _k.spa_check_sums, _phi(mag), self._rows_cm, arg)
+            _k.first_use("spa_var_update", _k.spa_var_update, _phi(arg), flip, self._rows_cm, self._ve_cm,
                          La, c2v, total, ha, done)
             iters[active] = it
             hard[active] = ha

@@ -26,6 +26,7 @@ from functools import cached_property
 
 import numpy as np
 
+from . import kernels as _k
 from .constellations import get_constellation
 from .fec import get_code
 from .frame import CodedFrame
@@ -253,13 +254,18 @@ class OfdmBurstDemodulator:
     and :meth:`OfdmSpec.soft_demap`. A candidate whose Schmidl & Cox plateau
     value is below ``min_quality``, or whose pilots do not add up coherently
     (``min_coherence``), is not a frame (a correlator false alarm).
+
+    ``kernels``: ``"numba"`` runs the timing search (the largest cost) as a
+    compiled kernel (phy/kernels.py, GIL released), ``"numpy"`` the
+    reference code; default from ``GR_SEMCOM_KERNELS``.
     """
 
     BACKOFF = 3  # FFT window starts this many samples inside the cyclic prefix
 
     def __init__(self, spec: OfdmSpec, search: int = 64, min_quality: float = 0.25,
-                 min_coherence: float = 0.3):
+                 min_coherence: float = 0.3, kernels: str | None = None):
         self.spec = spec
+        self.kernels = _k.backend(kernels)
         self.min_coherence = min_coherence
         self.search = search
         self.min_quality = min_quality
@@ -267,6 +273,8 @@ class OfdmBurstDemodulator:
         self.w2 = np.asarray(w2, np.complex64)
         self.s1 = sync_waveform(spec, w1)
         self.s2 = sync_waveform(spec, w2)
+        self._conj_s1 = np.ascontiguousarray(np.conj(self.s1)).astype(np.complex64)
+        self._conj_s2 = np.ascontiguousarray(np.conj(self.s2)).astype(np.complex64)
 
     @property
     def samples_needed(self) -> int:
@@ -284,11 +292,19 @@ class OfdmBurstDemodulator:
         n, cp = spec.fft_len, spec.cp_len
         L = n + cp
         x = np.asarray(x, np.complex64)
-        if x.size < self.samples_needed or not np.all(np.isfinite(x)):
-            return OfdmBurstResult(False, reason="short burst" if x.size < self.samples_needed
-                                   else "non-finite samples")
         starts = np.arange(self.BACKOFF, self.search + 1)
-        p = int(starts[np.argmax(self._metric(x, starts))])
+        if self.kernels == "numba" and x.size >= self.samples_needed:
+            x = np.ascontiguousarray(x)
+            metric, bad = _k.first_use("ofdm_metric", _k.ofdm_metric, x, self.BACKOFF, self.search,
+                                       self._conj_s1, self._conj_s2, L)
+            if bad:
+                return OfdmBurstResult(False, reason="non-finite samples")
+        else:
+            if x.size < self.samples_needed or not np.all(np.isfinite(x)):
+                return OfdmBurstResult(False, reason="short burst" if x.size < self.samples_needed
+                                       else "non-finite samples")
+            metric = self._metric(x, starts)
+        p = int(starts[np.argmax(metric)])
         if p >= starts[-1] - 1 or p <= starts[0] + 1:
             # the peak may lie outside this capture (a false alarm just before a
             # real frame): leave it to the capture of the real frame's own tag

@@ -1,0 +1,165 @@
+"""The compiled receiver kernels (gr_semcom/phy/kernels.py) against the numpy
+reference they replace, on the same inputs."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from gr_semcom.phy import kernels
+from gr_semcom.phy.fec import get_code, read_alist
+from gr_semcom.phy.frame import BurstDemodulator, FrameSpec, simulated_burst
+from gr_semcom.phy.ldpc import MinSumDecoder
+
+pytestmark = pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba not installed")
+
+
+def _llrs(code, esn0_db: float, b: int, rng) -> np.ndarray:
+    """Exact BPSK-per-dimension LLRs of the all-zero codeword (belief
+    propagation is symmetric in the codeword), a few erased and saturated."""
+    s2 = 1 / (2 * 10 ** (esn0_db / 10))
+    a = 1 / np.sqrt(2)
+    y = a + np.sqrt(s2) * rng.standard_normal((b, code.n))
+    L = (2 * a * y / s2).astype(np.float32)
+    L[0, :3] = [np.nan, np.inf, np.nan]  # erased, and certain (the sent bit is 0)
+    return L
+
+
+@pytest.mark.parametrize("method", ["spa", "minsum"])
+@pytest.mark.parametrize("rate,esn0", [("1/4", -1.5), ("2/5", 0.0), ("1/2", 1.5), ("1/2", 5.0)])
+def test_ldpc_kernel_equals_numpy_reference(rate, esn0, method):
+    """Hard bits, parity flags and iteration counts identical to the numpy
+    decoder, codeword for codeword (near threshold, so many iterate long and
+    some fail; at 5 dB most stop after 0-2 iterations)."""
+    code = get_code(rate)
+    dec = MinSumDecoder(read_alist(code.alist), 50, 0.8 if method == "minsum" else 1.0, method, kernels="numba")
+    L = _llrs(code, esn0, 40, np.random.default_rng(11))
+    h1, ok1, it1 = dec.decode_numpy(L)
+    h2, ok2, it2 = dec.decode_numba(L)
+    assert h2.dtype == np.uint8 and h2.shape == (40, code.n)
+    np.testing.assert_array_equal(ok2, ok1)
+    np.testing.assert_array_equal(it2, it1)
+    np.testing.assert_array_equal(h2, h1)
+    if esn0 < 3:
+        assert 0.02 < 1 - ok1.mean() < 0.98, "not near threshold: the comparison would be trivial"
+        assert it1.max() == 50
+    else:
+        assert ok1.all() and it1.max() <= 5
+    # the decoded codewords are the sent (all-zero) one where the checks hold
+    assert (h2[ok2] == 0).mean() > 0.99
+    assert dec.decode(L)[0].tobytes() == h2.tobytes()  # decode() uses the kernel
+
+
+def test_ldpc_kernel_bad_input_and_backend_switch(monkeypatch):
+    code = get_code("1/2")
+    dec = MinSumDecoder(read_alist(code.alist), method="spa", kernels="numba")
+    with pytest.raises(ValueError):
+        dec.decode_numba(np.zeros(code.n + 1, np.float32))
+    monkeypatch.setenv("GR_SEMCOM_KERNELS", "numpy")
+    assert kernels.backend() == "numpy"
+    assert MinSumDecoder(read_alist(code.alist)).kernels == "numpy"
+    assert BurstDemodulator(FrameSpec()).kernels == "numpy"
+    monkeypatch.setenv("GR_SEMCOM_KERNELS", "fortran")
+    with pytest.raises(ValueError, match="GR_SEMCOM_KERNELS"):
+        kernels.backend()
+    monkeypatch.delenv("GR_SEMCOM_KERNELS")
+    assert kernels.backend() == "numba" and kernels.backend("numpy") == "numpy"
+
+
+def _burst(spec, dem, rng, esn0, cfo, delay, lead):
+    x = simulated_burst(spec, rng.integers(0, 2, spec.coded_bits).astype(np.uint8), esn0, cfo, delay, rng)
+    x = np.concatenate([np.zeros(lead, np.complex64), x.astype(np.complex64)])
+    n = dem.samples_needed + 8
+    return np.concatenate([x, np.zeros(max(0, n - x.size), np.complex64)])[:n]
+
+
+@pytest.mark.parametrize("mod", ["bpsk", "qpsk", "16qam", "64qam"])
+def test_burst_demod_kernels_match_numpy_reference(mod):
+    """Timing, CFO, SNR estimate and LLRs of the compiled demodulator equal
+    the numpy reference's to float32 rounding, over CFOs and timing offsets."""
+    spec = FrameSpec(modulation=mod, code_rate="1/2")
+    dem = BurstDemodulator(spec, search=32, kernels="numba")
+    rng = np.random.default_rng(5)
+    for k, (cfo, delay, lead) in enumerate([(0.0, 0.0, 0), (0.004, 0.3, 3), (-0.008, 0.7, 7), (0.01, 0.45, 12)]):
+        x = _burst(spec, dem, rng, 12.0 + 2 * k, cfo, delay, lead)
+        a, b = dem.demodulate_numpy(x), dem.demodulate_numba(x)
+        assert a.ok and b.ok, (a.reason, b.reason)
+        assert abs(a.timing - b.timing) < 1e-6 and abs(a.cfo - b.cfo) < 1e-9
+        assert abs(a.cfo - cfo) < 2e-3  # and both are right
+        assert abs(a.snr_db - b.snr_db) < 1e-3
+        assert b.llr.dtype == np.float32 and b.llr.shape == a.llr.shape == (spec.coded_bits,)
+        scale = np.abs(a.llr).max()
+        assert np.abs(a.llr - b.llr).max() < 1e-4 * scale
+        assert np.abs(a.symbols - b.symbols).max() < 1e-4
+
+
+def test_burst_demod_kernels_reject_like_the_reference():
+    spec = FrameSpec(modulation="qpsk", code_rate="1/2")
+    dem = BurstDemodulator(spec, search=32, kernels="numba")
+    rng = np.random.default_rng(2)
+    n = dem.samples_needed + 8
+    noise = ((rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)).astype(np.complex64)
+    for x in (noise, noise[: n - 20]):
+        a, b = dem.demodulate_numpy(x), dem.demodulate_numba(x)
+        assert not a.ok and not b.ok and a.reason == b.reason
+    x = _burst(spec, dem, rng, 10.0, 0.0, 0.0, 3)
+    x[100] = np.nan
+    a, b = dem.demodulate_numpy(x), dem.demodulate_numba(x)
+    assert not a.ok and not b.ok and a.reason == b.reason == "non-finite samples"
+
+
+def test_copy_finite_and_first_use_log(caplog):
+    x = np.arange(10, dtype=np.float32).astype(np.complex64) * (1 + 1j)
+    x[[2, 7]] = [np.nan, complex(1.0, np.inf)]
+    y = np.empty_like(x)
+    assert kernels.copy_finite(x, y) == 2
+    ref = x.copy()
+    ref[[2, 7]] = 0
+    np.testing.assert_array_equal(y, ref)
+    with caplog.at_level(logging.INFO, logger="gr_semcom.phy.kernels"):
+        assert kernels.first_use("test_kernel_once", lambda a: a + 1, 1) == 2
+        assert kernels.first_use("test_kernel_once", lambda a: a + 1, 2) == 3
+    lines = [r.getMessage() for r in caplog.records if "test_kernel_once" in r.getMessage()]
+    assert len(lines) == 1 and "compiled at first use" in lines[0]
+
+
+def test_local_pdus_round_trip():
+    pmt = pytest.importorskip("pmt")
+    from gr_semcom.blocks.pdu_util import make_pdu
+    from gr_semcom.blocks.phy_blocks import LocalPdus
+
+    reg = LocalPdus()
+    arr = np.arange(5, dtype=np.float32)
+    m1, m2 = reg.wrap({"offset": 3}, arr), reg.wrap({"offset": 4}, arr * 2)
+    assert len(reg) == 2 and pmt.length(pmt.cdr(m1)) == 0
+    meta, got = reg.parts(m2)
+    assert meta == {"offset": 4} and np.array_equal(got, arr * 2)
+    assert reg.parts(m1)[0] == {"offset": 3} and len(reg) == 0
+    with pytest.raises(ValueError):
+        reg.parts(m1)  # taken already
+    meta, got = reg.parts(make_pdu({"a": 1}, arr))  # an ordinary PDU passes through
+    assert meta == {"a": 1} and np.array_equal(got, arr)
+
+
+def test_ofdm_timing_metric_kernel_matches_reference():
+    from gr_semcom.phy.ofdm import OfdmBurstDemodulator, OfdmSpec
+
+    spec = OfdmSpec(modulation="16qam", code_rate="1/2")
+    dem = OfdmBurstDemodulator(spec, search=192, kernels="numba")
+    rng = np.random.default_rng(4)
+    n = dem.samples_needed
+    x = ((rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)).astype(np.complex64)
+    # a sync pair planted at 77 (body of symbol 1, then symbol 2 one symbol later)
+    L = spec.fft_len + spec.cp_len
+    x[77:77 + spec.fft_len] += 3 * dem.s1
+    x[77 + L:77 + L + spec.fft_len] += 3 * dem.s2
+    starts = np.arange(dem.BACKOFF, dem.search + 1)
+    ref = dem._metric(x, starts)
+    got, bad = kernels.ofdm_metric(x, dem.BACKOFF, dem.search, dem._conj_s1, dem._conj_s2, L)
+    assert bad == 0 and got.shape == ref.shape
+    assert np.abs(got - ref).max() < 1e-5 * ref.max()
+    assert starts[np.argmax(got)] == starts[np.argmax(ref)] == 77
+    x[500] = np.inf
+    assert kernels.ofdm_metric(x, dem.BACKOFF, dem.search, dem._conj_s1, dem._conj_s2, L)[1] == 1
+    assert dem.demodulate(x).reason == "non-finite samples"
