@@ -16,8 +16,11 @@ import numpy as np
 
 
 def _command() -> str:
-    return "semcom " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and \
-        sys.argv[0].endswith("semcom") else " ".join(shlex.quote(a) for a in sys.argv)
+    if sys.argv and sys.argv[0].endswith("semcom"):
+        return "semcom " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if sys.argv and sys.argv[0].endswith(("seb/train.py", "seb\\train.py")):  # python -m gr_semcom.semantic.seb.train
+        return "python -m gr_semcom.semantic.seb.train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return " ".join(shlex.quote(a) for a in sys.argv)
 
 
 def _env() -> str:

@@ -181,7 +181,8 @@ def train_seb(out: str, mode: str = "seb", lam: float = 256.0, steps: int = 1500
             init_note = {"from": init, **init_conditional(net, src)}
         else:
             missing = net.load_state_dict(_transferable(src.state_dict(), net), strict=False)
-            init_note = {"from": init, "not_initialised": sorted({k.split(".")[0] for k in missing.missing_keys})}
+            init_note = {"from": init, "not_initialised": sorted({k.split(".")[0] for k in missing.missing_keys
+                                                                  if not k.endswith(_DERIVED_KEYS)})}
     frozen = set(net.residual_parts()) if (cfg.cond and freeze_residual and init) else set()
     if ck_state is not None:
         frozen = set(ck_state.get("frozen", []))
@@ -306,6 +307,9 @@ def train_seb(out: str, mode: str = "seb", lam: float = 256.0, steps: int = 1500
     if card is None:  # resumed at the end: nothing left to do
         card = json.loads((outp / "metrics.json").read_text())
     return card
+
+
+_DERIVED_KEYS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 
 
 def _transferable(state: dict, net) -> dict:
