@@ -372,6 +372,13 @@ def test_fair_queue_round_robin_and_bounds():
     assert q.get(0.01) is None and q.qsize() == 0
     q.close()
     assert q.get() is None
+    q = FairQueue(per_client=5, total=8, max_bytes=100)
+    q.put("A", "big", nbytes=60)
+    with pytest.raises(QueueFull, match="MiB"):
+        q.put("B", "big2", nbytes=60)  # payload bytes bound
+    q.put("B", "small", nbytes=40)
+    assert [q.get(0), q.get(0)] == ["big", "small"]
+    q.put("B", "big2", nbytes=60)  # room again once taken
 
 
 class _GatedEcho(EchoGenerator):

@@ -78,15 +78,18 @@ class FairQueue:
     ``put(client, item)`` admits when the client has fewer than
     ``per_client`` items queued and the total is under ``total``; a client
     with nothing queued is admitted up to ``2 * total`` (so a crowd of
-    flooders cannot lock a quiet client out). ``get()`` takes the oldest item
-    of the next client in turn. Thread-safe."""
+    flooders cannot lock a quiet client out), and while the queued payload
+    bytes stay under ``max_bytes`` (arrays of up to 32 MiB each would
+    otherwise let 128 queued requests hold gigabytes). ``get()`` takes the
+    oldest item of the next client in turn. Thread-safe."""
 
-    def __init__(self, per_client: int = 16, total: int = 64):
-        if per_client < 1 or total < 1:
+    def __init__(self, per_client: int = 16, total: int = 64, max_bytes: int = 1 << 30):
+        if per_client < 1 or total < 1 or max_bytes < 1:
             raise ValueError("queue bounds must be >= 1")
-        self.per_client, self.total = per_client, total
+        self.per_client, self.total, self.max_bytes = per_client, total, max_bytes
         self._q: collections.OrderedDict = collections.OrderedDict()
         self._n = 0
+        self._bytes = 0
         self._closed = False
         self._cv = threading.Condition()
 
@@ -96,7 +99,7 @@ class FairQueue:
     def clients(self) -> int:
         return len(self._q)
 
-    def put(self, client, item) -> None:
+    def put(self, client, item, nbytes: int = 0) -> None:
         with self._cv:
             dq = self._q.get(client)
             mine = len(dq) if dq else 0
@@ -104,10 +107,14 @@ class FairQueue:
                 raise QueueFull(f"{mine} of this client's requests queued (per-client bound {self.per_client})")
             if self._n >= (2 * self.total if mine == 0 else self.total):
                 raise QueueFull(f"{self._n} requests queued (server bound {self.total})")
+            if self._bytes + nbytes > self.max_bytes and self._n:
+                raise QueueFull(f"{self._bytes / 2**20:.0f} MiB of requests queued (server bound "
+                                f"{self.max_bytes / 2**20:.0f} MiB)")
             if dq is None:
                 dq = self._q[client] = collections.deque()  # joins the end of the rotation
-            dq.append(item)
+            dq.append((item, nbytes))
             self._n += 1
+            self._bytes += nbytes
             self._cv.notify()
 
     def get(self, timeout: float | None = None):
@@ -118,8 +125,9 @@ class FairQueue:
             if self._closed:
                 return None
             client, dq = next(iter(self._q.items()))
-            item = dq.popleft()
+            item, nbytes = dq.popleft()
             self._n -= 1
+            self._bytes -= nbytes
             if dq:
                 self._q.move_to_end(client)  # its next item waits for everyone else's turn
             else:
@@ -135,7 +143,7 @@ class FairQueue:
 class GeneratorServer:
     def __init__(self, make_generator, endpoints=DEFAULT_ENDPOINT, workers: int = 1, queue_max: int = 64,
                  context: zmq.Context | None = None, name: str = "", curve: CurveOptions | None = None,
-                 client_queue_max: int = 16, insecure: bool = False):
+                 client_queue_max: int = 16, insecure: bool = False, queue_bytes_max: int = 1 << 30):
         """``make_generator()`` is called once per worker (each GPU worker holds its own pipeline).
 
         ``curve``: CurveOptions with ``server_key`` + ``allowed_keys`` turns CURVE on
@@ -153,7 +161,7 @@ class GeneratorServer:
         self._own_ctx = context is None and self.curve_on
         self.ctx = context or (zmq.Context() if self.curve_on else zmq.Context.instance())
         self._curve = ServerCurve(curve, self.ctx) if self.curve_on else None
-        self.jobs = FairQueue(per_client=min(client_queue_max, queue_max), total=queue_max)
+        self.jobs = FairQueue(per_client=min(client_queue_max, queue_max), total=queue_max, max_bytes=queue_bytes_max)
         self.workers = workers
         self._make = make_generator
         self._stop = threading.Event()
@@ -258,7 +266,8 @@ class GeneratorServer:
     def _loop(self):
         router = self.ctx.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 0)
-        router.setsockopt(zmq.MAXMSGSIZE, 256 * 1024 * 1024)  # hard cap; per-frame limits reply with errors
+        # hard cap per frame (libzmq drops the peer above it); frames over MAX_FRAME get a too_large reply
+        router.setsockopt(zmq.MAXMSGSIZE, 2 * P.MAX_FRAME)
         router.setsockopt(zmq.SNDHWM, 0)
         # bounded per connection: a flooding peer is held back by TCP instead of growing our memory
         router.setsockopt(zmq.RCVHWM, 256)
@@ -366,7 +375,8 @@ class GeneratorServer:
             if req.pipeline and req.pipeline != self.kind:
                 raise P.ProtocolError("wrong_pipeline", f"this server runs {self.kind!r}, request asks {req.pipeline!r}")
             try:
-                self.jobs.put(client, (route, req, t_in))
+                nbytes = sum(a.nbytes for a in (req.control, req.image_prompt) if a is not None)
+                self.jobs.put(client, (route, req, t_in), nbytes)
             except QueueFull as exc:
                 self.busy += 1
                 return route + P.error_reply(req.id, "busy", exc.detail)
