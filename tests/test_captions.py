@@ -152,8 +152,10 @@ def test_multisc_default_split_uses_the_detector():
     assert codec.detector.name == "centernet-coco|proposals" and codec.vlm.name == "objects:centernet-coco"
     p = codec.encode(data.coffee())
     assert [b.label for b in p.detections] == ["cup", "dining table"]
+    assert p.meta()["captioner"] == "objects:centernet-coco" and p.meta()["split_source"] == "centernet-coco"
     assert "cup" in " ".join(p.captions).split()
     # nothing to detect in a flat picture: proposals (or the whole picture) and a caption still come back
     flat = np.full((64, 64, 3), 128, np.uint8)
     p = codec.encode(flat)
     assert p.regions and len(p.captions) == len(p.regions) and all(p.captions)
+    assert p.split_source == "proposals"

@@ -72,9 +72,12 @@ class MultiScPayload:
     mask: np.ndarray  # work-resolution main-object mask
     shape: tuple  # source (h, w)
     fields: list = field(default_factory=list)
+    captioner: str = ""  # name of the region captioner that wrote the captions
+    split_source: str = ""  # which detector gave the regions (DetectionSplit: the COCO detector or its fallback)
 
     def meta(self) -> dict:
         return {"scheme": "multisc", "version": VERSION, "height": self.shape[0], "width": self.shape[1],
+                "captioner": self.captioner, "split_source": self.split_source,
                 "slice_box": self.slice_box.as_list(), "slice_side": int(self.slice_image.shape[0]),
                 "slice_bytes": len(self.slice_data) - HEADER, "captions": list(self.captions),
                 "regions": [b.as_list() for b in self.regions], "detections": [b.as_list() for b in self.detections],
@@ -200,7 +203,11 @@ class MultiScCodec:
         fields = [{"name": "header", "offset": 0, "length": HEADER},
                   {"name": "slice_jpeg2000", "offset": HEADER, "length": len(stream), "side": side}]
         data = b"" if max_bytes is None else head + stream
-        return MultiScPayload(data, caps, regs, dets, sl.image, sbox, mask, (h, w), fields)
+        src = "whole picture" if self.cfg.split == "single" else (
+            "random" if self.cfg.split == "random" else
+            getattr(self.detector, "last_source", "") or getattr(self.detector, "name", ""))
+        return MultiScPayload(data, caps, regs, dets, sl.image, sbox, mask, (h, w), fields,
+                              getattr(self.vlm, "name", type(self.vlm).__name__), src)
 
     # -- receiver ---------------------------------------------------------------------
     def decode(self, slice_data: bytes | None, missing=(), captions=(), correct: bool = True) -> MultiScReconstruction:
