@@ -196,3 +196,22 @@ def test_translator_matches_numpy_on_a_small_graph(tmp_path):
             ref[i, j] = ((1 - fy) * ((1 - fx) * conv[y0, x0] + fx * conv[y0, x1])
                          + fy * ((1 - fx) * conv[y1, x0] + fx * conv[y1, x1]))
     np.testing.assert_allclose(up[0], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_translator_names_an_unsupported_op(tmp_path):
+    pytest.importorskip("onnx")
+    from gr_semcom.semantic.detect.tfjs_onnx import UnsupportedGraph, convert
+
+    rng = np.random.default_rng(0)
+    p = _tfjs_graph(tmp_path, rng.normal(size=(3, 3, 2, 3)).astype(np.float32), np.zeros(3, np.float32),
+                    np.ones(3, np.float32))
+    g = json.loads(p.read_text())
+    g["modelTopology"]["node"][-1]["op"] = "NonMaxSuppressionV5"
+    p.write_text(json.dumps(g))
+    with pytest.raises(UnsupportedGraph, match="NonMaxSuppressionV5"):
+        convert(p, tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
+    g["format"] = "layers-model"
+    p.write_text(json.dumps(g))
+    with pytest.raises(UnsupportedGraph, match="graph-model"):
+        convert(p, tmp_path / "x.onnx")
