@@ -638,3 +638,45 @@ def test_cli_flags_reach_every_client_through_the_environment(curve_server, keys
     _, ep = curve_server
     with GeneratorClient(ep, timeout=5) as c:
         assert c.curve_on and c.ping()["curve"]
+
+
+def test_gnuradio_client_block_with_keys(curve_server, keys, tmp_path):
+    """The GRC block's key parameters: the right pair gets the image (echo of
+    the map sent); a refused pair shows up as 'timeout' on 'error'; a key file
+    of the wrong kind stops the block's construction with the file named."""
+    pytest.importorskip("gnuradio.gr")
+    import pmt
+    from gnuradio import gr
+
+    from gr_semcom.blocks.generator_blocks import generator_client
+    from gr_semcom.blocks.pdu_util import make_pdu
+    from gr_semcom.link.sim import _collector
+
+    _, ep = curve_server
+    with pytest.raises(CurveConfigError, match="only a public key"):
+        generator_client(ep, client_key=str(keys / "clients" / "alice.key"), server_key=str(keys / "server/server.key"))
+    tb = gr.top_block()
+    good = generator_client(ep, timeout=5.0, client_key=str(keys / "clients" / "alice.key_secret"),
+                            server_key=str(keys / "server" / "server.key"))
+    bad = generator_client(ep, timeout=1.0, client_key=str(keys / "outsiders" / "mallory.key_secret"),
+                           server_key=str(keys / "server" / "server.key"))
+    out, err = _collector("out"), _collector("err")
+    for b in (good, bad):
+        tb.msg_connect(b, "out", out, "in")
+        tb.msg_connect(b, "error", err, "in")
+    ctrl = _ctrl(3)
+    pdu = make_pdu({"captions": ["a boat"], "control_shape": [16, 16], "width": 16, "height": 16}, ctrl)
+    tb.start()
+    try:
+        good._post(pmt.intern("in"), pdu)
+        bad._post(pmt.intern("in"), pdu)
+        t0 = time.monotonic()
+        while (not out.items or not err.items) and time.monotonic() - t0 < 15:
+            time.sleep(0.05)
+    finally:
+        tb.stop()
+        tb.wait()
+    assert len(out.items) == 1 and len(err.items) == 1
+    assert pmt.to_python(err.items[0])["error"] == "timeout"
+    png = bytes(pmt.u8vector_elements(pmt.cdr(out.items[0])))
+    assert np.array_equal(P.png_decode(png)[..., 0], ctrl)
