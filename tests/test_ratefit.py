@@ -96,10 +96,12 @@ def test_fast_fit_under_one_cpu_second_per_512(codec):
 def test_choose_model_follows_the_rate_table():
     class C:
         nets = [0, 1, 2]
-        rate_table = [0.05, 0.2, 0.6]
+        rate_table = [0.1, 0.2, 0.4]
 
-    assert ratefit.choose_model(C, 512, 512, int(0.05 * 512 * 512 / 8)) == 0
-    assert ratefit.choose_model(C, 512, 512, int(0.25 * 512 * 512 / 8)) == 1
-    assert ratefit.choose_model(C, 512, 512, int(0.9 * 512 * 512 / 8)) == 2
+    bytes_at = lambda bpp: int(bpp * 512 * 512 / 8)  # noqa: E731
+    assert ratefit.choose_model(C, 512, 512, bytes_at(0.02)) == 0  # nothing reaches: the lowest rate point
+    assert ratefit.choose_model(C, 512, 512, bytes_at(0.06)) == 0  # 0.06 >= 0.38 * 0.1 only
+    assert ratefit.choose_model(C, 512, 512, bytes_at(0.10)) == 1  # >= 0.38 * 0.2
+    assert ratefit.choose_model(C, 512, 512, bytes_at(0.16)) == 2  # >= 0.38 * 0.4
     C.rate_table = [None, 0.2, 0.6]
     assert ratefit.choose_model(C, 512, 512, 100) == 1  # no table: the middle one

@@ -137,11 +137,24 @@ def fit_packet_fast(codec, img: np.ndarray, sset, i: int, max_bytes: int) -> tup
     return fit_gain(codec, codec.analyse(img, sset, i), max_bytes)
 
 
-def choose_model(codec, h: int, w: int, max_bytes: int) -> int:
-    """Rate point whose validation bpp at gain 1 (``codec.rate_table``) is
-    nearest the budget's bpp in log terms; the middle one without a table."""
+MIN_RATIO = 0.38  # budget bpp / natural bpp below which a rate point is coarsened too far (see choose_model)
+
+
+def choose_model(codec, h: int, w: int, max_bytes: int, min_ratio: float = MIN_RATIO) -> int:
+    """Rate point for a byte budget from the per-model table of validation
+    bpp at gain 1 (``codec.rate_table``, the model cards): the highest lambda
+    whose natural rate the budget still reaches to ``min_ratio`` (its gain
+    then stays above ~0.4), else the lowest lambda; the middle one without a
+    table. The ratio comes from the exhaustive search over the first models
+    on the held-out photos at CBR 1/30 (benchmarks/learned_codecs.py
+    --exhaustive): lambda 512 at gain ~0.4 beat lambda 128 at gain ~0.9 at
+    5450 bytes, lambda 32 at gain ~0.7 beat lambda 128 at ~0.33 at 2725 bytes."""
     table = getattr(codec, "rate_table", None)
     if not table or any(t is None for t in table):
         return len(codec.nets) // 2
-    target = max(8.0 * max_bytes / (h * w), 1e-4)
-    return int(np.argmin([abs(math.log(t / target)) for t in table]))
+    target = max(8.0 * max_bytes / (h * w), 1e-6)
+    lams = [n.cfg.lam for n in codec.nets] if all(hasattr(n, "cfg") for n in codec.nets) else list(range(len(table)))
+    ok = [i for i, t in enumerate(table) if target >= min_ratio * t]
+    if not ok:
+        return int(np.argmin(table))
+    return max(ok, key=lambda i: lams[i])

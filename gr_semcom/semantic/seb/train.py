@@ -129,7 +129,7 @@ def train_seb(out: str, mode: str = "seb", lam: float = 256.0, steps: int = 1500
               data: str | None = None, device: str | None = "cpu", amp: bool = False, resume: bool = True,
               crop: int = CROP_NEW, eval_every: int = 100, time_limit: float | None = None,
               threads: int | None = None, cond: bool = True, freeze_residual: bool = True,
-              warmup: int = 0, run_steps: int | None = None, pool: int = 0) -> dict:
+              warmup: int = 0, run_steps: int | None = None, pool: int = 0, init_seb: str | None = None) -> dict:
     """Train (or continue training) one rate point of the Seb codec or of its
     hyperprior baseline into ``out`` (model.safetensors, checkpoint/,
     learning_curve.csv/png, metrics.json, README.md).
@@ -145,6 +145,9 @@ def train_seb(out: str, mode: str = "seb", lam: float = 256.0, steps: int = 1500
     call. ``ref_weight``/``ref_steps``: for the first ``ref_steps`` steps add
     ``ref_weight * lambda * MSE(reference, image)``, a warm-up of the Seb
     generator (as DVC, the paper's [16], warms up its motion compensation).
+    ``init_seb``: a (first, non-conditional) Seb checkpoint whose semantic-base
+    generator, reference generator, compensation and their entropy models
+    start the conditional net (the residual codec still comes from ``init``).
     ``pool``: crops per photo cut once (in parallel) and kept on the device,
     batches then drawn from it with random flips (for a GPU, whose steps are
     faster than cutting crops; 0 = fresh crops every step). ``run_steps``: run at most this many steps now (checkpoint, return; the
@@ -179,6 +182,14 @@ def train_seb(out: str, mode: str = "seb", lam: float = 256.0, steps: int = 1500
         src = load_net(init)
         if cfg.cond:
             init_note = {"from": init, **init_conditional(net, src)}
+            if init_seb:
+                seb_src = load_net(init_seb).state_dict()
+                parts = ("seb_enc", "seb_dec", "seb_eb", "comp_enc", "comp_dec", "comp_eb")
+                own = net.state_dict()
+                take = {k: v for k, v in seb_src.items() if k.split(".")[0] in parts and k in own
+                        and own[k].shape == v.shape and not k.endswith(_DERIVED_KEYS)}
+                net.load_state_dict(take, strict=False)
+                init_note["seb_parts_from"] = init_seb
         else:
             missing = net.load_state_dict(_transferable(src.state_dict(), net), strict=False)
             init_note = {"from": init, "not_initialised": sorted({k.split(".")[0] for k in missing.missing_keys
@@ -352,7 +363,9 @@ def _write_card(outp: Path, c: dict) -> None:
         f"{c['steps']} steps so far, batch {c['batch']}, Adam lr {c['lr']:g} cosine to 1 %, "
         f"{c['seconds']:.0f} s of training in all."
         + (f" Initialised from `{init['from']}`" + (" (residual codec copied and frozen; side encoder = a copy of "
-                                                    "its analysis transform; gate 0)." if c.get("cond")
+                                                    "its analysis transform; gate 0"
+                                                    + (f"; bases generator and compensation from `{init['seb_parts_from']}`"
+                                                       if init.get("seb_parts_from") else "") + ")." if c.get("cond")
                                                     else f" (not from it: {', '.join(init.get('not_initialised', [])) or 'none'}).")
            if init else "")
         + (f" Reference warm-up: + {c['ref_warmup']['weight']:g} x lambda x MSE(reference, image) for the first "
@@ -383,6 +396,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--warmup", type=int, default=0)
     ap.add_argument("--init", default=None)
+    ap.add_argument("--init-seb", default=None, help="seb --cond: generator/compensation from this Seb checkpoint")
     ap.add_argument("--data", default=None, help="photoset directory (default data/photos)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
@@ -404,7 +418,7 @@ def main(argv=None) -> int:
                      seed=a.seed, ref_weight=a.ref_weight, ref_steps=a.ref_steps, progress=not a.quiet, data=a.data,
                      device=a.device, amp=a.amp, resume=not a.no_resume, crop=a.crop, eval_every=a.eval_every,
                      time_limit=a.time_limit, threads=a.threads, cond=not a.no_cond,
-                     freeze_residual=not a.train_residual, warmup=a.warmup, run_steps=a.run_steps, pool=a.pool)
+                     freeze_residual=not a.train_residual, warmup=a.warmup, run_steps=a.run_steps, pool=a.pool, init_seb=a.init_seb)
     m = card["test_metrics_estimated"]
     print(f"{a.out}: step {card['steps']}, validation PSNR {m['psnr']:.2f} dB at {m['bpp']:.4f} bpp")
     return 0
