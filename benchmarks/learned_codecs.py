@@ -136,6 +136,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seb", default="models/seb_lam*", help="glob of model directories (first Seb models)")
     ap.add_argument("--seb-cond", default="", help="glob of conditional Seb model directories")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-jpeg2000", action="store_true", help="skip JPEG2000 (deterministic: reuse another run's rows)")
     ap.add_argument("--photos", default=None, help="photoset directory (default data/photos)")
     a = ap.parse_args(argv)
     import torch
@@ -150,7 +151,7 @@ def main(argv=None) -> int:
     ims = list(ims)
     esn0s = [float(x) for x in a.esn0.split(",")]
     bud = budgets(esn0s, a.size, a.cbr)
-    schemes = {"jpeg2000": None}
+    schemes = {} if a.no_jpeg2000 else {"jpeg2000": None}
     for key, pat in (("hyperprior", a.hyperprior), ("seb", a.seb), ("seb_cond", a.seb_cond)):
         paths = sorted(str(p / "model.safetensors") for p in ROOT.glob(pat) if (p / "model.safetensors").is_file()) \
             if pat else []
