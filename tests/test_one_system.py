@@ -163,11 +163,15 @@ def test_multisc_flowgraph_and_transmit_send_the_same(tmp_path, gnuradio):
     fg_caps = [m["caption"] for m in cap_meta[:n_caps]]
     out = tmp_path / "cli"
     # the flowgraph's options: uncoded captions, fusion split, eps 0.25, 4 regions, 64 px slice of at most
-    # 400 B, attribute captions; --cbr 1: the budget does not bind (the block has no CBR rule)
-    _cli(d / "coffee.jpg", "--scheme", "multisc", "--channel", "awgn", "--snr", 20, "--cbr", "1", "--text-mode",
+    # 400 B, attribute captions, CBR 1/30 at its slice PHY (QPSK, LDPC 1/2, one codeword per burst)
+    _cli(d / "coffee.jpg", "--scheme", "multisc", "--channel", "awgn", "--snr", 20, "--cbr", "1/30", "--text-mode",
          "uncoded", "--split", "fusion", "--eps", 0.25, "--max-regions", 4, "--slice-side", 64, "--slice-bytes", 400,
-         "--vlm", "attributes", "--out", out)
+         "--vlm", "attributes", "--mod", "qpsk", "--rate", "1/2", "--codewords", 1, "--out", out)
     manifest = json.loads((out / "payloads.json").read_text())
     assert manifest[0]["sha256"] == _sha(fg_slice)
-    captions = [c["sent"] for c in json.loads((out / "metrics.json").read_text())["captions"]]
-    assert captions == fg_caps and len(captions) == n_caps
+    caps = json.loads((out / "metrics.json").read_text())["captions"]
+    assert [c["sent"] for c in caps] == fg_caps and len(caps) == n_caps
+    # received fields: the same corrected captions and slice box at 20 dB
+    meta = got[0][0]
+    assert [c["corrected"] for c in caps] == list(meta["captions_corrected"])
+    assert json.loads((out / "metrics.json").read_text())["received"]["slice_box"] == list(meta["slice_box"])

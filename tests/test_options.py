@@ -17,7 +17,7 @@ from gr_semcom.systems.options import Jpeg2000Options, MultiScOptions, SebOption
 OPTIONS = (SebOptions, Jpeg2000Options, UlbscOptions, MultiScOptions)
 # the PHY the encoder budgets for and the shape a lost stream decodes to belong to the frame / the image,
 # not to a system's options
-NOT_SYSTEM = {"modulation", "code_rate", "codewords", "height", "width"}
+NOT_SYSTEM = {"modulation", "code_rate", "codewords", "analog_codewords", "height", "width"}
 
 
 def _value(expr, dtype: str = "raw"):

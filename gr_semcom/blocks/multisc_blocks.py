@@ -48,17 +48,68 @@ def symbols_to_text(symbols: np.ndarray, modulation: str = "qpsk") -> str:
     return bits_to_text(get_constellation(modulation).hard_bits(np.asarray(symbols, np.complex64)))
 
 
+def caption_uses(text: str, text_mode: str, spec, aspec) -> int:
+    """Channel uses of one caption as the encoder block sends it: one analog
+    burst of ``aspec`` (uncoded symbols) or a PDU on the digital ``spec``."""
+    from ..phy.mcs import burst_symbols, pdu_channel_uses
+
+    if text_mode == "digital":
+        return pdu_channel_uses(len(text.encode("utf-8") or b" "), spec)
+    return burst_symbols(aspec)
+
+
+def slice_budget(shape: tuple, cbr: float, spec, aspec, text_mode: str = "uncoded"):
+    """The same-budget rule at a fixed PHY: a ``budget(captions)`` for
+    ``MultiScCodec.encode`` keeping the captions (the last, smallest regions
+    dropped while the slice PDU would not carry its header) and giving the
+    slice PDU every byte the rest of ``cbr`` x 3 H W channel uses carries in
+    whole bursts of ``spec``."""
+    from ..phy.mcs import byte_budget, cbr_channel_uses
+    from ..semantic.multisc.codec import HEADER
+
+    total = cbr_channel_uses(shape[0], shape[1], cbr)
+
+    def budget(captions: list) -> tuple[int, int | None]:
+        keep = len(captions)
+        while True:
+            rest = total - sum(caption_uses(c, text_mode, spec, aspec) for c in captions[:keep])
+            b = byte_budget(max(0, rest), spec, search=False)
+            if b.payload_bytes >= HEADER or keep <= 1:
+                break
+            keep -= 1
+        return keep, (b.payload_bytes if b.payload_bytes >= HEADER else None)
+
+    budget.spec, budget.channel_uses = spec, total
+    return budget
+
+
 class multisc_encoder(_worker_block):
+    """Image PDUs -> ``slice`` (the main-object slice PDU, for ``phy_tx``) and
+    ``captions`` (one PDU per region: uncoded QPSK symbols for ``analog_tx``,
+    or UTF-8 bytes). ``cbr`` > 0: captions and slice within CBR x 3 H W
+    channel uses at the given slice PHY (modulation, LDPC rate, codewords per
+    burst, as in PHY TX) and one analog burst of ``analog_codewords`` per
+    caption (as in Analog TX); 0: the slice at ``slice_bytes`` alone."""
+
     def __init__(self, text_mode: str = "uncoded", split: str = "fusion", eps: float = 0.25, max_regions: int = 4,
-                 slice_side: int = 64, slice_bytes: int = 400, vlm: str = "attributes", vlm_model: str = ""):
+                 slice_side: int = 64, slice_bytes: int = 400, vlm: str = "attributes", vlm_model: str = "",
+                 cbr: float = 1 / 30, modulation: str = "qpsk", code_rate: str = "1/2", codewords: int = 4,
+                 analog_codewords: int = 1, seed: int = 0, codec=None):
+        from ..phy.frame import FrameSpec
+        from .analog import analog_spec
+
         _worker_block.__init__(self, "semcom_multisc_encoder")
         if text_mode not in ("uncoded", "digital"):
             raise ValueError("text_mode is 'uncoded' (c32 symbols) or 'digital' (UTF-8 bytes)")
         self.text_mode = text_mode
-        self.codec = MultiScCodec.build(MultiScConfig(split=split, eps=eps, max_regions=max_regions,
-                                                      slice_side=slice_side, slice_bytes=slice_bytes),
-                                        vlm=vlm, vlm_model=vlm_model)
+        self.codec = codec if codec is not None else MultiScCodec.build(
+            MultiScConfig(split=split, eps=eps, max_regions=max_regions, slice_side=slice_side,
+                          slice_bytes=slice_bytes, seed=int(seed)), vlm=vlm, vlm_model=vlm_model)
+        self.cbr = float(cbr)
+        self.spec = FrameSpec(modulation=modulation, code_rate=code_rate, codewords=int(codewords))
+        self.aspec = analog_spec(codewords=int(analog_codewords))
         self.encoded = 0
+        self.analog_out = 0  # caption PDUs published
         self.message_port_register_in(_IN)
         self.message_port_register_out(_SLICE)
         self.message_port_register_out(_CAPTIONS)
@@ -71,7 +122,9 @@ class multisc_encoder(_worker_block):
         try:
             meta, img = image_from_pdu(msg)
             t = time.perf_counter()
-            p = self.codec.encode(img)
+            budget = slice_budget(img.shape[:2], self.cbr, self.spec, self.aspec, self.text_mode) if self.cbr > 0 \
+                else None
+            p = self.codec.encode(img, budget) if budget else self.codec.encode(img)
             seconds = time.perf_counter() - t
         except (ImageError, ValueError) as exc:
             self.message_port_pub(_STATUS, _status(event="encode_error", name=str(meta.get("name", "")),
@@ -85,17 +138,20 @@ class multisc_encoder(_worker_block):
             cm = {"name": name, "region": k, "n_regions": len(p.captions), "box": b.as_list(), "caption": c}
             data = text_to_symbols(c) if self.text_mode == "uncoded" else (c.encode("utf-8") or b" ")
             self.message_port_pub(_CAPTIONS, make_pdu(cm, data))
+            self.analog_out += 1
         self.encoded += 1
 
 
 class multisc_decoder(_worker_block):
     def __init__(self, corrector: str = "symspell", corrector_model: str = "", ip_adapter_scale: float = 0.6,
-                 pair_timeout: float = 3.0, slice_side: int = 64):
+                 pair_timeout: float = 3.0, slice_side: int = 64, codec=None):
         _worker_block.__init__(self, "semcom_multisc_decoder")
-        self.codec = MultiScCodec.build(MultiScConfig(slice_side=slice_side), segmenter="", detector="", vlm="",
-                                        corrector=corrector, corrector_model=corrector_model)
+        self.codec = codec if codec is not None else MultiScCodec.build(
+            MultiScConfig(slice_side=slice_side), segmenter="", detector="", vlm="", corrector=corrector,
+            corrector_model=corrector_model)
         self.ip_adapter_scale, self.pair_timeout = float(ip_adapter_scale), float(pair_timeout)
         self.decoded = 0
+        self.digital_in = 0  # slice PDUs arrived
         self._slices: list = []
         self._caps: list = []
         self.message_port_register_in(_SLICE)
@@ -106,12 +162,18 @@ class multisc_decoder(_worker_block):
 
     def handle_slice(self, msg):
         self._arrive(self._slices, msg)
+        self.digital_in += 1  # after it is queued: a runner waiting on it sees the slice pending
 
     def handle_caption(self, msg):
         self._arrive(self._caps, msg)
 
     def work_item(self, *_):
         pass
+
+    def settled(self) -> bool:
+        """Every slice that arrived decoded (captions still queued wait for a slice)."""
+        with self._lock:
+            return not self._slices and self.items_done >= self.items_in
 
     def idle(self):
         now = time.monotonic()

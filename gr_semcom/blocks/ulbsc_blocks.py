@@ -265,6 +265,7 @@ class ulbsc_decoder(_worker_block):
                                                                  captioner="none")
         self.pair_timeout = pair_timeout
         self.decoded = 0
+        self.digital_in = 0  # digital PDUs arrived
         self._busy = False
         self._digital: list = []
         self._analog: list = []
@@ -276,6 +277,7 @@ class ulbsc_decoder(_worker_block):
 
     def handle_digital(self, msg):
         self._arrive(self._digital, msg)
+        self.digital_in += 1  # after it is queued: a runner waiting on it sees the PDU pending
 
     def handle_analog(self, msg):
         self._arrive(self._analog, msg)

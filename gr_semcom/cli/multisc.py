@@ -56,12 +56,24 @@ def cmd_transmit_multisc(args) -> int:
         return 2
     from .common import _specs
 
-    _, chan = _specs(args)  # the slice's MCS follows Es/N0 (phy/mcs.py); --mod/--rate are not used
-    res = send_multisc(codec, payload, chan, args.text_mode, timeout=args.timeout,
-                       generator=make_generator_arg(args.generator), generator_timeout=args.generator_timeout,
-                       ip_scale=args.ip_scale, steps=args.steps, seed=args.seed, deepsc=deepsc, source=img,
-                       clip=clip, gen_size=args.gen_size or (64 if args.generator == "tiny" else 512),
-                       spec=budget.spec)
+    _, chan = _specs(args)
+    gen = dict(generator=make_generator_arg(args.generator), generator_timeout=args.generator_timeout,
+               ip_scale=args.ip_scale, steps=args.steps, seed=args.seed, clip=clip,
+               gen_size=args.gen_size or (64 if args.generator == "tiny" else 512))
+    if args.text_mode == "uncoded":  # the GRC blocks' flowgraph (systems.multisc.run_multisc)
+        from dataclasses import replace
+
+        from ..systems.multisc import multisc_phy, run_multisc
+
+        given = {k: v for k, v in (("modulation", args.mod), ("code_rate", args.rate),
+                                   ("codewords", args.codewords)) if v is not None}
+        spec = replace(multisc_phy(img, chan.esn0_db, args.cbr), **given)
+        res = run_multisc(codec, img, chan, args.cbr, spec=spec, name=src.name, timeout=args.timeout, **gen)
+        payload = res.payload
+        budget.spec, budget.channel_uses = spec, res.metrics["budget_channel_uses"]
+    else:  # the slice's MCS follows Es/N0 (phy/mcs.py); the captions' links one by one
+        res = send_multisc(codec, payload, chan, args.text_mode, timeout=args.timeout, deepsc=deepsc, source=img,
+                           spec=budget.spec, **gen)
     out = Path(args.out)
     summary = write_outputs(res, out, img)
     m = res.metrics

@@ -359,26 +359,45 @@ class BlocksRun:
     link: LinkResult
     events: list
     seconds: float
+    analog_sent: list = field(default_factory=list)
+    analog_received: list = field(default_factory=list)
 
 
 def run_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: ChannelSpec, timeout: float | None = None,
-               rx_threshold: float | None = None, ldpc_decoder: str = "spa", encode_timeout: float = 600.0
-               ) -> BlocksRun:
+               rx_threshold: float | None = None, ldpc_decoder: str = "spa", encode_timeout: float = 600.0,
+               analog: tuple | None = None, ports: tuple = ("out", "in")) -> BlocksRun:
     """A system's flowgraph, as a GRC user builds it: input PDUs -> the
     system's encoder block -> ``phy_tx`` -> channel -> ``phy_rx`` -> the
     system's decoder block. ``inputs``: (metadata, u8 array) PDUs as
     ``image_source`` makes them. Runs until the encoder has worked off every
     input (:meth:`finish` ends a partial batch), every frame it caused is
     accounted for (the drain rule of :func:`run_link`, over all PDUs back to
-    back) and the decoder has worked off every reassembled PDU."""
+    back) and the decoder has worked off every reassembled PDU.
+    ``analog``: (encoder port, decoder port, analog burst spec) of a second
+    chain, ``analog_tx`` -> its own channel (same model and Es/N0, another
+    seed) -> ``analog_rx``, drained the same way (Multi-SC's captions).
+    ``ports``: the encoder's output and the decoder's input on the digital
+    chain."""
+    from ..blocks.analog import analog_rx, analog_tx
+
     tb = gr.top_block("semcom_system")
     tx, ch, rx = make_link_blocks(spec, chan, rx_threshold, 0.0, False, ldpc_decoder)
+    asent, arecv = _collector("analog_sent"), _collector("analog_recv")
+    if analog is not None:
+        a_out, a_in, aspec = analog
+        achan = replace(chan, seed=chan.seed + 7919)
+        atx, arx = analog_tx(aspec), analog_rx(aspec, n_symbols=0, threshold=rx_threshold or 0.3)
+        tb.connect(atx, make_channel(achan, aspec.sps), arx)
+        tb.msg_connect(encoder, a_out, atx, "in")
+        tb.msg_connect(encoder, a_out, asent, "in")
+        tb.msg_connect(arx, "out", decoder, a_in)
+        tb.msg_connect(arx, "out", arecv, "in")
     sent, recv, dec, status, events, hard, coded = (_collector(n) for n in
                                                     ("sent", "recv", "dec", "status", "events", "bits", "coded"))
     tb.connect(tx, ch, rx)
-    tb.msg_connect(encoder, "out", tx, "in")
-    tb.msg_connect(encoder, "out", sent, "in")
-    tb.msg_connect(rx, "out", decoder, "in")
+    tb.msg_connect(encoder, ports[0], tx, "in")
+    tb.msg_connect(encoder, ports[0], sent, "in")
+    tb.msg_connect(rx, "out", decoder, ports[1])
     tb.msg_connect(rx, "out", recv, "in")
     tb.msg_connect(decoder, "out", dec, "in")
     tb.msg_connect(rx, "status", status, "in")
@@ -411,6 +430,12 @@ def run_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: ChannelSpe
         needed = total * (1 - abs(chan.sro_ppm) * 1e-6) - hold_back(rx, chan)
         t_link = time.monotonic()
         drained = wait_drained(rx, needed, t_link + timeout)
+        if analog is not None:  # every analog burst through its receiver (one burst + idle tail per PDU)
+            _wait_for(lambda: len(asent.items) >= getattr(encoder, "analog_out", 0), 5.0)
+            a_total = len(asent.items) * (aspec.burst_samples + aspec.flush_symbols * aspec.sps)
+            a_needed = a_total * (1 - abs(chan.sro_ppm) * 1e-6) - hold_back(arx, achan)
+            drained &= wait_drained(arx, a_needed, t_link + timeout)
+            _wait_for(lambda: len(arecv.items) >= arx.deframer.judged)
         stop_reason = "drained" if drained else (
             f"timeout after {timeout:.0f} s: receiver read {rx.stream_position()} of {total} samples, "
             f"{rx.in_flight()} bursts inside it")
@@ -419,7 +444,9 @@ def run_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: ChannelSpe
         n_status = len(status.items)
         rx.deframer.flush()
         _wait_for(lambda: len(recv.items) >= rx.deframer.pdus_out)
-        _wait_for(lambda: decoder.items_in >= len(recv.items) and decoder.settled(), 120.0)
+        # the decoder has every reassembled PDU (blocks pairing two inputs count their digital one) and is idle
+        arrived = (lambda: decoder.digital_in) if hasattr(decoder, "digital_in") else (lambda: decoder.items_in)
+        _wait_for(lambda: arrived() >= len(recv.items) and decoder.settled(), 120.0)
         _wait_for(lambda: len(dec.items) >= getattr(decoder, "decoded", len(dec.items)), 5.0)
     finally:
         tb.stop()
@@ -472,7 +499,8 @@ def run_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: ChannelSpe
     evs = [pmt.to_python(m) for m in events.items]
     return BlocksRun(sent=[(meta, d.tobytes()) for meta, d in pdus], received=received,
                      decoded=[(meta, d.tobytes()) for meta, d in decoded], pdu_links=pdu_links, link=whole,
-                     events=[e for e in evs if isinstance(e, dict)], seconds=seconds)
+                     events=[e for e in evs if isinstance(e, dict)], seconds=seconds,
+                     analog_sent=[pdu_parts(m) for m in asent.items], analog_received=[pdu_parts(m) for m in arecv.items])
 
 
 def payload_manifest(pdus: list) -> list[dict]:

@@ -170,6 +170,77 @@ def send_multisc(codec: MultiScCodec, payload: MultiScPayload, chan: ChannelSpec
     return out
 
 
+def multisc_phy(image: np.ndarray, esn0_db: float, cbr: float):
+    """The slice PHY of a Multi-SC flowgraph: the MCS of this Es/N0 and the
+    codewords per burst that carry the most slice bytes in the CBR budget
+    (as systems.images.image_phy)."""
+    from .images import image_phy
+
+    return image_phy([image], esn0_db, cbr)
+
+
+def run_multisc(codec: MultiScCodec, image: np.ndarray, chan: ChannelSpec, cbr: float = 1 / 30, spec=None,
+                name: str = "image", timeout: float | None = None, rx_threshold: float = 0.15, generator=None,
+                generator_timeout: float = 60.0, ip_scale: float = 0.6, steps: int = 20, seed: int = 0, clip=None,
+                gen_size: int = 512) -> MultiScResult:
+    """Multi-SC with uncoded captions through the flowgraph a GRC user builds:
+    ``multisc_encoder`` (the same-budget rule at this PHY: captions on one
+    analog burst each, the slice in the rest of CBR x 3 H W) -> slice on
+    ``phy_tx`` -> channel -> ``phy_rx``, captions on ``analog_tx`` -> channel
+    -> ``analog_rx`` -> ``multisc_decoder`` (pairing, spelling correction)."""
+    from ..blocks.analog import analog_spec
+    from ..blocks.multisc_blocks import multisc_decoder, multisc_encoder, slice_budget
+    from ..link.sim import link_columns, run_blocks
+    from ..phy.mcs import burst_symbols, pdu_channel_uses
+    from ..semantic.images import load_image, png_bytes
+    from ..semantic.multisc.regions import Box
+
+    spec = spec or multisc_phy(image, chan.esn0_db, cbr)
+    aspec = analog_spec(codewords=1)
+    payload = codec.encode(image, slice_budget(image.shape[:2], cbr, spec, aspec, "uncoded"))  # the reference
+    enc = multisc_encoder(codec=codec, cbr=cbr, modulation=spec.modulation, code_rate=spec.code_rate,
+                          codewords=spec.codewords, text_mode="uncoded")
+    dec = multisc_decoder(codec=codec, ip_adapter_scale=ip_scale)
+    t = time.monotonic()
+    run = run_blocks(enc, dec, [({"name": name}, png_bytes(image))], spec, chan, timeout=timeout,
+                     rx_threshold=rx_threshold, analog=("captions", "captions", aspec), ports=("slice", "slice"))
+    t_link = time.monotonic() - t
+    if [d for _, d in run.sent] != [payload.slice_data]:
+        raise RuntimeError("the Multi-SC encoder block's slice differs from the codec's for the same image")
+    r = run.pdu_links[0] if run.pdu_links else None
+    if run.decoded:
+        meta, _ = run.decoded[0]
+        box = Box(*meta["slice_box"][:4])
+        recon = MultiScReconstruction(
+            slice_image=load_image(bytes(np.asarray(meta["image_prompt_png"], np.uint8))), slice_box=box,
+            shape=(int(meta["source_height"]), int(meta["source_width"])),
+            captions_received=list(meta["captions_received"]), captions_corrected=list(meta["captions_corrected"]),
+            slice_erased=bool(meta["slice_erased"]), errors=list(meta.get("errors") or []))
+    else:  # the decoder got nothing
+        recon = codec.decode(None, (), [None] * len(payload.captions))
+    got = run.analog_received
+    clinks = [{"mode": "uncoded", "received": k < len(got), "snr_db": got[k][0].get("snr_db") if k < len(got)
+               else float("nan"), "channel_uses": burst_symbols(aspec)} for k in range(len(payload.captions))]
+    uses = (pdu_channel_uses(len(payload.slice_data), spec) if payload.slice_data else 0) + \
+        len(payload.captions) * burst_symbols(aspec)
+    out = MultiScResult(payload, recon, {**(r.summary() if r else {}), **link_columns(r)}, clinks, {},
+                        timings={"link_s": t_link}, channel_uses=int(uses))
+    if generator is not None:
+        t = time.monotonic()
+        out.generated, out.generator_error = generate(generator, recon, generator_timeout, ip_scale, steps, seed,
+                                                      gen_size)
+        out.timings["generate_s"] = time.monotonic() - t
+    out.metrics = multisc_metrics(out, image, clip)
+    out.metrics["budget_channel_uses"] = cbr_channel_uses_of(image, cbr)
+    return out
+
+
+def cbr_channel_uses_of(image: np.ndarray, cbr: float) -> int:
+    from ..phy.mcs import cbr_channel_uses
+
+    return cbr_channel_uses(image.shape[0], image.shape[1], cbr)
+
+
 def generate(generator, recon: MultiScReconstruction, timeout: float, ip_scale: float = 0.6, steps: int = 20,
              seed: int = 0, size: int = 512):
     """All corrected captions + the received slice -> image (eq. 7). Returns

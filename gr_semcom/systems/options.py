@@ -146,6 +146,7 @@ class MultiScOptions(Options):
     """Multi-SC: main-object slice + one caption per fused region."""
     TITLE = "Multi-SC (--scheme multisc); every stage has a no-download default"
     GRC_BLOCKS = ("gr_semcom_multisc_encoder", "gr_semcom_multisc_decoder")
+    cbr: float = opt(1 / 30, "channel uses per source value (3 H W), e.g. 1/30", type=cbr_value)
     text_mode: str = opt("uncoded", "captions: uncoded QPSK symbols, UTF-8 over the digital PHY, or DeepSC",
                          choices=("uncoded", "digital", "deepsc"))
     split: str = opt("fusion", "region split: feature fusion (eq. 9), random, or one caption",
@@ -165,3 +166,4 @@ class MultiScOptions(Options):
                                 "Felzenszwalb proposals", choices=("auto", "coco", "proposals", "hf"), grc=None)
     detector_model: str = opt("", "hf: object-detection model directory / HF id", grc=None)
     pair_timeout: float = opt(3.0, "receiver: seconds to wait for a slice's captions", cli=False)
+    seed: int = opt(0, "seed of the random split", cli=False)
