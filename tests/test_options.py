@@ -12,9 +12,10 @@ import pytest
 import yaml
 
 from gr_semcom.grc import grc_block_dir
-from gr_semcom.systems.options import Jpeg2000Options, MultiScOptions, SebOptions, UlbscOptions, cbr_value
+from gr_semcom.systems.options import (DeepJsccOptions, Jpeg2000Options, MultiScOptions, SebOptions, UlbscOptions,
+                                       cbr_value)
 
-OPTIONS = (SebOptions, Jpeg2000Options, UlbscOptions, MultiScOptions)
+OPTIONS = (SebOptions, Jpeg2000Options, DeepJsccOptions, UlbscOptions, MultiScOptions)
 # the PHY the encoder budgets for and the shape a lost stream decodes to belong to the frame / the image,
 # not to a system's options
 NOT_SYSTEM = {"modulation", "code_rate", "codewords", "analog_codewords", "height", "width"}

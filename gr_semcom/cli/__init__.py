@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 from ..common import MODELS
-from ..systems.options import Jpeg2000Options, SebOptions, UlbscOptions, cbr_value as parse_fraction
+from ..systems.options import DeepJsccOptions, Jpeg2000Options, SebOptions, UlbscOptions, cbr_value as parse_fraction
 from ..systems.registry import IMAGE_SCHEMES, TRANSMIT_SCHEMES
 from ..semantic.images import load_image_set
 from .common import _add_phy_args, _specs
@@ -142,9 +142,7 @@ def cmd_transmit_images(args) -> int:
         elif args.scheme == "jpeg2000":
             res = image_link.run_jpeg2000(names, images, chan, args.cbr, timeout=args.timeout, spec=spec, sent=sent)
         else:
-            from ..semantic.image_jscc import load_model
-
-            model = load_model(args.models[0] if args.models else _models() / "image_deepjscc" / "model.safetensors")
+            model = DeepJsccOptions.from_args(args, models=(args.models or [""])[0]).build()
             res = image_link.run_deepjscc(model, names, images, chan, args.cbr)
     except (FileNotFoundError, ValueError) as exc:
         print(f"semcom: {exc}", file=sys.stderr)

@@ -118,6 +118,20 @@ class Jpeg2000Options(Options):
 
 
 @dataclass
+class DeepJsccOptions(Options):
+    """The DeepJSCC baseline (analog)."""
+    TITLE = "DeepJSCC (--scheme deepjscc)"
+    GRC_BLOCKS = ("gr_semcom_deepjscc_encoder", "gr_semcom_deepjscc_decoder")
+    models: str = opt("", "weights (default models/image_deepjscc)", cli=False)
+    cbr: float = opt(1 / 30, "channel uses per source value (3 H W), e.g. 1/30", type=cbr_value)
+
+    def build(self):
+        from ..blocks.deepjscc_blocks import load_deepjscc
+
+        return load_deepjscc(self.models)
+
+
+@dataclass
 class UlbscOptions(Options):
     """ULBSC: caption + saliency codebook index."""
     TITLE = "ULBSC (--scheme ulbsc)"
