@@ -159,3 +159,13 @@ def test_multisc_default_split_uses_the_detector():
     p = codec.encode(flat)
     assert p.regions and len(p.captions) == len(p.regions) and all(p.captions)
     assert p.split_source == "proposals"
+
+
+def test_synthetic_object_captions_fit_deepsc():
+    from gr_semcom.semantic.captioner import synthetic_object_captions
+    from gr_semcom.semantic.data import normalise_text
+
+    a = synthetic_object_captions(40, seed=3)
+    assert a == synthetic_object_captions(40, seed=3) and a != synthetic_object_captions(40, seed=4)
+    assert all(4 <= len(normalise_text(s).split()) <= 22 for s in a)  # DeepSC max_len 24 with <start>/<end>
+    assert any(" background" in s for s in a) and any("of the picture" in s for s in a)

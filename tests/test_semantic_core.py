@@ -404,3 +404,19 @@ def test_train_controlnet_few_steps_on_tiny_pipeline(tmp_path):
     out = p2(prompt="a dog", image=Image.new("RGB", (64, 64)), num_inference_steps=2, width=64, height=64,
              output_type="np").images[0]
     assert out.shape == (64, 64, 3) and np.isfinite(out).all()
+
+
+def test_deepsc_finetune_keeps_vocabulary_and_moves_weights():
+    import torch
+
+    from gr_semcom.semantic.deepsc import DeepSCConfig, train_deepsc
+
+    sents = ["a dog on a table", "two cats in the center", "a red car on the left"] * 4
+    cfg = DeepSCConfig(vocab_size=40, max_len=10, d_model=16, heads=2, d_ff=32, enc_layers=1, dec_layers=1,
+                       symbols_per_word=2)
+    base, _ = train_deepsc(cfg, sents, epochs=1, batch=4, progress=False)
+    tuned, logs = train_deepsc(DeepSCConfig(vocab_size=7), ["a dog in the center"] * 8, epochs=1, batch=4,
+                               progress=False, init=base)
+    assert tuned.vocab.itos == base.vocab.itos and tuned.cfg == base.cfg and len(logs) == 1
+    moved = [k for k, v in tuned.state_dict().items() if not torch.equal(v, base.state_dict()[k])]
+    assert any(k.startswith("embed") for k in moved) and any(k.startswith("encoder") for k in moved)

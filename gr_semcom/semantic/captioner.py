@@ -291,7 +291,7 @@ class ObjectCaptioner:
             if n == 1:
                 phrase = ("an " if col[0] in "aeiou" else "a ") + phrase.split(" ", 1)[1]
         if (x1 - x0) * (y1 - y0) > 0.6 * h * w:
-            text = f"a close up of {phrase}" if n == 1 else phrase
+            text = f"a close up of {phrase}" if n == 1 else f"a picture of {phrase}"
         else:
             text = f"{phrase} {place_phrase((x0 + x1) / 2 / w, (y0 + y1) / 2 / h)}"
         on = [k for k in kinds[1:] if k in SUPPORTS]
@@ -398,3 +398,40 @@ def tiny_blip(dirpath: str | Path, seed: int = 0) -> Path:
     model.save_pretrained(d)
     BlipProcessor(BlipImageProcessor(size={"height": 64, "width": 64}), tok).save_pretrained(d)
     return d
+
+
+def synthetic_object_captions(n: int, seed: int = 0, region_share: float = 0.3) -> list[str]:
+    """``n`` captions in ObjectCaptioner's own grammar, for training the DeepSC
+    text model on the sentences it will carry: random COCO detections (1-3
+    kinds, 1-5 of each, random sizes and places) painted in random palette
+    colours on a random two-colour background and captioned by
+    :meth:`ObjectCaptioner.caption_from`; ``region_share`` of them are Multi-SC
+    region captions (:meth:`ObjectCaptioner.describe` of a fused box). A
+    grammar, not a dataset: no photo is involved."""
+    from .detect.centernet import COCO_CLASSES
+    from .multisc.regions import Box
+    from .multisc.vlm import _PAL
+
+    rng = np.random.default_rng(seed)
+    cap = ObjectCaptioner(detector=lambda im: [])
+    out = []
+    for _ in range(n):
+        h, w = 96, 128
+        im = np.empty((h, w, 3), np.uint8)
+        im[:] = _PAL[rng.integers(len(_PAL))]
+        im[:, rng.integers(w // 3, w):] = _PAL[rng.integers(len(_PAL))]
+        boxes = []
+        for c in rng.choice(len(COCO_CLASSES), rng.integers(1, 4), replace=False):
+            for _k in range(int(rng.choice([1, 1, 1, 2, 2, 3, 4, 6]))):
+                bw, bh = (int(v) for v in rng.integers(8, [w, h]))
+                x0, y0 = int(rng.integers(0, w - bw + 1)), int(rng.integers(0, h - bh + 1))
+                im[y0:y0 + bh, x0:x0 + bw] = _PAL[rng.integers(len(_PAL))]
+                boxes.append(Box(x0, y0, x0 + bw, y0 + bh, float(rng.uniform(0.3, 0.9)), COCO_CLASSES[c]))
+        if rng.random() < region_share:
+            u = boxes[0]
+            for b in boxes[1:]:
+                u = u.union(b)
+            out.append(cap.describe(u.crop(im), u, (h, w), 0.0))
+        else:
+            out.append(cap.caption_from(im, boxes))
+    return out

@@ -244,14 +244,21 @@ class DeepSC(nn.Module):
 
 def train_deepsc(cfg: DeepSCConfig, sentences: list[str], epochs: int = 10, batch: int = 128, lr: float = 5e-4,
                  snr_range=(-3.0, 15.0), kind: str = "awgn", seed: int = 0, progress: bool = True,
-                 vocab: Vocab | None = None) -> tuple[DeepSC, list]:
+                 vocab: Vocab | None = None, init: "DeepSC | None" = None) -> tuple[DeepSC, list]:
+    """Train from scratch, or fine-tune ``init`` (its config and vocabulary
+    are kept; ``cfg``/``vocab`` are then ignored)."""
     from tqdm import tqdm
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    vocab = vocab or Vocab.build(sentences, cfg.vocab_size)
-    cfg.vocab_size = len(vocab)
-    model = DeepSC(cfg, vocab)
+    if init is not None:
+        cfg, vocab = init.cfg, init._vocab()
+        model = DeepSC(cfg, vocab)
+        model.load_state_dict(init.state_dict())
+    else:
+        vocab = vocab or Vocab.build(sentences, cfg.vocab_size)
+        cfg.vocab_size = len(vocab)
+        model = DeepSC(cfg, vocab)
     tok = torch.tensor([vocab.encode(s, cfg.max_len) for s in sentences])
     main_params = [p for n, p in model.named_parameters() if not n.startswith("mine.")]
     opt = torch.optim.Adam(main_params, lr=lr, betas=(0.9, 0.98), eps=1e-8)
