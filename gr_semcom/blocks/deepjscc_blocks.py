@@ -23,7 +23,7 @@ from ..common import MODELS
 from ..phy.mcs import burst_symbols, cbr_channel_uses
 from .pdu_util import make_pdu, pdu_parts
 from .phy_blocks import IN as _IN, OUT as _OUT, STATUS as _STATUS, _status
-from .ulbsc_blocks import _worker_block, image_from_pdu
+from .ulbsc_blocks import _worker_block
 
 
 def load_deepjscc(models: str = ""):
@@ -51,15 +51,11 @@ class deepjscc_encoder(_worker_block):
         self.set_msg_handler(_IN, self.handle)
 
     def work_item(self, msg):
-        from ..semantic.images import ImageError
 
-        meta: dict = {}
-        try:
-            meta, img = image_from_pdu(msg)
-        except (ImageError, ValueError) as exc:
-            self.message_port_pub(_STATUS, _status(event="encode_error", name=str(meta.get("name", "")),
-                                                   error=str(exc)))
+        got = self.image_input(msg)
+        if got is None:
             return
+        meta, img = got
         h, w = img.shape[:2]
         if burst_symbols(self.aspec) > cbr_channel_uses(h, w, self.cbr):
             self.message_port_pub(_STATUS, _status(

@@ -22,7 +22,7 @@ from ..common import PayloadType
 from ..phy.mcs import byte_budget, cbr_channel_uses
 from .pdu_util import make_pdu
 from .phy_blocks import IN as _IN, OUT as _OUT, STATUS as _STATUS, _status
-from .ulbsc_blocks import _worker_block, image_from_pdu
+from .ulbsc_blocks import _worker_block
 
 
 class jpeg2000_encoder(_worker_block):
@@ -39,16 +39,12 @@ class jpeg2000_encoder(_worker_block):
 
     def work_item(self, msg):
         from ..semantic import jpeg2000
-        from ..semantic.images import ImageError
         from ..semantic.metrics import psnr
 
-        meta: dict = {}
-        try:
-            meta, img = image_from_pdu(msg)
-        except (ImageError, ValueError) as exc:
-            self.message_port_pub(_STATUS, _status(event="encode_error", name=str(meta.get("name", "")),
-                                                   error=str(exc)))
+        got = self.image_input(msg)
+        if got is None:
             return
+        meta, img = got
         h, w = img.shape[:2]
         t = time.perf_counter()
         b = byte_budget(cbr_channel_uses(h, w, self.cbr), self.spec, search=False)

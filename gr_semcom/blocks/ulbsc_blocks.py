@@ -141,6 +141,23 @@ class _worker_block(_threaded_block):
             lst.append((time.monotonic(), meta, data))
         self.enqueue(("poll",))
 
+    def image_input(self, msg):
+        """(metadata, image) of an image PDU, or None after reporting an image
+        that does not decode on ``status`` (the flowgraph goes on)."""
+        from ..semantic.images import ImageError
+
+        meta: dict = {}
+        try:
+            return image_from_pdu(msg)
+        except (ImageError, ValueError) as exc:
+            try:
+                meta = pdu_parts(msg)[0]
+            except ValueError:
+                pass
+            self.message_port_pub(_STATUS, _status(event="encode_error", name=str(meta.get("name", "")),
+                                                   error=str(exc)))
+            return None
+
     def received(self, msg):
         """(metadata, bytes, missing byte ranges) of a reassembled PDU from
         ``phy_rx``, or None after reporting a malformed message on ``status``."""

@@ -161,9 +161,15 @@ def send_multisc(codec: MultiScCodec, payload: MultiScPayload, chan: ChannelSpec
     t_dec = time.monotonic() - t
     out = MultiScResult(payload, recon, link, clinks, {}, timings={"link_s": t_link, "decode_correct_s": t_dec},
                         channel_uses=int(uses))
+    return _generate_and_score(out, generator, generator_timeout, ip_scale, steps, seed, gen_size, source, clip)
+
+
+def _generate_and_score(out: MultiScResult, generator, generator_timeout, ip_scale, steps, seed, gen_size, source,
+                        clip) -> MultiScResult:
+    """The receiver's last steps: the image from the generator (if any) and the metrics."""
     if generator is not None:
         t = time.monotonic()
-        out.generated, out.generator_error = generate(generator, recon, generator_timeout, ip_scale, steps, seed,
+        out.generated, out.generator_error = generate(generator, out.recon, generator_timeout, ip_scale, steps, seed,
                                                       gen_size)
         out.timings["generate_s"] = time.monotonic() - t
     out.metrics = multisc_metrics(out, source, clip)
@@ -225,12 +231,7 @@ def run_multisc(codec: MultiScCodec, image: np.ndarray, chan: ChannelSpec, cbr: 
         len(payload.captions) * burst_symbols(aspec)
     out = MultiScResult(payload, recon, {**(r.summary() if r else {}), **link_columns(r)}, clinks, {},
                         timings={"link_s": t_link}, channel_uses=int(uses))
-    if generator is not None:
-        t = time.monotonic()
-        out.generated, out.generator_error = generate(generator, recon, generator_timeout, ip_scale, steps, seed,
-                                                      gen_size)
-        out.timings["generate_s"] = time.monotonic() - t
-    out.metrics = multisc_metrics(out, image, clip)
+    _generate_and_score(out, generator, generator_timeout, ip_scale, steps, seed, gen_size, image, clip)
     out.metrics["budget_channel_uses"] = cbr_channel_uses_of(image, cbr)
     return out
 
