@@ -213,11 +213,15 @@ class GeneratorServer:
         self.jobs.close()
         for t in self._threads:
             t.join(timeout=5)
+        alive = [t.name for t in self._threads if t.is_alive()]
         self._threads = []
         if self._curve:
             self._curve.stop()
         if self._own_ctx:
-            self.ctx.term()
+            if alive:  # a generation still running holds a socket: term() would wait for it
+                log.warning("stop: %s still running; leaving the ZeroMQ context to the process exit", alive)
+            else:
+                self.ctx.term()
             self._own_ctx = False
 
     def serve_forever(self):
