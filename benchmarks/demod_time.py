@@ -1,7 +1,10 @@
 """Time of the single-carrier burst demodulator (numpy DSP only, no GNU Radio)
 per burst: timing search, CFO, pilot channel estimate, LLRs.
 
-    taskset -c 0 .venv/bin/python benchmarks/demod_time.py --mod qpsk --rate 1/2
+    taskset -c 0 .venv/bin/python benchmarks/demod_time.py --mod qpsk --rate 1/2 [--kernels numba|numpy]
+
+Also times the LDPC decoder on the burst's LLRs (sum-product and min-sum)
+with the same kernels, so one line gives the per-burst Python-side cost.
 
 The burst is the PHY tests' numpy reference channel
 (``phy.frame.simulated_burst``: AWGN at --snr, CFO 0.005 cycles/symbol,
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -25,9 +29,11 @@ def main(argv=None):
     ap.add_argument("--rate", default="1/2")
     ap.add_argument("--snr", type=float, default=10.0)
     ap.add_argument("--bursts", type=int, default=300)
+    ap.add_argument("--kernels", default=None, choices=("numba", "numpy"),
+                    help="compiled kernels or the numpy reference (default: GR_SEMCOM_KERNELS, else numba)")
     args = ap.parse_args(argv)
     spec = FrameSpec(modulation=args.mod, code_rate=args.rate)
-    dem = BurstDemodulator(spec, search=40)
+    dem = BurstDemodulator(spec, search=40, kernels=args.kernels)
     rng = np.random.default_rng(0)
     x = simulated_burst(spec, rng.integers(0, 2, spec.coded_bits).astype(np.uint8), args.snr, 0.005, 0.3, rng)
     x = np.concatenate([x.astype(np.complex64), np.zeros(dem.samples_needed + 8, np.complex64)])
@@ -41,10 +47,28 @@ def main(argv=None):
     for _ in range(args.bursts):
         dem.demodulate(x)
     ms = (time.perf_counter() - t) / args.bursts * 1e3
-    out = {"modulation": args.mod, "code_rate": args.rate, "samples_per_burst": int(x.size),
+    from gr_semcom.phy.ldpc import MinSumDecoder
+
+    ldpc = {}
+    if spec.code.alist is not None:
+        # the decoder needs codewords: the all-zero one (belief propagation is
+        # symmetric in the codeword) through the same channel and demodulator
+        x0 = simulated_burst(spec, np.zeros(spec.coded_bits, np.uint8), args.snr, 0.005, 0.3, rng)
+        x0 = np.concatenate([x0.astype(np.complex64), np.zeros(dem.samples_needed + 8, np.complex64)])
+        res = dem.demodulate(x0[: dem.samples_needed + 8])
+        for method in ("spa", "minsum"):
+            dec = MinSumDecoder.for_code(spec.code, 50, 0.8 if method == "minsum" else 1.0, method, dem.kernels)
+            _, ok, iters = dec.decode(res.llr)
+            t = time.perf_counter()
+            for _ in range(args.bursts):
+                dec.decode(res.llr)
+            ldpc[f"ldpc_{method}_ms_per_burst"] = round((time.perf_counter() - t) / args.bursts * 1e3, 3)
+            ldpc[f"ldpc_{method}_iterations"] = iters.tolist()
+    out = {"kernels": dem.kernels, "modulation": args.mod, "code_rate": args.rate, "samples_per_burst": int(x.size),
            "symbols_per_burst": spec.n_symbols, "ms_per_burst": round(ms, 3),
            "msps_demodulator_alone": round(x.size / ms / 1e3, 2), "snr_db_estimate": round(res.snr_db, 2),
-           "cfo_estimate": round(res.cfo, 5)}
+           "cfo_estimate": round(res.cfo, 5), **ldpc,
+           "loadavg_1min": os.getloadavg()[0]}
     print(json.dumps(out))
     return out
 
