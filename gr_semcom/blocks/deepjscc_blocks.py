@@ -70,7 +70,7 @@ class deepjscc_encoder(_worker_block):
         n = min(sym.size, self.aspec.n_data)
         out = {"name": str(meta.get("name", "")), "height": h, "width": w, "symbols": int(sym.size),
                "symbols_sent": int(n), "encode_seconds": time.perf_counter() - t}
-        self.message_port_pub(_OUT, make_pdu(out, sym[:n].astype(np.complex64)))
+        self.publish(_OUT, make_pdu(out, sym[:n].astype(np.complex64)))
         self.encoded += 1
 
 
@@ -98,6 +98,6 @@ class deepjscc_decoder(_worker_block):
         y = np.asarray(y, np.complex64).ravel()[: full.size]
         full[: y.size] = y
         img = self.model.decode_image(full, ph, pw)[:h, :w]
-        self.message_port_pub(_OUT, make_pdu({"symbols": int(y.size), "snr_db": meta.get("snr_db"),
+        self.publish(_OUT, make_pdu({"symbols": int(y.size), "snr_db": meta.get("snr_db"),
                                               "shape": list(img.shape), "failed": False}, png_bytes(img)))
         self.decoded += 1

@@ -58,7 +58,7 @@ class jpeg2000_encoder(_worker_block):
         out = {"name": str(meta.get("name", "")), "height": h, "width": w, "bytes": len(stream),
                "budget_bytes": b.payload_bytes, "payload_type": int(PayloadType.J2K), "encode_seconds": seconds,
                "tx_psnr": psnr(jpeg2000.decode(stream, (h, w))[0], img)}
-        self.message_port_pub(_OUT, make_pdu(out, np.frombuffer(stream, np.uint8)))
+        self.publish(_OUT, make_pdu(out, np.frombuffer(stream, np.uint8)))
         self.encoded += 1
 
 
@@ -82,7 +82,7 @@ class jpeg2000_decoder(_worker_block):
         img, failed = jpeg2000.decode(data, self.shape, missing)
         if failed:  # the stream's own size when its header arrived
             img, failed = _decode_any_size(data, missing) or (img, failed)
-        self.message_port_pub(_OUT, make_pdu({"failed": failed, "shape": list(img.shape),
+        self.publish(_OUT, make_pdu({"failed": failed, "shape": list(img.shape),
                                               "msg_id": meta.get("msg_id"), "complete": not failed and not missing},
                                              png_bytes(img)))
         self.decoded += 1

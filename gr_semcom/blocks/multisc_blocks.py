@@ -109,7 +109,6 @@ class multisc_encoder(_worker_block):
         self.spec = FrameSpec(modulation=modulation, code_rate=code_rate, codewords=int(codewords))
         self.aspec = analog_spec(codewords=int(analog_codewords))
         self.encoded = 0
-        self.analog_out = 0  # caption PDUs published
         self.message_port_register_in(_IN)
         self.message_port_register_out(_SLICE)
         self.message_port_register_out(_CAPTIONS)
@@ -133,12 +132,11 @@ class multisc_encoder(_worker_block):
         name = meta.get("name", "")
         out = p.meta()
         out.update(name=name, encode_seconds=seconds, payload_type=int(PayloadType.MULTISC_SLICE))
-        self.message_port_pub(_SLICE, make_pdu(out, p.slice_data))
+        self.publish(_SLICE, make_pdu(out, p.slice_data))
         for k, (c, b) in enumerate(zip(p.captions, p.regions)):
             cm = {"name": name, "region": k, "n_regions": len(p.captions), "box": b.as_list(), "caption": c}
             data = text_to_symbols(c) if self.text_mode == "uncoded" else (c.encode("utf-8") or b" ")
-            self.message_port_pub(_CAPTIONS, make_pdu(cm, data))
-            self.analog_out += 1
+            self.publish(_CAPTIONS, make_pdu(cm, data))
         self.encoded += 1
 
 
@@ -218,5 +216,5 @@ class multisc_decoder(_worker_block):
                    captions=[c for c in rec.captions_corrected if c] or [""], pipeline="ip_adapter",
                    ip_adapter_scale=self.ip_adapter_scale,
                    image_prompt_png=np.frombuffer(png_encode(rec.slice_image), np.uint8))
-        self.message_port_pub(_OUT, make_pdu(out, np.zeros(0, np.uint8)))
+        self.publish(_OUT, make_pdu(out, np.zeros(0, np.uint8)))
         self.decoded += 1

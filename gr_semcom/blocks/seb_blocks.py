@@ -191,7 +191,7 @@ class seb_encoder(_worker_block):
         except Cancelled:  # flowgraph stopping: nothing half-sent
             return
         for meta, pkt in pdus:
-            self.message_port_pub(_OUT, make_pdu(meta, pkt))
+            self.publish(_OUT, make_pdu(meta, pkt))
             self.images_sent += meta["kind"] == "image"
         self.sets_sent += 1
 
@@ -257,7 +257,7 @@ class seb_decoder(_worker_block):
         bases = self.bases.get(sid) if sid is not None else None
         dec = self.codec.decode_image(data, bases, missing)
         complete = not dec.failed and all(dec.parts.values())
-        self.message_port_pub(_OUT, make_pdu({"set_id": sid, "failed": dec.failed, "parts": dec.parts,
+        self.publish(_OUT, make_pdu({"set_id": sid, "failed": dec.failed, "parts": dec.parts,
                                               "complete": complete,
                                               "shape": list(dec.image.shape), "msg_id": meta.get("msg_id")},
                                              png_bytes(dec.image)))

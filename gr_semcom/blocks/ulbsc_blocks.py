@@ -129,6 +129,7 @@ class _worker_block(_threaded_block):
         self.items_in = 0
         self.items_done = 0
         self._finishing = False
+        self.published: dict = {}  # port name -> messages published through :meth:`publish`
 
     def _arrive(self, lst, msg):
         """A decoder input: queue (arrival time, metadata, data) on ``lst`` and wake the worker."""
@@ -178,6 +179,13 @@ class _worker_block(_threaded_block):
             self.items_in += 1
         except queue.Full:
             self.message_port_pub(_STATUS, _status(event="busy", block=self.name()))
+
+    def publish(self, port, msg) -> None:
+        """``message_port_pub`` that counts first: a runner that sees the count
+        knows how many messages are (or are about to be) on their way."""
+        name = pmt.symbol_to_string(port)
+        self.published[name] = self.published.get(name, 0) + 1
+        self.message_port_pub(port, msg)
 
     def finish(self):
         """End of input: work held back for more input (a partial image set)
@@ -263,9 +271,9 @@ class ulbsc_encoder(_worker_block):
             return
         out = p.meta()
         out.update(name=meta.get("name", ""), caption=p.caption, encode_seconds=seconds, payload_type=int(PayloadType.ULBSC))
-        self.message_port_pub(_OUT, make_pdu(out, p.data))
+        self.publish(_OUT, make_pdu(out, p.data))
         if p.symbols is not None:
-            self.message_port_pub(_ANALOG, make_pdu({"name": meta.get("name", ""), "scheme": "ulbsc"},
+            self.publish(_ANALOG, make_pdu({"name": meta.get("name", ""), "scheme": "ulbsc"},
                                                     p.symbols.astype(np.complex64)))
         self.encoded += 1
 
@@ -349,7 +357,7 @@ class ulbsc_decoder(_worker_block):
                    complete=link_complete and not rec.saliency_erased and not rec.caption_erased,
                    analog_snr_db=None if a is None else a[1].get("snr_db"))
         m8 = (np.clip(rec.saliency, 0, 1) * 255).round().astype(np.uint8)
-        self.message_port_pub(_OUT, make_pdu(out, m8))
+        self.publish(_OUT, make_pdu(out, m8))
         self.decoded += 1
 
 

@@ -416,7 +416,8 @@ def run_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: ChannelSpe
         encoder.finish()
         _wait_for(lambda: encoder.items_in >= len(inputs) and encoder.settled(), max(0.0, end - time.monotonic()))
         # what the encoder published reaches the TX (and our tap) in order
-        _wait_for(lambda: len(sent.items) >= tx.framer.msg_id and tx.framer.msg_id >= len(sent.items), 5.0)
+        n_pub = encoder.published.get(ports[0], 0)
+        _wait_for(lambda: len(sent.items) >= n_pub and tx.framer.msg_id >= n_pub, 10.0)
         pdus = [pdu_parts(m) for m in sent.items]
         counts = [framing.frame_count(d.size, spec.capacity) if d.size else 0 for _, d in pdus]
         n_frames = sum(counts)
@@ -431,7 +432,7 @@ def run_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: ChannelSpe
         t_link = time.monotonic()
         drained = wait_drained(rx, needed, t_link + timeout)
         if analog is not None:  # every analog burst through its receiver (one burst + idle tail per PDU)
-            _wait_for(lambda: len(asent.items) >= getattr(encoder, "analog_out", 0), 5.0)
+            _wait_for(lambda: len(asent.items) >= encoder.published.get(a_out, 0), 10.0)
             a_total = len(asent.items) * (aspec.burst_samples + aspec.flush_symbols * aspec.sps)
             a_needed = a_total * (1 - abs(chan.sro_ppm) * 1e-6) - hold_back(arx, achan)
             drained &= wait_drained(arx, a_needed, t_link + timeout)
@@ -447,7 +448,7 @@ def run_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: ChannelSpe
         # the decoder has every reassembled PDU (blocks pairing two inputs count their digital one) and is idle
         arrived = (lambda: decoder.digital_in) if hasattr(decoder, "digital_in") else (lambda: decoder.items_in)
         _wait_for(lambda: arrived() >= len(recv.items) and decoder.settled(), 120.0)
-        _wait_for(lambda: len(dec.items) >= getattr(decoder, "decoded", len(dec.items)), 5.0)
+        _wait_for(lambda: len(dec.items) >= decoder.published.get("out", 0), 10.0)
     finally:
         tb.stop()
         tb.wait()
@@ -547,13 +548,13 @@ def run_analog_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: Cha
         _wait_for(lambda: encoder.items_in >= len(inputs), 30.0)
         encoder.finish()
         _wait_for(lambda: encoder.settled(), encode_timeout)
-        _wait_for(lambda: len(sent.items) >= getattr(encoder, "encoded", 0), 5.0)
+        _wait_for(lambda: len(sent.items) >= encoder.published.get("out", 0), 10.0)
         total = len(sent.items) * (spec.burst_samples + spec.flush_symbols * spec.sps)
         needed = total * (1 - abs(chan.sro_ppm) * 1e-6) - hold_back(rx, chan)
         drained = wait_drained(rx, needed, time.monotonic() + timeout)
         _wait_for(lambda: len(recv.items) >= rx.deframer.judged)
         _wait_for(lambda: decoder.items_in >= len(recv.items) and decoder.settled(), 120.0)
-        _wait_for(lambda: len(dec.items) >= getattr(decoder, "decoded", len(dec.items)), 5.0)
+        _wait_for(lambda: len(dec.items) >= decoder.published.get("out", 0), 10.0)
     finally:
         tb.stop()
         tb.wait()
