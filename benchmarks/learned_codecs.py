@@ -60,7 +60,7 @@ def run_jpeg2000(ims, budget):
     return rows
 
 
-def run_learned(codec, ims, budget, exhaustive: bool, set_size: int):
+def run_learned(codec, ims, budget, exhaustive: bool, set_size: int, n_models: int = 1):
     """Per image: (bytes, cpu_s, model, bases_used, quality). Subsets of
     ``set_size`` images share a set packet (charged to them in equal parts)."""
     from gr_semcom.semantic.metrics import psnr
@@ -70,7 +70,7 @@ def run_learned(codec, ims, budget, exhaustive: bool, set_size: int):
     for s0 in range(0, len(ims), set_size):
         sub = ims[s0:s0 + set_size]
         mids = range(len(codec.nets)) if exhaustive else \
-            [ratefit.choose_model(codec, *sub[0].shape[:2], budget)]
+            ratefit.candidates(codec, *sub[0].shape[:2], budget, n=n_models)
         best = None
         for mid in mids:
             for m, use_bases in [o for o in codec.plan_options() if o[0] == mid]:
@@ -132,6 +132,7 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=0, help="first N held-out photos (0 = all)")
     ap.add_argument("--set-size", type=int, default=4)
     ap.add_argument("--exhaustive", action="store_true", help="try every rate point (not only choose_model's)")
+    ap.add_argument("--candidates", type=int, default=1, help="rate points tried (ratefit.candidates), 1 = choose_model")
     ap.add_argument("--hyperprior", default="models/hyperprior_lam*", help="glob of model directories")
     ap.add_argument("--seb", default="models/seb_lam*", help="glob of model directories (first Seb models)")
     ap.add_argument("--seb-cond", default="", help="glob of conditional Seb model directories")
@@ -160,12 +161,14 @@ def main(argv=None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     result = {"images": names, "size": a.size, "cbr": a.cbr, "budgets": bud, "threads": a.threads,
-              "exhaustive": a.exhaustive, "set_size": a.set_size, "command": " ".join(sys.argv), "schemes": {}}
+              "exhaustive": a.exhaustive, "candidates": a.candidates, "set_size": a.set_size,
+              "command": " ".join(sys.argv), "schemes": {}}
     for key, codec in schemes.items():
         result["schemes"][key] = {"models": list(codec.names) if codec else None, "points": {}}
         for e in esn0s:
             b = bud[e]["bytes"]
-            rows = run_jpeg2000(ims, b) if codec is None else run_learned(codec, ims, b, a.exhaustive, a.set_size)
+            rows = run_jpeg2000(ims, b) if codec is None else \
+                run_learned(codec, ims, b, a.exhaustive, a.set_size, a.candidates)
             result["schemes"][key]["points"][str(e)] = {"summary": summarise(rows), "per_image": rows}
             s = result["schemes"][key]["points"][str(e)]["summary"]
             print(f"{key:11s} {e:5.1f} dB budget {b:5d} B: PSNR {s['psnr']:.2f} MS-SSIM {s['ms_ssim']:.4f} "

@@ -99,9 +99,11 @@ def test_choose_model_follows_the_rate_table():
         rate_table = [0.1, 0.2, 0.4]
 
     bytes_at = lambda bpp: int(bpp * 512 * 512 / 8)  # noqa: E731
-    assert ratefit.choose_model(C, 512, 512, bytes_at(0.02)) == 0  # nothing reaches: the lowest rate point
-    assert ratefit.choose_model(C, 512, 512, bytes_at(0.06)) == 0  # 0.06 >= 0.38 * 0.1 only
-    assert ratefit.choose_model(C, 512, 512, bytes_at(0.10)) == 1  # >= 0.38 * 0.2
-    assert ratefit.choose_model(C, 512, 512, bytes_at(0.16)) == 2  # >= 0.38 * 0.4
+    assert ratefit.choose_model(C, 512, 512, bytes_at(0.02)) == 0
+    assert ratefit.choose_model(C, 512, 512, bytes_at(0.13)) == 0  # log distance 0.26 < 0.43
+    assert ratefit.choose_model(C, 512, 512, bytes_at(0.16)) == 1
+    assert ratefit.choose_model(C, 512, 512, bytes_at(0.9)) == 2
+    assert ratefit.candidates(C, 512, 512, bytes_at(0.16), n=2) == [1, 0]
+    assert ratefit.candidates(C, 512, 512, bytes_at(0.3), n=3) == [2, 1, 0]
     C.rate_table = [None, 0.2, 0.6]
     assert ratefit.choose_model(C, 512, 512, 100) == 1  # no table: the middle one

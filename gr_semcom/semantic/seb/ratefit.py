@@ -137,24 +137,25 @@ def fit_packet_fast(codec, img: np.ndarray, sset, i: int, max_bytes: int) -> tup
     return fit_gain(codec, codec.analyse(img, sset, i), max_bytes)
 
 
-MIN_RATIO = 0.38  # budget bpp / natural bpp below which a rate point is coarsened too far (see choose_model)
-
-
-def choose_model(codec, h: int, w: int, max_bytes: int, min_ratio: float = MIN_RATIO) -> int:
-    """Rate point for a byte budget from the per-model table of validation
-    bpp at gain 1 (``codec.rate_table``, the model cards): the highest lambda
-    whose natural rate the budget still reaches to ``min_ratio`` (its gain
-    then stays above ~0.4), else the lowest lambda; the middle one without a
-    table. The ratio comes from the exhaustive search over the first models
-    on the held-out photos at CBR 1/30 (benchmarks/learned_codecs.py
-    --exhaustive): lambda 512 at gain ~0.4 beat lambda 128 at gain ~0.9 at
-    5450 bytes, lambda 32 at gain ~0.7 beat lambda 128 at ~0.33 at 2725 bytes."""
+def candidates(codec, h: int, w: int, max_bytes: int, n: int = 1) -> list[int]:
+    """The ``n`` rate points whose validation bpp at gain 1 (``codec.rate_table``,
+    read from the model cards) is nearest the budget's bpp in log terms,
+    nearest first; the middle one (and its neighbours) without a table."""
     table = getattr(codec, "rate_table", None)
+    k = len(codec.nets)
     if not table or any(t is None for t in table):
-        return len(codec.nets) // 2
-    target = max(8.0 * max_bytes / (h * w), 1e-6)
-    lams = [n.cfg.lam for n in codec.nets] if all(hasattr(n, "cfg") for n in codec.nets) else list(range(len(table)))
-    ok = [i for i, t in enumerate(table) if target >= min_ratio * t]
-    if not ok:
-        return int(np.argmin(table))
-    return max(ok, key=lambda i: lams[i])
+        order = sorted(range(k), key=lambda i: abs(i - k // 2))
+    else:
+        target = max(8.0 * max_bytes / (h * w), 1e-6)
+        order = sorted(range(k), key=lambda i: abs(math.log(table[i] / target)))
+    return order[:max(1, n)]
+
+
+def choose_model(codec, h: int, w: int, max_bytes: int) -> int:
+    """Rate point for a byte budget: the one whose natural rate (validation
+    bpp at gain 1) is nearest the budget in log terms (:func:`candidates`).
+    On the held-out photos at CBR 1/30 this agreed with the exhaustive search
+    over the rate points on most images; where a second encode per image is
+    affordable, try ``candidates(..., n=2)`` and keep the better one
+    (benchmarks/results/learned_codecs.md)."""
+    return candidates(codec, h, w, max_bytes, 1)[0]
