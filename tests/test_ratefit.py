@@ -98,7 +98,7 @@ def test_choose_model_follows_the_rate_table():
         nets = [0, 1, 2]
         rate_table = [0.1, 0.2, 0.4]
 
-    bytes_at = lambda bpp: int(bpp * 512 * 512 / 8)  # noqa: E731
+    bytes_at = lambda bpp: int(bpp * 512 * 512 / 8)
     assert ratefit.choose_model(C, 512, 512, bytes_at(0.02)) == 0
     assert ratefit.choose_model(C, 512, 512, bytes_at(0.13)) == 0  # log distance 0.26 < 0.43
     assert ratefit.choose_model(C, 512, 512, bytes_at(0.16)) == 1

@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from gr_semcom.semantic.seb.codec import FLAG_HYPERPRIOR, FLAG_NO_BASES, IMG_HDR, SebCodec
+from gr_semcom.semantic.seb.codec import (
+    FLAG_HYPERPRIOR,
+    FLAG_NO_BASES,
+    IMG_HDR,
+    SebCodec,
+)
 from gr_semcom.semantic.seb.model import SebConfig, SebNet
 
 
@@ -227,10 +232,10 @@ def test_real_manifest_holds_out_one_whole_source():
 
 
 def test_blockiness_sees_a_32_pixel_grid():
-    from gr_semcom.semantic.blockiness import blockiness, excess_blockiness
-
     import skimage.data
     from PIL import Image
+
+    from gr_semcom.semantic.blockiness import blockiness, excess_blockiness
 
     smooth = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((256, 256), Image.LANCZOS))
     assert 0.8 < blockiness(smooth) < 1.2  # a photo: no 32-pixel structure

@@ -9,13 +9,12 @@ symbols (CBR 1/38.4 before the burst's preamble and pilots; 1/33 with them).
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
+from torch import nn
 
 from .compressai_compat import load
 

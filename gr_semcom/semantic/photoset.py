@@ -78,8 +78,8 @@ _PY_LICENCE = {
 def _dep5_licences(text: str) -> list[tuple[list[str], str]]:
     out = []
     for stanza in re.split(r"\n\s*\n", text):
-        files = re.search(r"^Files:(.*(?:\n[ \t].*)*)", stanza, re.M)
-        lic = re.search(r"^License:\s*(\S.*)$", stanza, re.M)
+        files = re.search(r"^Files:(.*(?:\n[ \t].*)*)", stanza, re.MULTILINE)
+        lic = re.search(r"^License:\s*(\S.*)$", stanza, re.MULTILINE)
         if files and lic:
             out.append((files.group(1).split(), lic.group(1).strip()))
     return out
@@ -101,7 +101,7 @@ def licence_for(copyright_text: str, relpath: str) -> str:
     for pats, lic in stanzas:
         if "*" in pats:
             return lic
-    m = re.search(r"^License:\s*(\S.*)$", copyright_text, re.M)
+    m = re.search(r"^License:\s*(\S.*)$", copyright_text, re.MULTILINE)
     return m.group(1).strip() if m else "see copyright file"
 
 

@@ -10,7 +10,6 @@ paper's correlated subset), a hyperprior step takes crops of random photos.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
