@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gr_semcom import sweep
+from gr_semcom.eval import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 

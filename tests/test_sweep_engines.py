@@ -89,6 +89,25 @@ def test_local_engine_fresh_process_per_point_and_failures():
     assert st.failed == 1 and got[0].reason == "point timed out after 1.5 s" and st.wall_s < 10
 
 
+def test_local_engine_stops_at_once_when_the_writer_fails(tmp_path):
+    """A writer that raises (or Ctrl-C) stops the sweep: no new point starts, the running one is killed."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+
+    def on_result(r):
+        raise OSError("disk full")
+
+    t = time.monotonic()
+    with pytest.raises(OSError, match="disk full"):
+        E.run_points(range(6), E.ProbeTask(0.3, slow=(1,), mark_dir=str(marks)), engine="local", workers=2,
+                     on_result=on_result, progress=False)
+    assert time.monotonic() - t < 5.5  # point 1 alone would take 6 s
+    started = {int(m.name.split(".")[0]): int(m.name.split(".")[2]) for m in marks.iterdir()}
+    assert 1 in started and len(started) <= 3  # 2, 3, ... never started (at most one raced in)
+    time.sleep(1.0)  # a point that raced in past the stop ends by itself within 0.3 s
+    assert not any(_alive(pid) for pid in started.values())
+
+
 def _write_tiny_images(d: Path) -> None:
     import skimage.data as skd
     from PIL import Image

@@ -68,6 +68,8 @@ from typing import Any
 ENGINES = ("local", "dask")
 _PKG_PARENT = str(Path(__file__).resolve().parents[2])  # the directory that holds gr_semcom/
 _CHILD = "import sys; from gr_semcom.eval.engines import _child_main; sys.exit(_child_main())"
+_LIVE: set = set()  # point processes this process has running (killed when the caller stops)
+_LIVE_LOCK = threading.Lock()
 
 
 class PointFailed(Exception):
@@ -107,6 +109,7 @@ class EngineStats:
     failed: int = 0  # points that became a failure row
     duplicates: int = 0  # results for a point already delivered, dropped
     wall_s: float = 0.0
+    startup_s: float = 0.0  # Dask: connecting (or starting a local cluster) until a worker is there
     worker_names: list = field(default_factory=list)
 
 
@@ -151,6 +154,8 @@ def run_isolated(task_fn: Callable, point, timeout: float | None = None) -> Poin
         with open(log, "wb") as fh:
             proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(d), str(os.getpid())], stdin=subprocess.DEVNULL,
                                     stdout=fh, stderr=subprocess.STDOUT, env=env)
+            with _LIVE_LOCK:
+                _LIVE.add(proc)
             try:
                 rc = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -161,6 +166,9 @@ def run_isolated(task_fn: Callable, point, timeout: float | None = None) -> Poin
                 proc.kill()
                 proc.wait()
                 raise
+            finally:
+                with _LIVE_LOCK:
+                    _LIVE.discard(proc)
         res = d / "result.pkl"
         if not res.exists():
             tail = log.read_bytes()[-600:].decode("utf-8", "replace").strip()
@@ -324,7 +332,8 @@ def _run_local(todo, task_fn, workers, key, deliver, prog, isolate, timeout):
             with lock:
                 running[0] -= 1
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="semcom-point") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="semcom-point")
+    try:
         futs = {pool.submit(one, p): p for p in todo}
         left = set(futs)
         while left:
@@ -334,6 +343,21 @@ def _run_local(todo, task_fn, workers, key, deliver, prog, isolate, timeout):
                 (status, out), secs = f.result()
                 deliver(p, key(p), status, out, "local", secs)
             prog.update(running=running[0])
+    except BaseException:  # Ctrl-C or a writer that failed: no new point starts, the running ones end now
+        pool.shutdown(wait=False, cancel_futures=True)
+        kill_children()
+        raise
+    pool.shutdown(wait=True)
+
+
+def kill_children() -> int:
+    """Kills the point processes this process has running; how many."""
+    with _LIVE_LOCK:
+        procs = list(_LIVE)
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+    return len(procs)
 
 
 def _run_dask(todo, task_fn, workers, scheduler, client, key, deliver, prog, isolate, timeout, allowed_failures,
@@ -342,6 +366,8 @@ def _run_dask(todo, task_fn, workers, scheduler, client, key, deliver, prog, iso
     from distributed import Client, LocalCluster, as_completed
 
     cluster = own_client = None
+    futs: dict = {}
+    t0 = time.monotonic()
     try:
         if client is None:
             if scheduler:
@@ -357,11 +383,11 @@ def _run_dask(todo, task_fn, workers, scheduler, client, key, deliver, prog, iso
         except Exception as exc:
             raise RuntimeError(f"no Dask worker joined the scheduler {client.scheduler.address} in 120 s "
                                f"(start some with: dask worker {client.scheduler.address})") from exc
+        stats.startup_s = time.monotonic() - t0
         _cluster_size(client, stats)
         # the task (for the sweep: its config and every image) goes to the workers once, not with each point;
         # a copy on every worker, so one that dies does not take the only one with it
         task_ref = client.scatter(task_fn, broadcast=True, hash=False) if scatter else task_fn
-        futs = {}
         for p in todo:
             f = client.submit(_dask_point, task_ref, p, isolate, timeout, pure=False, retries=0)
             futs[f.key] = (p, f)
@@ -385,14 +411,21 @@ def _run_dask(todo, task_fn, workers, scheduler, client, key, deliver, prog, iso
             now = time.monotonic()
             if now - last > 1.0 or batch:
                 last = now
-                try:
-                    running = sum(len(v) for v in client.processing().values())
+                try:  # tasks the scheduler has given workers (a worker may hold one queued): at most its threads
+                    running = min(sum(len(v) for v in client.processing().values()), stats.workers)
                 except Exception:  # noqa: BLE001
                     running = prog.running
                 prog.update(running=running)
             if not batch:
                 time.sleep(0.1)
         _cluster_size(client, stats)  # workers may have joined (or left) meanwhile: the larger count
+    except BaseException:  # Ctrl-C or a writer that failed: the cluster drops what is left of this sweep
+        if client is not None and futs:
+            try:
+                client.cancel([f for _, f in futs.values()])
+            except Exception as exc:  # noqa: BLE001 -- the client may be gone already
+                logging.getLogger(__name__).debug("cancelling the sweep's tasks: %s", exc)
+        raise
     finally:
         if own_client is not None:
             own_client.close()
@@ -421,6 +454,7 @@ class ProbeTask:
     fail: tuple = ()
     crash: tuple = ()
     mark_dir: str = ""
+    slow: tuple = ()  # these points sleep 20 x seconds
 
     def __call__(self, point) -> list:
         import signal
@@ -428,7 +462,7 @@ class ProbeTask:
 
         if self.mark_dir:
             Path(self.mark_dir, f"{point}.{os.getppid()}.{os.getpid()}").touch()
-        time.sleep(self.seconds)
+        time.sleep(self.seconds * (20 if point in self.slow else 1))
         if point in self.crash:
             os.kill(os.getpid(), signal.SIGKILL)
         if point in self.fail:
@@ -451,9 +485,12 @@ def main(argv=None) -> int:
     ap.add_argument("--points", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=0.5)
     a = ap.parse_args(argv)
+    # the module by its name (not __main__), so that workers import ProbeTask instead of receiving a copy
+    from gr_semcom.eval import engines
+
     rows = []
-    st = run_points(range(a.points), ProbeTask(a.seconds), engine=a.engine, workers=a.workers,
-                    scheduler=a.scheduler, on_result=lambda r: rows.extend(r.rows))
+    st = engines.run_points(range(a.points), engines.ProbeTask(a.seconds), engine=a.engine, workers=a.workers,
+                            scheduler=a.scheduler, on_result=lambda r: rows.extend(r.rows))
     print(json.dumps({"engine": st.engine, "workers": st.workers, "done": st.done, "failed": st.failed,
                       "wall_s": round(st.wall_s, 2),
                       "hosts": sorted({r.get("host", "?") for r in rows})}))
