@@ -83,10 +83,7 @@ def first_use(name: str, fn, *args):
     return out
 
 
-F32 = np.float32
 BIG = np.float32(1e30)
-_PHI_LO, _PHI_HI = np.float32(1e-7), np.float32(30.0)
-_HALF = np.float32(0.5)
 
 
 # ---------------------------------------------------------------- LDPC ----
