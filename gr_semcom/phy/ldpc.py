@@ -54,6 +54,16 @@ def _phi(x: np.ndarray) -> np.ndarray:
     return -np.log(np.tanh(x * np.float32(0.5)))
 
 
+def _phi_inplace(x: np.ndarray) -> np.ndarray:
+    """:func:`_phi` written over ``x`` (the same ufuncs in the same order,
+    no temporaries): the kernels' sum-product calls it twice per iteration."""
+    np.clip(x, _PHI_LO, _PHI_HI, out=x)
+    np.multiply(x, np.float32(0.5), out=x)
+    np.tanh(x, out=x)
+    np.log(x, out=x)
+    return np.negative(x, out=x)
+
+
 class MinSumDecoder:
     def __init__(self, h: np.ndarray, max_iterations: int = 50, alpha: float = 0.8, method: str = "minsum",
                  kernels: str | None = None):
@@ -147,8 +157,9 @@ class MinSumDecoder:
         done = np.empty(active.size, np.bool_)
         for it in range(1, self.max_iterations + 1):
             _k.first_use("spa_check_in", _k.spa_check_in, total, c2v, self._rows_cm, mag, flip)
-            _k.first_use("spa_check_sums", _k.spa_check_sums, _phi(mag), self._rows_cm, arg)
-            _k.first_use("spa_var_update", _k.spa_var_update, _phi(arg), flip, self._rows_cm, self._ve_cm,
+            # mag and arg are rewritten by the kernels every iteration: phi in place
+            _k.first_use("spa_check_sums", _k.spa_check_sums, _phi_inplace(mag), self._rows_cm, arg)
+            _k.first_use("spa_var_update", _k.spa_var_update, _phi_inplace(arg), flip, self._rows_cm, self._ve_cm,
                          La, c2v, total, ha, done)
             iters[active] = it
             hard[active] = ha
