@@ -14,6 +14,9 @@ import pytest
 from gr_semcom.common import MODELS
 from gr_semcom.eval import engines as E
 
+# the environment before any Dask nanny of this session wrote its settings into it
+_ENV0 = ",".join(f"{k}={os.environ.get(k, '')}" for k in ("OMP_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_"))
+
 
 def _timing(col: str) -> bool:
     """Wall-clock columns (encode_s, run_s, ...): the only ones two runs may differ in."""
@@ -192,6 +195,11 @@ def test_dask_worker_killed_mid_sweep_every_point_once(tmp_path):
     assert sorted(keys) == list(range(n))  # every point exactly once
     assert (st.done, st.failed, st.duplicates) == (n, 0, 0)
     rows = [x for r in got for x in r.rows]
+    # a point process on a Dask worker has this process's environment, not the nanny's thread/malloc settings
+    assert {x["env"] for x in rows} == {_ENV0}
+    got_local = []  # and the local engine's, after a cluster in this process: the same
+    E.run_points([0], E.ProbeTask(0), on_result=got_local.append, progress=False)
+    assert got_local[0].rows[0]["env"] == _ENV0
     assert len(rows) == n and sorted(x["value"] for x in rows) == [k * k for k in range(n)]
     (rerun,) = [r for r in got if r.key[0] == killed["point"]]
     assert rerun.rows[0]["ppid"] != killed["ppid"]  # finished by a worker that lived
