@@ -28,7 +28,7 @@ from .pdu_util import make_pdu
 from .phy_blocks import IN as _IN, OUT as _OUT, STATUS as _STATUS, _status
 from .ulbsc_blocks import _worker_block, image_from_pdu
 from ..common import MODELS, PayloadType
-from ..phy.mcs import byte_budget, cbr_channel_uses, pdu_channel_uses
+from ..phy.mcs import burst_symbols, byte_budget, cbr_channel_uses, pdu_channel_uses
 from ..semantic.metrics import psnr
 from ..semantic.seb.ratefit import fit_packet
 
@@ -165,7 +165,14 @@ class seb_encoder(_worker_block):
 
         labels, _ = split_image_set(self.codec.nets[len(self.codec.nets) // 2], [im for _, im in batch],
                                     seed=self.seed)
-        return [[b for b, lab in zip(batch, labels) if lab == k] for k in sorted(set(labels.tolist()))]
+        subs = [[b for b, lab in zip(batch, labels) if lab == k] for k in sorted(set(labels.tolist()))]
+        # a subset whose budget cannot even give its set packet and each image one burst of this PHY
+        # would fail: then the set is sent whole (one set packet)
+        burst = burst_symbols(self.spec)
+        if any(sum(cbr_channel_uses(im.shape[0], im.shape[1], self.cbr) for _, im in sub) // burst < 1 + len(sub)
+               for sub in subs):
+            return [batch]
+        return subs
 
     def work_item(self, msg):
         from ..semantic.images import ImageError

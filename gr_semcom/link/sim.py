@@ -188,6 +188,25 @@ def _wait_for(cond, limit: float = 5.0) -> bool:
     return True
 
 
+def _wait_progress(block, cond, stall: float) -> bool:
+    """Poll ``cond`` until it holds, as long as ``block`` keeps working: the
+    wait ends after ``stall`` seconds in which it finished no item and
+    published nothing (an encoder's rate search takes as long as the machine
+    makes it; a hung one does not hold the run forever)."""
+    def mark():
+        return block.items_done, sum(block.published.values())
+
+    last, t = mark(), time.monotonic()
+    while not cond():
+        now = mark()
+        if now != last:
+            last, t = now, time.monotonic()
+        elif time.monotonic() - t > stall:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def run_link(data: bytes, spec: FrameSpec | OfdmSpec, chan: ChannelSpec, timeout: float | None = None,
              rx_threshold: float | None = None, genie_csi: bool = False, payload_type: int = 0,
              ldpc_decoder: str = "spa") -> LinkResult:
@@ -364,7 +383,7 @@ class BlocksRun:
 
 
 def run_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: ChannelSpec, timeout: float | None = None,
-               rx_threshold: float | None = None, ldpc_decoder: str = "spa", encode_timeout: float = 600.0,
+               rx_threshold: float | None = None, ldpc_decoder: str = "spa", encode_timeout: float = 900.0,
                analog: tuple | None = None, ports: tuple = ("out", "in")) -> BlocksRun:
     """A system's flowgraph, as a GRC user builds it: input PDUs -> the
     system's encoder block -> ``phy_tx`` -> channel -> ``phy_rx`` -> the
@@ -373,6 +392,9 @@ def run_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: ChannelSpe
     input (:meth:`finish` ends a partial batch), every frame it caused is
     accounted for (the drain rule of :func:`run_link`, over all PDUs back to
     back) and the decoder has worked off every reassembled PDU.
+    ``encode_timeout``: seconds the encoder may go without finishing an
+    input or publishing (Seb's rate search of a whole set counts as one
+    step: about a minute per four images on one core, more on a busy one).
     ``analog``: (encoder port, decoder port, analog burst spec) of a second
     chain, ``analog_tx`` -> its own channel (same model and Es/N0, another
     seed) -> ``analog_rx``, drained the same way (Multi-SC's captions).
@@ -410,11 +432,10 @@ def run_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: ChannelSpe
     try:
         for meta, data in inputs:
             encoder._post(pmt.intern("in"), make_pdu(meta, np.frombuffer(bytes(data), np.uint8)))
-        end = t0 + encode_timeout
         # end of input once every input is queued (message delivery is asynchronous)
         _wait_for(lambda: encoder.items_in >= len(inputs), 30.0)
         encoder.finish()
-        _wait_for(lambda: encoder.items_in >= len(inputs) and encoder.settled(), max(0.0, end - time.monotonic()))
+        _wait_progress(encoder, lambda: encoder.items_in >= len(inputs) and encoder.settled(), encode_timeout)
         # what the encoder published reaches the TX (and our tap) in order
         n_pub = encoder.published.get(ports[0], 0)
         _wait_for(lambda: len(sent.items) >= n_pub and tx.framer.msg_id >= n_pub, 10.0)
@@ -521,7 +542,7 @@ def payload_manifest(pdus: list) -> list[dict]:
 
 
 def run_analog_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: ChannelSpec,
-                      timeout: float = 60.0, rx_threshold: float = 0.3, encode_timeout: float = 600.0) -> BlocksRun:
+                      timeout: float = 60.0, rx_threshold: float = 0.3, encode_timeout: float = 900.0) -> BlocksRun:
     """An analog system's flowgraph (DeepJSCC): input PDUs -> encoder block ->
     ``analog_tx`` -> channel -> ``analog_rx`` -> decoder block, drained as
     :func:`run_analog` (every burst and its idle tail read, nothing left in
@@ -547,7 +568,7 @@ def run_analog_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: Cha
             encoder._post(pmt.intern("in"), make_pdu(meta, np.frombuffer(bytes(data), np.uint8)))
         _wait_for(lambda: encoder.items_in >= len(inputs), 30.0)
         encoder.finish()
-        _wait_for(lambda: encoder.settled(), encode_timeout)
+        _wait_progress(encoder, encoder.settled, encode_timeout)
         _wait_for(lambda: len(sent.items) >= encoder.published.get("out", 0), 10.0)
         total = len(sent.items) * (spec.burst_samples + spec.flush_symbols * spec.sps)
         needed = total * (1 - abs(chan.sro_ppm) * 1e-6) - hold_back(rx, chan)
