@@ -35,6 +35,10 @@ if [ "$WHAT" = hyperprior ] || [ "$WHAT" = all ]; then
   done
 fi
 if [ "$WHAT" = seb ] || [ "$WHAT" = all ]; then
+  # first build (no checkpoint yet) of the shipped conditional nets also took
+  #   --init-seb FIRST_SEB   (the first Seb models: git show 8cf76e6:models/seb_lam$L/model.safetensors > FIRST_SEB)
+  # and for lambda 32 --lr 5e-4 --warmup 50 --ref-weight 1 --ref-steps 300 (each card lists its exact command);
+  # lambda 128 and 512 are the starting point only (--run-steps 0).
   for L in 32 128 512; do
     $T seb --lam $L --steps 20000 --lr 1e-4 --warmup 100 $CPU \
       --init models/hyperprior_lam$L/model.safetensors --out models/seb_lam$L "$@"
