@@ -107,3 +107,18 @@ def test_choose_model_follows_the_rate_table():
     assert ratefit.candidates(C, 512, 512, bytes_at(0.3), n=3) == [2, 1, 0]
     C.rate_table = [None, 0.2, 0.6]
     assert ratefit.choose_model(C, 512, 512, 100) == 1  # no table: the middle one
+
+
+def test_seb_family_picks_the_rate_point_of_its_hyperprior_family():
+    """The rate table counts what the gain controls (hyper + residual), so a
+    conditional Seb family (built on the hyperprior family) picks the same
+    rate point for every budget -- and its no-bases option then equals the
+    hyperprior's plan exactly."""
+    seb = sorted(str(p) for p in (ROOT / "models").glob("seb_lam*/model.safetensors"))
+    if len(seb) != len(HP) or not seb:
+        pytest.skip("shipped model families missing")
+    cs, ch = SebCodec.from_files(seb), SebCodec.from_files(HP)
+    if not all(n.cfg.cond for n in cs.nets):
+        pytest.skip("not conditional Seb models")
+    for budget in (900, 2725, 5450, 8481, 20000):
+        assert ratefit.choose_model(cs, 512, 512, budget) == ratefit.choose_model(ch, 512, 512, budget)

@@ -134,13 +134,20 @@ class SebDecoded:
 
 
 def _card_bpp(weights: Path) -> float | None:
-    """Validation bpp at gain 1 from the model card's metrics.json beside the
-    weights (the rate fit's per-model table), None if absent."""
+    """Validation bpp at gain 1 of the part the latent gain controls (hyper-latent
+    + residual) from the model card's metrics.json beside the weights (the rate
+    fit's per-model table), None if absent. For a hyperprior this is its whole
+    rate; a Seb net's bases, indices and compensation do not follow the gain,
+    and leaving them out gives a conditional Seb family the same table (so the
+    same rate point) as the hyperprior family it was built from."""
     import json
 
     m = weights.parent / "metrics.json"
     try:
-        return float(json.loads(m.read_text())["test_metrics_estimated"]["bpp"])
+        t = json.loads(m.read_text())["test_metrics_estimated"]
+        if "bpp_residual" in t:
+            return float(t["bpp_residual"]) + float(t.get("bpp_hyper", 0.0))
+        return float(t["bpp"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
