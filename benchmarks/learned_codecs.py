@@ -60,7 +60,7 @@ def run_jpeg2000(ims, budget):
     return rows
 
 
-def run_learned(codec, ims, budget, exhaustive: bool, set_size: int, n_models: int = 1):
+def run_learned(codec, ims, budget, exhaustive: bool, set_size: int, n_models: int = 1, force_bases: bool = False):
     """Per image: (bytes, cpu_s, model, bases_used, quality). Subsets of
     ``set_size`` images share a set packet (charged to them in equal parts)."""
     from gr_semcom.semantic.metrics import psnr
@@ -73,7 +73,7 @@ def run_learned(codec, ims, budget, exhaustive: bool, set_size: int, n_models: i
             ratefit.candidates(codec, *sub[0].shape[:2], budget, n=n_models)
         best = None
         for mid in mids:
-            for m, use_bases in [o for o in codec.plan_options() if o[0] == mid]:
+            for m, use_bases in [o for o in codec.plan_options() if o[0] == mid and (o[1] or not force_bases)]:
                 t = time.process_time()
                 sset = codec.encode_set(sub, m, use_bases=use_bases)
                 t_set = (time.process_time() - t) / len(sub)
@@ -137,6 +137,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seb", default="models/seb_lam*", help="glob of model directories (first Seb models)")
     ap.add_argument("--seb-cond", default="", help="glob of conditional Seb model directories")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--force-bases", action="store_true", help="Seb: only the plans with the set packet (CBR split)")
     ap.add_argument("--no-jpeg2000", action="store_true", help="skip JPEG2000 (deterministic: reuse another run's rows)")
     ap.add_argument("--photos", default=None, help="photoset directory (default data/photos)")
     a = ap.parse_args(argv)
@@ -168,7 +169,7 @@ def main(argv=None) -> int:
         for e in esn0s:
             b = bud[e]["bytes"]
             rows = run_jpeg2000(ims, b) if codec is None else \
-                run_learned(codec, ims, b, a.exhaustive, a.set_size, a.candidates)
+                run_learned(codec, ims, b, a.exhaustive, a.set_size, a.candidates, a.force_bases)
             result["schemes"][key]["points"][str(e)] = {"summary": summarise(rows), "per_image": rows}
             s = result["schemes"][key]["points"][str(e)]["summary"]
             print(f"{key:11s} {e:5.1f} dB budget {b:5d} B: PSNR {s['psnr']:.2f} MS-SSIM {s['ms_ssim']:.4f} "
