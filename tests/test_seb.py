@@ -365,7 +365,9 @@ def test_seb_over_the_phy_with_shipped_models(gnuradio):
     j2k = run_jpeg2000(names, ims, chan, 1 / 30)
     for r, j in zip(res, j2k):
         row = r.row
-        assert not row["failed"] and row["set_received"] and row["frames_ok"] == row["frames_sent"]
+        assert not row["failed"] and row["frames_ok"] == row["frames_sent"]
+        # a set packet, when the plan sends one (a conditional Seb plan may go without its bases)
+        assert row["set_received"] or not row["bases"]
         assert row["cbr"] <= 1 / 30 + 1e-9 and row["modulation"] == "16qam"
         assert row["psnr"] == pytest.approx(row["tx_psnr"], abs=1e-6)  # decoded = the transmitter's own
         assert row["psnr"] > 18 and j.row["psnr"] > 18
