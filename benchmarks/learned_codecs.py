@@ -41,11 +41,19 @@ def budgets(esn0s, size: int, cbr: float) -> dict:
     return out
 
 
+PERCEPTUAL = []  # set by --perceptual
+
+
 def _quality(rec, im) -> dict:
     from gr_semcom.semantic.blockiness import excess_blockiness
     from gr_semcom.semantic.metrics import ms_ssim, psnr
 
-    return {"psnr": psnr(rec, im), "ms_ssim": ms_ssim(rec, im), "blockiness32": excess_blockiness(rec, im, 32)}
+    q = {"psnr": psnr(rec, im), "ms_ssim": ms_ssim(rec, im), "blockiness32": excess_blockiness(rec, im, 32)}
+    if PERCEPTUAL:
+        from gr_semcom.semantic.perceptual import dists, lpips
+
+        q["lpips"], q["dists"] = lpips(rec, im), dists(rec, im)
+    return q
 
 
 def run_jpeg2000(ims, budget):
@@ -113,6 +121,9 @@ def _split(p: bytes, set_share: float) -> dict:
 
 def summarise(rows) -> dict:
     out = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr", "ms_ssim", "blockiness32", "bytes", "cpu_s")}
+    for k in ("lpips", "dists"):
+        if rows and k in rows[0]:
+            out[k] = float(np.mean([r[k] for r in rows]))
     for k in ("part_bases", "part_header", "part_indices", "part_compensation", "part_hyper", "part_residual"):
         if rows and k in rows[0]:
             out[k] = float(np.mean([r.get(k, 0.0) for r in rows]))
@@ -137,6 +148,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seb", default="models/seb_lam*", help="glob of model directories (first Seb models)")
     ap.add_argument("--seb-cond", default="", help="glob of conditional Seb model directories")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--perceptual", action="store_true", help="also LPIPS (alex) and DISTS (outside the CPU timing)")
     ap.add_argument("--force-bases", action="store_true", help="Seb: only the plans with the set packet (CBR split)")
     ap.add_argument("--no-jpeg2000", action="store_true", help="skip JPEG2000 (deterministic: reuse another run's rows)")
     ap.add_argument("--photos", default=None, help="photoset directory (default data/photos)")
@@ -144,6 +156,8 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(a.threads)
+    if a.perceptual:
+        PERCEPTUAL.append(1)
     from gr_semcom.semantic import photoset
     from gr_semcom.semantic.seb.codec import SebCodec
 
@@ -182,13 +196,16 @@ def main(argv=None) -> int:
 
 def markdown(result: dict) -> str:
     """The summary as a markdown table (one row per scheme and Es/N0)."""
-    lines = ["| scheme | Es/N0 (dB) | MCS | budget (B) | PSNR (dB) | MS-SSIM | excess blockiness @32 | bytes | "
-             "CPU s / image | model(s) | with bases |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    perc = any("lpips" in pt["summary"] for sc in result["schemes"].values() for pt in sc["points"].values())
+    lines = ["| scheme | Es/N0 (dB) | MCS | budget (B) | PSNR (dB) | MS-SSIM | " + ("LPIPS | DISTS | " if perc else "")
+             + "excess blockiness @32 | bytes | CPU s / image | model(s) | with bases |",
+             "|---|---|---|---|---|---|" + ("---|---|" if perc else "") + "---|---|---|---|---|"]
     for key, sc in result["schemes"].items():
         for e, pt in sc["points"].items():
             s = pt["summary"]
             b = result["budgets"][e] if e in result["budgets"] else result["budgets"][float(e)]
-            lines.append(f"| {key} | {float(e):g} | {b['mcs']} | {b['bytes']} | {s['psnr']:.2f} | {s['ms_ssim']:.4f} | "
+            pcols = f"{s['lpips']:.4f} | {s['dists']:.4f} | " if perc else ""
+            lines.append(f"| {key} | {float(e):g} | {b['mcs']} | {b['bytes']} | {s['psnr']:.2f} | {s['ms_ssim']:.4f} | {pcols}"
                          f"{s['blockiness32']:.3f} | {s['bytes']:.0f} | {s['cpu_s']:.2f} | "
                          f"{', '.join(s.get('models', [])) or '-'} | "
                          f"{'-' if key not in ('seb', 'seb_cond') else format(s['bases_used_fraction'], '.0%')} |")
