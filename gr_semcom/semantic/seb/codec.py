@@ -7,7 +7,7 @@ Two kinds of PDU:
   bases``,
   the K bases rounded to integers and range-coded (rANS) with the factorized
   entropy model ``seb_eb`` as one (m, 2K, 2) map.
-* **image packet** (one per image): a fixed 21-byte header
+* **image packet** (one per image): a fixed 22-byte header
   ``"SI" | version | set id | model id | flags | H (u16) | W (u16) | K (u16) |
   gain x 1000 (u16) | len Z^m (u16) | len z (u16) | len y (u32)``, then the
   per-patch base indices (ceil(log2 K) bits each, packed), then the
