@@ -17,6 +17,13 @@ def _models() -> Path:
 
 
 def cmd_transmit(args) -> int:
+    from ..bridge.auth import CurveConfigError, curve_options_from_args, export_client_env
+
+    try:  # --client-key/--server-key: checked now, then used by every GeneratorClient of this run
+        export_client_env(curve_options_from_args(args))
+    except CurveConfigError as exc:
+        print(f"semcom transmit: {exc}", file=sys.stderr)
+        return 2
     if args.scheme == "ulbsc":
         return cmd_transmit_ulbsc(args)
     if args.scheme == "multisc":
@@ -243,8 +250,9 @@ def cmd_companion(args) -> int:
 def cmd_serve(args) -> int:
     import logging
 
+    from ..bridge.auth import CurveConfigError, curve_options_from_args
     from ..bridge.generators import MissingWeights, make_generator
-    from ..bridge.server import GeneratorServer
+    from ..bridge.server import GeneratorServer, InsecureBindError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
@@ -254,11 +262,13 @@ def cmd_serve(args) -> int:
                               fp16=None if args.fp16 is None else args.fp16 == "on")
 
     try:
-        srv = GeneratorServer(factory, args.endpoint, workers=args.workers, queue_max=args.queue)
+        srv = GeneratorServer(factory, args.endpoint, workers=args.workers, queue_max=args.queue,
+                              client_queue_max=args.client_queue, curve=curve_options_from_args(args))
         print(f"semcom serve: {args.pipeline}{' (tiny random weights)' if args.tiny else ''} on {args.device}, "
-              f"{args.workers} worker(s), listening on {', '.join(args.endpoint)}", flush=True)
+              f"{args.workers} worker(s), listening on {', '.join(args.endpoint)}"
+              f"{' (CURVE)' if srv.curve_on else ''}", flush=True)
         srv.serve_forever()
-    except MissingWeights as exc:
+    except (MissingWeights, InsecureBindError, CurveConfigError) as exc:
         print(f"semcom serve: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -266,8 +276,13 @@ def cmd_serve(args) -> int:
 
 def cmd_gateway(args) -> int:
     from ..blocks.generator_gateway import GrGateway
+    from ..bridge.auth import CurveConfigError, curve_options_from_args
 
-    gw = GrGateway(args.server, args.pull, args.push, timeout=args.timeout)
+    try:
+        gw = GrGateway(args.server, args.pull, args.push, timeout=args.timeout, curve=curve_options_from_args(args))
+    except CurveConfigError as exc:
+        print(f"semcom gateway: {exc}", file=sys.stderr)
+        return 2
     print(f"semcom gateway: PULL {args.pull} -> server {args.server} -> PUSH {args.push}", flush=True)
     try:
         gw.serve_forever()
@@ -294,6 +309,9 @@ def cmd_models_download(args) -> int:
 
 
 def main(argv=None) -> int:
+    from ..bridge.auth import add_curve_arguments, add_keys_arguments, keys_main
+    from ..bridge.server import DEFAULT_ENDPOINT
+
     ap = argparse.ArgumentParser(prog="semcom", description="gr_semcom: semantic communication over GNU Radio")
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("transmit", help="send a file (or random bytes) through the GNU Radio PHY over a simulated channel")
@@ -326,6 +344,7 @@ def main(argv=None) -> int:
 
     add_multisc_args(t)
     _add_phy_args(t)
+    add_curve_arguments(t, "client")
     t.set_defaults(func=cmd_transmit)
     tr = sub.add_parser("train", help="train a model the project ships (writes safetensors + model card)")
     tr.add_argument("what", choices=("saliency-vq", "saliency-jscc", "deepsc", "seb", "hyperprior", "image-jscc"))
@@ -361,7 +380,8 @@ def main(argv=None) -> int:
     c.set_defaults(func=cmd_companion)
     s = sub.add_parser("serve", help="run the ZeroMQ generator server (diffusers pipeline) for the receivers")
     s.add_argument("--endpoint", action="append", default=None,
-                   help="ZeroMQ endpoint to bind (repeatable; default tcp://*:5555), e.g. ipc:///tmp/semcom.ipc")
+                   help="ZeroMQ endpoint to bind (repeatable; default tcp://127.0.0.1:5555, this machine only; a "
+                        "network address needs --server-key/--allowed-keys or --insecure), e.g. ipc:///tmp/semcom.ipc")
     s.add_argument("--pipeline", choices=["text", "controlnet", "ip_adapter", "echo"], default="controlnet")
     s.add_argument("--model", help="Stable Diffusion directory or HF id (default SD 1.5)")
     s.add_argument("--controlnet", help="ControlNet directory or HF id")
@@ -370,7 +390,10 @@ def main(argv=None) -> int:
     s.add_argument("--fp16", choices=["on", "off"], default=None, help="default: on for CUDA")
     s.add_argument("--workers", type=int, default=1, help="worker threads, each with its own pipeline")
     s.add_argument("--queue", type=int, default=64, help="requests queued before 'busy' replies")
+    s.add_argument("--client-queue", type=int, default=16,
+                   help="requests queued per client (CURVE key, else connection) before its 'busy' replies")
     s.add_argument("--tiny", action="store_true", help="tiny random-weight pipeline (tests, no weights needed)")
+    add_curve_arguments(s, "server")
     s.set_defaults(func=cmd_serve)
     gw = sub.add_parser("gateway", help="bridge GNU Radio's stock ZMQ PUSH/PULL message blocks to the server")
     gw.add_argument("--server", default="tcp://127.0.0.1:5555", help="generator server endpoint")
@@ -378,7 +401,12 @@ def main(argv=None) -> int:
     gw.add_argument("--push", default="tcp://127.0.0.1:5561",
                     help="address of the flowgraph's ZMQ PULL Message Source")
     gw.add_argument("--timeout", type=float, default=60.0)
+    add_curve_arguments(gw, "client")
     gw.set_defaults(func=cmd_gateway)
+    k = sub.add_parser("keys", help="make CURVE key pairs for the generator server and its clients "
+                                    "(docs/lab_network.md)")
+    add_keys_arguments(k)
+    k.set_defaults(func=keys_main)
     m = sub.add_parser("models", help="model utilities")
     msub = m.add_subparsers(dest="models_cmd", required=True)
     d = msub.add_parser("download", help="fetch a Hugging Face repo into a local directory (needs internet)")
@@ -391,6 +419,6 @@ def main(argv=None) -> int:
     add_ota_parsers(sub, parse_fraction)
     args = ap.parse_args(argv)
     if getattr(args, "cmd", None) == "serve" and not args.endpoint:
-        args.endpoint = ["tcp://*:5555"]
+        args.endpoint = [DEFAULT_ENDPOINT]
     return args.func(args)
 

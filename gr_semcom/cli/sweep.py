@@ -56,6 +56,9 @@ def add_arguments(sw: argparse.ArgumentParser) -> None:
     sw.add_argument("--steps", type=int, default=20, help="diffusion steps of the generator")
     sw.add_argument("--clip", default=None, help="CLIP directory / HF id for the CLIP metric (NaN if absent)")
     sw.add_argument("--out", required=True)
+    from ..bridge.auth import add_curve_arguments
+
+    add_curve_arguments(sw, "client")
 
 
 def cmd_sweep(args) -> int:
@@ -65,6 +68,12 @@ def cmd_sweep(args) -> int:
         raise SystemExit("semcom sweep: --scheduler needs --engine dask")
     if args.workers < 1:
         raise SystemExit(f"semcom sweep: --workers must be >= 1, got {args.workers}")
+    from ..bridge.auth import CurveConfigError, curve_options_from_args, export_client_env
+
+    try:  # local workers inherit the environment; Dask workers need SEMCOM_CLIENT_KEY/SEMCOM_SERVER_KEY set there
+        export_client_env(curve_options_from_args(args))
+    except CurveConfigError as exc:
+        raise SystemExit(f"semcom sweep: {exc}") from None
     return main_sweep(args)
 
 
