@@ -141,12 +141,13 @@ def run_point(point: Point, cfg: SweepConfig, images: tuple | None = None) -> li
         return _semantic_point(point, cfg, names, ims, failures)
     codec = None
     if s in ("seb", "hyperprior"):
-        from ..semantic.seb.codec import SebCodec
+        from ..systems.options import SebOptions
 
         paths = sorted(mdir.glob(("seb_lam*" if s == "seb" else "hyperprior_lam*") + "/model.safetensors"))
         if not paths:
             raise FileNotFoundError(f"no {s} models under {mdir}")
-        codec = SebCodec.from_files(paths)
+        opts = SebOptions(mode=s, models=",".join(map(str, paths)), cbr=cfg.cbr, seed=point.seed)
+        codec = opts.build()
     if point.accounting == "capacity":
         rows = image_link.ideal_point(s, names, ims, point.esn0_db,
                                       cfg.cbr, codec=codec)
@@ -155,14 +156,15 @@ def run_point(point: Point, cfg: SweepConfig, images: tuple | None = None) -> li
         return rows
     chan = ChannelSpec(model=point.channel, esn0_db=point.esn0_db, seed=1000 * point.seed + 17)
     if s in ("seb", "hyperprior"):
-        res = image_link.run_seb(codec, names, ims, chan, cfg.cbr, seed=point.seed)
+        res = image_link.run_seb(codec, names, ims, chan, opts.cbr, seed=opts.seed, split=opts.split,
+                                 set_size=opts.set_size)
     elif s == "jpeg2000":
         res = image_link.run_jpeg2000(names, ims, chan, cfg.cbr)
     elif s == "deepjscc":
-        from ..semantic.image_jscc import load_model
+        from ..systems.options import DeepJsccOptions
 
-        res = image_link.run_deepjscc(load_model(mdir / "image_deepjscc" / "model.safetensors"), names, ims, chan,
-                                      cfg.cbr)
+        model = DeepJsccOptions(models=str(mdir / "image_deepjscc" / "model.safetensors")).build()
+        res = image_link.run_deepjscc(model, names, ims, chan, cfg.cbr)
     else:
         raise ValueError(f"unknown scheme {s!r}; image schemes: {', '.join(IMAGE_SCHEMES)}")
     rows = []
@@ -264,7 +266,7 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
             if p is None:
                 continue
             if point.scheme == "ulbsc":
-                r = send_ulbsc(codec, p, spec, chan, timeout=60, rx_threshold=0.15)
+                r = send_ulbsc(codec, p, spec, chan, timeout=60, rx_threshold=0.15, image=im, name=name)
                 m, cap, sal = dict(r.metrics), r.recon.caption, r.recon.saliency
                 nbytes = len(p.data)
                 failed = not r.link.get("frames_ok")
