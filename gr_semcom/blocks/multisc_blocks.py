@@ -92,7 +92,7 @@ class multisc_encoder(_worker_block):
     caption (as in Analog TX); 0: the slice at ``slice_bytes`` alone."""
 
     def __init__(self, text_mode: str = "uncoded", split: str = "fusion", eps: float = 0.25, max_regions: int = 4,
-                 slice_side: int = 64, slice_bytes: int = 400, vlm: str = "attributes", vlm_model: str = "",
+                 slice_side: int = 64, slice_bytes: int = 400, vlm: str = "auto", vlm_model: str = "",
                  cbr: float = 1 / 30, modulation: str = "qpsk", code_rate: str = "1/2", codewords: int = 4,
                  analog_codewords: int = 1, seed: int = 0, codec=None):
         from ..phy.frame import FrameSpec

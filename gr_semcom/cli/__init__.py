@@ -257,9 +257,11 @@ def cmd_serve(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     def factory():
+        extra = {} if args.pipeline != "controlnet" else {"control_mode": args.control_mode,
+                                                          "control_threshold": args.control_threshold}
         return make_generator(args.pipeline, tiny=args.tiny, model=args.model, controlnet=args.controlnet,
                               ip_adapter=args.ip_adapter, device=args.device,
-                              fp16=None if args.fp16 is None else args.fp16 == "on")
+                              fp16=None if args.fp16 is None else args.fp16 == "on", **extra)
 
     try:
         srv = GeneratorServer(factory, args.endpoint, workers=args.workers, queue_max=args.queue,
@@ -393,6 +395,10 @@ def main(argv=None) -> int:
     s.add_argument("--client-queue", type=int, default=16,
                    help="requests queued per client (CURVE key, else connection) before its 'busy' replies")
     s.add_argument("--tiny", action="store_true", help="tiny random-weight pipeline (tests, no weights needed)")
+    s.add_argument("--control-mode", choices=("edges", "threshold", "raw"), default="edges",
+                   help="controlnet: the control image made of the received saliency map: edges of the thresholded "
+                        "map (default, for the canny ControlNet), the thresholded map, or the map itself")
+    s.add_argument("--control-threshold", type=float, default=0.5, help="controlnet: saliency threshold (0..1)")
     add_curve_arguments(s, "server")
     s.set_defaults(func=cmd_serve)
     gw = sub.add_parser("gateway", help="bridge GNU Radio's stock ZMQ PUSH/PULL message blocks to the server")

@@ -18,13 +18,10 @@ def add_args(t) -> None:
 
 
 def build_codec(args):
-    from ..semantic.multisc.codec import MultiScCodec, MultiScConfig
+    """The Multi-SC codec of ``semcom transmit``'s options (MultiScOptions.build)."""
+    from ..systems.options import MultiScOptions
 
-    cfg = MultiScConfig(split=args.split, eps=args.eps, max_regions=args.max_regions, slice_side=args.slice_side,
-                        slice_bytes=args.slice_bytes, seed=args.seed)
-    return MultiScCodec.build(cfg, args.segmenter, args.segmenter_model or None, args.detector,
-                              args.detector_model or None, args.vlm, args.vlm_model or None, args.corrector,
-                              args.corrector_model or None)
+    return MultiScOptions.from_args(args).build()
 
 
 def cmd_transmit_multisc(args) -> int:

@@ -18,26 +18,33 @@ Radio chain (``semcom sweep``; benchmarks/seb_curves.py builds on it).
 * an image that does not decode is a row with ``failed`` and the reason; the
   sweep goes on.
 
+Every point runs the system's own GNU Radio blocks, built from its options
+object (gr_semcom/systems/options.py), as ``semcom transmit`` and a GRC
+flowgraph do.
+
 Image schemes: ``seb``, ``hyperprior``, ``jpeg2000``, ``deepjscc``, all
-at one CBR budget (image_link.py). ``accounting = capacity`` rows are the
-same encoders with a capacity-achieving code (Seb's eq. 11-12), no PHY.
+at one CBR budget (systems/images.py). ``accounting = capacity`` rows are
+the same encoders with a capacity-achieving code (Seb's eq. 11-12), no PHY.
 
 Semantic schemes (their payload is far below any image budget; the CSV
 states their channel uses and CBR, so the budget check holds):
 
 * ``multisc``, ``multisc-random``, ``multisc-single``: Multi-SC with the
-  feature-fusion split, the random split and one caption (multisc_link.py),
-  captions on uncoded QPSK; caption BLEU / CER / similarity before
-  (``_raw``) and after (``_corrected``) spelling correction, the image
-  metrics of the slice on grey (``_before``) and, with ``--generator``, of
-  the generated image;
+  feature-fusion split, the random split and one caption
+  (systems/multisc.py run_multisc: the encoder block's same-budget rule,
+  captions on uncoded QPSK analog bursts); caption BLEU / CER / similarity
+  before (``_raw``) and after (``_corrected``) spelling correction, the
+  image metrics of the slice on grey (``_before``) and, with
+  ``--generator``, of the generated image;
 * ``ulbsc``: caption + saliency codebook index in one digital PDU (BPSK,
-  LDPC 1/4, as ulbsc_curves.py); ``caption-only``: the same caption field
-  alone, the receiver's map is the codebook prior (ULBSC's "OnlyCaption");
+  LDPC 1/4, two codewords per burst) through the ULBSC blocks;
+  ``caption-only``: the same caption field alone (one PDU over the same
+  PHY), the receiver's map is the codebook prior (ULBSC's "OnlyCaption");
   saliency MAE / F-measure, caption BLEU / similarity.
 
-Captions of the test photos come from the attribute captioner (no
-captioner weights here; semantic/multisc/vlm.py).
+Captions come from the default captioners (semantic/captioner.py "auto": no
+BLIP / LLaVA weights here, so the COCO object captioner, or the attribute
+captioner where the detector is not installed).
 """
 from __future__ import annotations
 
@@ -210,10 +217,12 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
     save_grid = point.esn0_db in cfg.grid_snrs and point.seed == 0
     if point.scheme in MULTISC_SCHEMES:
         from ..semantic.clip_score import ClipSimilarity, try_clip
-        from ..semantic.multisc.codec import MultiScCodec, MultiScConfig
-        from ..systems.multisc import cbr_budget, send_multisc
+        from ..systems.multisc import run_multisc
+        from ..systems.options import MultiScOptions
 
-        codec = MultiScCodec.default(MultiScConfig(split=MULTISC_SCHEMES[point.scheme], seed=point.seed))
+        # the CLI's / the GRC blocks' Multi-SC with this scheme's split, uncoded captions
+        opts = MultiScOptions(split=MULTISC_SCHEMES[point.scheme], seed=point.seed, cbr=cfg.cbr)
+        codec = opts.build()
         clip = ClipSimilarity.from_pretrained(cfg.clip) if cfg.clip else try_clip()
         gen = None
         if cfg.generator:
@@ -222,20 +231,23 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
             gen = make_generator_arg(cfg.generator)
         for i, (name, im) in enumerate(zip(names, ims)):
             chan = _image_channel(point, i)
-            budget = cbr_budget(im.shape[:2], point.esn0_db, cfg.cbr, "uncoded")  # the same-budget rule
-            p, t_enc = _encode(codec, im, {**base, "image": name}, rows, budget)
-            if p is None:
+            t = time.monotonic()
+            try:
+                r = run_multisc(codec, im, chan, opts.cbr, name=name, generator=gen, clip=clip, seed=point.seed,
+                                gen_size=cfg.gen_size, steps=cfg.steps, ip_scale=opts.ip_scale)
+            except Exception as exc:  # an image that does not encode is a row with the reason
+                rows.append({**base, "image": name, "failed": True, "reason": f"{type(exc).__name__}: {exc}"})
                 continue
-            r = send_multisc(codec, p, chan, "uncoded", generator=gen, source=im, clip=clip, seed=point.seed,
-                             gen_size=cfg.gen_size, steps=cfg.steps, spec=budget.spec)
+            p = r.payload
+            spec = r.spec
             m = dict(r.metrics)
             m["caption_bleu"], m["caption_similarity"] = m["caption_bleu_corrected"], m["caption_similarity_corrected"]
             link = {k: r.link[k] for k in LINK_COLUMNS}
             rows.append({**base, "image": name, "height": im.shape[0], "width": im.shape[1], "bytes": len(p.slice_data),
-                         "budget_channel_uses": budget.channel_uses, "modulation": budget.spec.modulation,
-                         "code_rate": budget.spec.code_rate, "codewords_per_burst": budget.spec.codewords,
+                         "budget_channel_uses": m.pop("budget_channel_uses"), "modulation": spec.modulation,
+                         "code_rate": spec.code_rate, "codewords_per_burst": spec.codewords,
                          "failed": bool(r.recon.slice_erased and m["captions_lost"] == m["captions"]),
-                         "encode_s": t_enc, **{k: v for k, v in r.timings.items()}, **link, **m,
+                         "run_s": time.monotonic() - t, **{k: v for k, v in r.timings.items()}, **link, **m,
                          "generator_error": r.generator_error or ""})
             if save_grid and i < cfg.grid_images:
                 grid_dir.mkdir(parents=True, exist_ok=True)
@@ -243,7 +255,7 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
                 Image.fromarray(img).save(grid_dir / f"{point.channel}_{point.esn0_db:g}dB_{point.scheme}_{name}.png")
     else:  # ulbsc, caption-only
         from ..phy.frame import FrameSpec
-        from ..semantic.multisc.vlm import AttributeCaptioner
+        from ..semantic.captioner import make_captioner
         from ..semantic.saliency import make_detector
         from ..semantic.ulbsc.codec import UlbscCodec
         from ..systems.ulbsc import _caption_similarity, saliency_metrics, send_ulbsc
@@ -253,7 +265,7 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
         # carry the attribute captions' words (ulbsc_curves.py measures the analog path on its corpus)
         codec = UlbscCodec.from_files(mdir / "ulbsc_saliency_vq" / "model.safetensors",
                                       mdir / "deepsc_text" / "model.safetensors", "digital", make_detector("u2netp"),
-                                      AttributeCaptioner())
+                                      make_captioner("auto"))
         spec = FrameSpec(modulation="bpsk", code_rate="1/4", codewords=2)  # ulbsc_curves.py's PHY
         from ..link.sim import link_columns, run_link
         from ..phy.mcs import cbr_channel_uses, pdu_channel_uses

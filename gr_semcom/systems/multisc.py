@@ -45,6 +45,7 @@ class MultiScResult:
     generator_error: str | None = None
     timings: dict = field(default_factory=dict)
     channel_uses: int = 0
+    spec: object = None  # the slice's frame spec
 
 
 def _caption_symbols(text: str, mode: str, deepsc=None):
@@ -230,7 +231,7 @@ def run_multisc(codec: MultiScCodec, image: np.ndarray, chan: ChannelSpec, cbr: 
     uses = (pdu_channel_uses(len(payload.slice_data), spec) if payload.slice_data else 0) + \
         len(payload.captions) * burst_symbols(aspec)
     out = MultiScResult(payload, recon, {**(r.summary() if r else {}), **link_columns(r)}, clinks, {},
-                        timings={"link_s": t_link}, channel_uses=int(uses))
+                        timings={"link_s": t_link}, channel_uses=int(uses), spec=spec)
     _generate_and_score(out, generator, generator_timeout, ip_scale, steps, seed, gen_size, image, clip)
     out.metrics["budget_channel_uses"] = cbr_channel_uses_of(image, cbr)
     return out

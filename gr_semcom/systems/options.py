@@ -139,8 +139,9 @@ class UlbscOptions(Options):
     caption_mode: str = opt("digital", "caption as UTF-8 through LDPC+QAM, or as DeepSC symbols on an analog burst",
                             choices=("digital", "analog"))
     caption: str = opt("", "use this caption instead of a captioner")
-    captioner: str = opt("auto", "auto: IMAGE.txt next to the image if present, else BLIP",
-                         choices=("auto", "blip", "sidecar"))
+    captioner: str = opt("auto", "auto: IMAGE.txt next to the image, else BLIP if its weights exist, else the "
+                                 "offline COCO object captioner", choices=("auto", "blip", "sidecar", "objects",
+                                                                            "attributes"))
     blip_model: str = opt("", "BLIP directory or HF id (local files / HF cache only; default Salesforce/blip-"
                               "image-captioning-base)")
     saliency: str = opt("auto", "saliency detector", choices=("auto", "u2netp", "spectral"))
@@ -169,7 +170,8 @@ class MultiScOptions(Options):
     max_regions: int = opt(4, "captions at most")
     slice_side: int = opt(64, "main-object slice sent as SIDE x SIDE", grc=("slice_side",))
     slice_bytes: int = opt(400, "slice JPEG2000 bytes at most (the CBR budget may lower it)")
-    vlm: str = opt("attributes", "region captioner", choices=("attributes", "llava"))
+    vlm: str = opt("auto", "region captioner: auto = object captions (COCO detector) when installed, else "
+                           "attributes", choices=("auto", "objects", "attributes", "llava"))
     vlm_model: str = opt("", "llava: LLaVA-class model directory / HF id")
     corrector: str = opt("symspell", "receiver's spelling correction", choices=("symspell", "bart", "none"))
     corrector_model: str = opt("", "bart: seq2seq corrector directory / HF id")
@@ -181,3 +183,12 @@ class MultiScOptions(Options):
     detector_model: str = opt("", "hf: object-detection model directory / HF id", grc=None)
     pair_timeout: float = opt(3.0, "receiver: seconds to wait for a slice's captions", cli=False)
     seed: int = opt(0, "seed of the random split", cli=False)
+
+    def build(self):
+        from ..semantic.multisc.codec import MultiScCodec, MultiScConfig
+
+        cfg = MultiScConfig(split=self.split, eps=self.eps, max_regions=self.max_regions,
+                            slice_side=self.slice_side, slice_bytes=self.slice_bytes, seed=self.seed)
+        return MultiScCodec.build(cfg, self.segmenter, self.segmenter_model or None, self.detector,
+                                  self.detector_model or None, self.vlm, self.vlm_model or None, self.corrector,
+                                  self.corrector_model or None)
