@@ -30,6 +30,7 @@ from .ulbsc_blocks import _worker_block, image_from_pdu
 from ..common import MODELS, PayloadType
 from ..phy.mcs import burst_symbols, byte_budget, cbr_channel_uses, pdu_channel_uses
 from ..semantic.metrics import psnr
+from ..semantic.seb import ratefit
 from ..semantic.seb.ratefit import fit_packet
 
 PT_SET, PT_IMAGE = int(PayloadType.SEB_SET), int(PayloadType.SEB_IMAGE)
@@ -51,7 +52,8 @@ class Cancelled(Exception):
 
 
 def plan_seb(codec, images: list[np.ndarray], spec, cbr: float, budget_bytes: list[int] | None = None,
-             seed: int = 0, set_id: int = 0, search_codewords: bool = True, stop=None) -> dict | None:
+             seed: int = 0, set_id: int = 0, search_codewords: bool = True, stop=None,
+             fast: bool = True) -> dict | None:
     """Encoder side of one subset: for each trained rate point, the set packet,
     the per-image packets within budget and the transmitter's own
     reconstruction; returns the rate point with the best mean PSNR.
@@ -60,12 +62,24 @@ def plan_seb(codec, images: list[np.ndarray], spec, cbr: float, budget_bytes: li
     budget does not even carry the set packet. ``search_codewords=False``:
     the spec's codewords per burst are fixed (a flowgraph's PHY). ``stop``: a
     ``threading.Event``; once set, :class:`Cancelled` is raised between steps
-    (a flowgraph stopping mid-search does not wait for the whole search)."""
+    (a flowgraph stopping mid-search does not wait for the whole search).
+    ``fast`` (issue 19): one rate point from the codec's rate table
+    (ratefit.choose_model) and the gain from one analysis pass
+    (ratefit.fit_packet_fast); False: every rate point with the bisection
+    (the reference). A Seb codec also tries its rate point(s) without the
+    bases (codec.plan_options): never below the hyperprior it was built from."""
     best = None
     uses = [cbr_channel_uses(im.shape[0], im.shape[1], cbr) for im in images]
     pix = np.array([im.shape[0] * im.shape[1] for im in images], np.float64)
-    for mid in range(len(codec.nets)):
-        sset = codec.encode_set(images, mid, seed=seed, set_id=set_id)
+    fit = ratefit.fit_packet_fast if fast else fit_packet
+    options = codec.plan_options()
+    if fast:
+        first = budget_bytes[0] if budget_bytes is not None else \
+            byte_budget(int(uses[0]), spec, search_codewords).payload_bytes
+        keep = ratefit.choose_model(codec, images[0].shape[0], images[0].shape[1], first)
+        options = [o for o in options if o[0] == keep]
+    for mid, use_bases in options:
+        sset = codec.encode_set(images, mid, seed=seed, set_id=set_id, use_bases=use_bases)
         if not sset.packet:
             set_uses, set_spec = 0, spec
         elif search_codewords:
@@ -86,14 +100,14 @@ def plan_seb(codec, images: list[np.ndarray], spec, cbr: float, budget_bytes: li
         for i, im in enumerate(images):
             if stop is not None and stop.is_set():
                 raise Cancelled("rate search stopped")
-            p, g = fit_packet(codec, im, sset, i, max_b[i])
+            p, g = fit(codec, im, sset, i, max_b[i])
             packets.append(p)
             gains.append(g)
             recon.append(codec.decode_image(p, sset.bases).image)
         score = float(np.mean([psnr(r, im) for r, im in zip(recon, images)]))
         if best is None or score > best["tx_psnr"]:
-            best = {"model_id": mid, "set": sset, "set_uses": set_uses, "set_spec": set_spec, "packets": packets,
-                    "gains": gains, "budgets": budgets, "max_bytes": max_b, "tx_recon": recon, "tx_psnr": score}
+            best = {"model_id": mid, "use_bases": use_bases, "set": sset, "set_uses": set_uses, "set_spec": set_spec,
+                    "packets": packets, "gains": gains, "budgets": budgets, "max_bytes": max_b, "tx_recon": recon, "tx_psnr": score}
     return best
 
 

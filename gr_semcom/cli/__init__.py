@@ -206,16 +206,22 @@ def cmd_train(args) -> int:
 
         m = train_saliency_jscc(args.out, epochs=args.epochs, seed=args.seed)
         print(json.dumps(m["test_awgn"]))
-    elif args.what == "image-jscc":
+    elif args.what in ("image-jscc", "deepjscc"):
         from ..semantic.image_jscc import train_image_jscc
 
-        m = train_image_jscc(args.out, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
+        m = train_image_jscc(args.out, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
+                             data=args.data, device=args.device, amp=args.amp, resume=not args.no_resume,
+                             time_limit=args.time_limit, run_steps=args.run_steps, warmup=args.warmup,
+                             init=args.init)
         print(json.dumps(m["test_awgn"]))
     elif args.what in ("seb", "hyperprior"):
         from ..semantic.seb.train import train_seb
 
         m = train_seb(args.out, mode=args.what, lam=args.lam, steps=args.steps, batch=args.batch, lr=args.lr,
-                      init=args.init, seed=args.seed, ref_weight=args.ref_weight, ref_steps=args.ref_steps)
+                      init=args.init, seed=args.seed, ref_weight=args.ref_weight, ref_steps=args.ref_steps,
+                      data=args.data, device=args.device, amp=args.amp, resume=not args.no_resume,
+                      time_limit=args.time_limit, run_steps=args.run_steps, warmup=args.warmup, pool=args.pool,
+                      init_seb=args.init_seb, cond=not args.no_cond)
         print(json.dumps(m["test_metrics_estimated"]))
     else:
         from ..semantic.train import train_deepsc_model
@@ -314,6 +320,11 @@ def main(argv=None) -> int:
     from ..bridge.auth import add_curve_arguments, add_keys_arguments, keys_main
     from ..bridge.server import DEFAULT_ENDPOINT
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["train", "controlnet"]:  # its own options (diffusers training recipe, issue 20)
+        from ..semantic.train_controlnet import main as train_controlnet
+
+        return train_controlnet(argv[2:])
     ap = argparse.ArgumentParser(prog="semcom", description="gr_semcom: semantic communication over GNU Radio")
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("transmit", help="send a file (or random bytes) through the GNU Radio PHY over a simulated channel")
@@ -348,8 +359,20 @@ def main(argv=None) -> int:
     _add_phy_args(t)
     add_curve_arguments(t, "client")
     t.set_defaults(func=cmd_transmit)
-    tr = sub.add_parser("train", help="train a model the project ships (writes safetensors + model card)")
-    tr.add_argument("what", choices=("saliency-vq", "saliency-jscc", "deepsc", "seb", "hyperprior", "image-jscc"))
+    tr = sub.add_parser("train", help="train a model the project ships (writes safetensors + model card); "
+                                      "`semcom train controlnet --help`: the ControlNet recipe (GPU)")
+    tr.add_argument("what", choices=("saliency-vq", "saliency-jscc", "deepsc", "seb", "hyperprior", "image-jscc",
+                                     "deepjscc"))
+    tr.add_argument("--data", default=None, help="seb/hyperprior/deepjscc: photoset dir (default data/photos)")
+    tr.add_argument("--device", default="cpu", help="seb/hyperprior/deepjscc: cpu, cuda or auto")
+    tr.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
+    tr.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/checkpoint exists")
+    tr.add_argument("--time-limit", type=float, default=None, help="seconds for this run, then checkpoint")
+    tr.add_argument("--run-steps", type=int, default=None, help="at most this many steps now, then checkpoint")
+    tr.add_argument("--warmup", type=int, default=0, help="linear learning-rate warm-up steps")
+    tr.add_argument("--pool", type=int, default=0, help="crops per photo kept on the device (GPU runs)")
+    tr.add_argument("--init-seb", default=None, help="seb: bases generator/compensation from this Seb checkpoint")
+    tr.add_argument("--no-cond", action="store_true", help="seb: the first, non-conditional Seb net")
     tr.add_argument("--out", required=True)
     tr.add_argument("--epochs", type=int, default=12)
     tr.add_argument("--ae-epochs", type=int, default=8, help="saliency-vq: autoencoder epochs before the codebook")
