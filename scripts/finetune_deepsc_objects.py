@@ -29,12 +29,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def evaluate(model, sets: dict) -> list[dict]:
+def evaluate(model, sets: dict, channels=("awgn", "rayleigh"), snrs=(-3, 0, 3, 6, 9, 12, 15)) -> list[dict]:
     from gr_semcom.semantic.metrics import bleu, bleu_n
 
     rows = []
-    for kind in ("awgn", "rayleigh"):
-        for snr in (-3, 0, 3, 6, 9, 12, 15):
+    for kind in channels:
+        for snr in snrs:
             for name, sents in sets.items():
                 hyp = []
                 for i in range(0, len(sents), 100):
@@ -60,7 +60,11 @@ def main(argv=None) -> int:
     ap.add_argument("--corpus", type=int, default=8000)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--eval-channels", default="awgn,rayleigh")
+    ap.add_argument("--eval-snrs", default="-3,0,3,6,9,12,15")
+    ap.add_argument("--eval-n", type=int, default=300, help="sentences per held-out set (corpus: up to 500)")
     a = ap.parse_args(argv)
+    ev = dict(channels=a.eval_channels.split(","), snrs=[int(x) for x in a.eval_snrs.split(",")])
     t0 = time.time()
     base = DeepSC.load(a.model)
     corpus = data.caption_corpus(24000, 12000, 0)
@@ -70,11 +74,12 @@ def main(argv=None) -> int:
     objs = [data.normalise_text(s) for s in synthetic_object_captions(a.objects, a.seed)]
     sents = old + objs
     rng.shuffle(sents)
-    sets = {"held_out_corpus": test, "synthetic_captions": data.synthetic_captions(300, 99),
-            "object_captions": [data.normalise_text(s) for s in synthetic_object_captions(300, 99)]}
-    before = evaluate(base, sets)
+    sets = {"held_out_corpus": test[: max(a.eval_n, 0) or 500], "synthetic_captions": data.synthetic_captions(a.eval_n, 99),
+            "object_captions": [data.normalise_text(s) for s in synthetic_object_captions(a.eval_n, 99)]}
+    before = evaluate(base, sets, **ev)
+    print("before:", [(r["channel"], r["esn0_db"], r["set"], round(r["bleu"], 1)) for r in before], flush=True)
     model, logs = train_deepsc(base.cfg, sents, epochs=a.epochs, lr=a.lr, seed=a.seed, init=base)
-    after = evaluate(model, sets)
+    after = evaluate(model, sets, **ev)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "model.safetensors", extra={"eval": after[:6]})
