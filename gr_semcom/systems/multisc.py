@@ -177,13 +177,24 @@ def _generate_and_score(out: MultiScResult, generator, generator_timeout, ip_sca
     return out
 
 
-def multisc_phy(image: np.ndarray, esn0_db: float, cbr: float):
+def multisc_phy(image: np.ndarray, esn0_db: float, cbr: float, max_regions: int = 4):
     """The slice PHY of a Multi-SC flowgraph: the MCS of this Es/N0 and the
-    codewords per burst that carry the most slice bytes in the CBR budget
-    (as systems.images.image_phy)."""
-    from .images import image_phy
+    codewords per burst that leave the slice the most bytes of the CBR budget
+    on average over 1..``max_regions`` captions (one analog burst each; how
+    many regions an image gives is known only once it is encoded)."""
+    from ..blocks.analog import analog_spec
+    from ..phy.mcs import burst_symbols, byte_budget, cbr_channel_uses, choose_mcs
 
-    return image_phy([image], esn0_db, cbr)
+    spec = choose_mcs(esn0_db)
+    total = cbr_channel_uses(image.shape[0], image.shape[1], cbr)
+    cap = burst_symbols(analog_spec(codewords=1))
+
+    def slice_bytes(cw: int) -> float:
+        s = replace(spec, codewords=cw)
+        return np.mean([byte_budget(max(0, total - n * cap), s, search=False).payload_bytes
+                        for n in range(1, max_regions + 1)])
+
+    return replace(spec, codewords=max(range(1, 9), key=lambda cw: (slice_bytes(cw), -cw)))
 
 
 def run_multisc(codec: MultiScCodec, image: np.ndarray, chan: ChannelSpec, cbr: float = 1 / 30, spec=None,
