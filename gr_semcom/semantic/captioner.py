@@ -22,6 +22,8 @@ from typing import Protocol
 
 import numpy as np
 
+from .words import NOUNS, SUPPORTS, UNCOLOURED, _COLOUR_WORD, _NUMBERS, count_phrase, plural  # noqa: F401
+
 DEFAULT_BLIP = "Salesforce/blip-image-captioning-base"
 
 
@@ -132,53 +134,11 @@ def make_captioner(kind: str, image_path: str | None = None, caption: str | None
 
 
 # ---------------------------------------------------------------- captions from detections
-#: COCO class -> the noun a caption uses (words the DeepSC text model knows where one exists)
-NOUNS = {"dining table": "table", "cell phone": "phone", "sports ball": "ball", "tv": "tv",
-         "potted plant": "plant", "wine glass": "glass", "hair drier": "hair dryer", "couch": "couch",
-         "motorcycle": "motorcycle", "airplane": "airplane"}
-_IRREGULAR = {"person": "people", "mouse": "mice", "knife": "knives", "sheep": "sheep", "skis": "skis",
-              "glass": "glasses", "bus": "buses", "couch": "couches", "bench": "benches", "sandwich": "sandwiches",
-              "toothbrush": "toothbrushes", "hair dryer": "hair dryers", "scissors": "scissors",
-              "broccoli": "broccoli", "tie": "ties", "cake": "cakes", "giraffe": "giraffes"}
-#: nouns that say where a thing is ("a cup on a table") rather than what the picture shows
-SUPPORTS = {"table", "bed", "couch", "bench"}
-#: no colour word for people (clothes are not the person)
-UNCOLOURED = {"person"}
-_NUMBERS = ("no", "a", "two", "three", "four")
-#: attribute palette names -> words the DeepSC model knows
-_COLOUR_WORD = {"grey": "gray", "dark green": "green", "light blue": "blue", "navy": "blue", "teal": "blue",
-                "silver": "gray", "beige": "brown", "olive": "green"}
-
-
-def plural(noun: str) -> str:
-    if noun in _IRREGULAR:
-        return _IRREGULAR[noun]
-    head, _, last = noun.rpartition(" ")
-    if last in _IRREGULAR:
-        return (head + " " if head else "") + _IRREGULAR[last]
-    if last.endswith(("s", "x", "ch", "sh")):
-        last += "es"
-    elif last.endswith("y") and last[-2:-1] not in "aeiou":
-        last = last[:-1] + "ies"
-    elif last.endswith("fe"):
-        last = last[:-2] + "ves"
-    else:
-        last += "s"
-    return (head + " " if head else "") + last
-
-
-def count_phrase(noun: str, n: int) -> str:
-    """'a dog', 'two dogs', ..., 'many dogs'; 'an' before a vowel."""
-    if n == 1:
-        return ("an " if noun[0] in "aeiou" else "a ") + noun
-    return f"{_NUMBERS[n] if n < len(_NUMBERS) else 'many'} {plural(noun)}"
-
-
 def colour_word(pixels: np.ndarray, dominance: float = 0.5) -> str:
     """The colour word of ``pixels`` (Nx3) when one colour (palette of
     multisc.vlm, merged into DeepSC's words) covers at least ``dominance`` of
     them, else '' (no adjective rather than a wrong one)."""
-    from .multisc.vlm import _PAL, _PAL_NAMES
+    from .words import _PAL, _PAL_NAMES
 
     px = np.asarray(pixels, np.float32).reshape(-1, 3)
     if not px.size:
@@ -198,7 +158,7 @@ def attribute_caption(image: np.ndarray) -> str:
     """'a picture mostly brown and green': the two dominant colours in words
     the DeepSC model knows (the attribute captions' texture and brightness
     words are not in its vocabulary)."""
-    from .multisc.vlm import colour_names
+    from .words import colour_names
 
     cols = []
     for c in colour_names(image, 3):
@@ -258,7 +218,7 @@ class ObjectCaptioner:
     def caption_from(self, image: np.ndarray, boxes: list) -> str:
         """The caption of ``image`` given its detections ``boxes`` (Box with label, score)."""
         from .detect.centernet import COCO_CLASSES
-        from .multisc.vlm import colour_names
+        from .words import colour_names
 
         im = self._rgb(image)
         h, w = im.shape[:2]
@@ -323,7 +283,7 @@ class ObjectCaptioner:
         on the crop; where the region sits in the picture; attribute caption
         when nothing is named."""
         from .detect.centernet import COCO_CLASSES
-        from .multisc.vlm import AttributeCaptioner
+        from .words import AttributeCaptioner
 
         im = self._rgb(crop)
         labels = [x for x in (getattr(box, "label", "") or "").split("+") if x]
@@ -366,7 +326,7 @@ class AttributeImageCaptioner:
 
     def __call__(self, image: np.ndarray) -> str:
         from .detect.centernet import as_rgb_uint8
-        from .multisc.vlm import AttributeCaptioner
+        from .words import AttributeCaptioner
 
         return AttributeCaptioner().describe(as_rgb_uint8(image))
 
@@ -409,8 +369,8 @@ def synthetic_object_captions(n: int, seed: int = 0, region_share: float = 0.3) 
     region captions (:meth:`ObjectCaptioner.describe` of a fused box). A
     grammar, not a dataset: no photo is involved."""
     from .detect.centernet import COCO_CLASSES
-    from .multisc.regions import Box
-    from .multisc.vlm import _PAL
+    from .boxes import Box
+    from .words import _PAL
 
     rng = np.random.default_rng(seed)
     cap = ObjectCaptioner(detector=lambda im: [])

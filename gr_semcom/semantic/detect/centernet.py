@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..multisc.regions import Box
+from ..boxes import Box
 
 #: COCO's 80 detection classes in the order of the model's class index
 COCO_CLASSES = (
