@@ -138,8 +138,7 @@ def cmd_transmit_images(args) -> int:
 
     given = {k: v for k, v in (("modulation", args.mod), ("code_rate", args.rate), ("codewords", args.codewords))
              if v is not None}
-    spec = replace(image_link.image_phy(images, chan.esn0_db, args.cbr, set_packet=args.scheme == "seb",
-                                        set_size=getattr(args, "set_size", 0)), **given)
+    spec = replace(image_link.image_phy(images, chan.esn0_db, args.cbr), **given)
     sent: list = []
     try:
         if args.scheme in ("seb", "hyperprior"):

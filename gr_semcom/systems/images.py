@@ -80,24 +80,20 @@ def _quality(img: np.ndarray, ref: np.ndarray) -> dict:
 
 
 # -- Seb / hyperprior ------------------------------------------------------------
-def image_phy(images: list[np.ndarray], esn0_db: float, cbr: float, set_packet: bool = False, set_size: int = 0):
+def image_phy(images: list[np.ndarray], esn0_db: float, cbr: float):
     """The one PHY a flowgraph runs for an image set: the modulation and LDPC
     rate of :func:`~gr_semcom.phy.mcs.choose_mcs` for the Es/N0, and the
     codewords per burst (1..8) that carry the most image payload over the
     set's CBR budgets in whole bursts (a GRC user sets the same three
-    values). ``set_packet``: Seb's set packet takes (at least) one burst of
-    each set's budget (sets of ``set_size`` images in order, 0 = all), shared
-    by pixel count."""
+    values). Seb's set packet is optional (its plan also tries each rate point
+    without bases, which is the hyperprior's packet), so no burst is kept for
+    it: on this PHY Seb has every option the hyperprior has."""
     spec = choose_mcs(esn0_db)
-    uses = np.array([cbr_channel_uses(im.shape[0], im.shape[1], cbr) for im in images], np.float64)
-    pix = np.array([im.shape[0] * im.shape[1] for im in images], np.float64)
-    n = set_size or len(images)
-    share = np.concatenate([pix[k:k + n] / pix[k:k + n].sum() for k in range(0, len(images), n)])
+    uses = [cbr_channel_uses(im.shape[0], im.shape[1], cbr) for im in images]
 
     def payload(cw: int) -> int:
         s = replace(spec, codewords=cw)
-        left = uses - (burst_symbols(s) * share if set_packet else 0)
-        return sum(byte_budget(int(u), s, search=False).payload_bytes if u > 0 else 0 for u in left)
+        return sum(byte_budget(int(u), s, search=False).payload_bytes for u in uses)
 
     best = max(range(1, 9), key=lambda cw: (payload(cw), -cw))
     return replace(spec, codewords=best)
@@ -135,7 +131,7 @@ def run_seb(codec, names: list[str], images: list[np.ndarray], chan: ChannelSpec
     from ..link.sim import run_blocks
 
     thr = {} if rx_threshold is None else {"rx_threshold": rx_threshold}
-    spec = spec or image_phy(images, chan.esn0_db, cbr, set_packet=codec.uses_bases, set_size=set_size)
+    spec = spec or image_phy(images, chan.esn0_db, cbr)
     scheme = "seb" if codec.uses_bases else "hyperprior"
     enc = seb_encoder(codec=codec, set_size=set_size or len(images), cbr=cbr, modulation=spec.modulation,
                       code_rate=spec.code_rate, codewords=spec.codewords, split=split, seed=seed)

@@ -112,7 +112,7 @@ class MultiScCodec:
 
     @classmethod
     def default(cls, cfg: MultiScConfig | None = None, segmenter=None, detector=None, vlm=None, corrector=None):
-        """Every stage's no-download default (README: Multi-SC defaults), or the given stage objects."""
+        """Every stage's no-download default (docs/multisc.md), or the given stage objects."""
         return cls.build(cfg, segmenter=segmenter or "saliency", detector=detector or "auto",
                          vlm=vlm or "auto", corrector=corrector or "symspell")
 

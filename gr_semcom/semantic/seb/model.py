@@ -15,7 +15,7 @@ scale hyperprior, the paper's [15]).
   (factorized entropy model) -> synthesis -> prediction = reference +
   correction. The paper follows DVC and uses an optical-flow net; there is no
   motion between an image and its base-built reference, so the compensation
-  here is a learned additive correction (said in the README).
+  here is a learned additive correction (docs/seb.md).
 * residual: image - prediction through a scale-hyperprior codec (Z^r, Gaussian
   conditional with hyper-latent scales). The paper's eq. 8 puts the
   image-dependent (parametric) model on Z^m; the residual carries most of the

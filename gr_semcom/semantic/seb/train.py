@@ -345,7 +345,7 @@ def _write_card(outp: Path, c: dict) -> None:
         f"# {title}, lambda = {c['lambda']:g}", "",
         "Model: `gr_semcom.semantic.seb.model.SebNet` (mode `%s`%s), compressai GDN layers and entropy models; "
         "architecture, loss and deviations from the paper in `gr_semcom/semantic/seb/model.py`, "
-        "`docs/learned_codecs.md` and the README." % (c["mode"], ", cond" if c.get("cond") else ""),
+        "`docs/learned_codecs.md` and docs/seb.md." % (c["mode"], ", cond" if c.get("cond") else ""),
         "",
         "## Data",
         f"Training: {len(c['train_photos'])} photos of {', '.join(srcs)} (`scripts/fetch_photos.sh`, licences in "
