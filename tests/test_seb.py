@@ -27,12 +27,6 @@ def one_torch_thread():
     torch.set_num_threads(n)
 
 
-@pytest.fixture
-def gnuradio():
-    """For the tests that need GNU Radio: they skip one by one without it, the numpy/torch ones still run."""
-    return pytest.importorskip("gnuradio.gr")
-
-
 SEB_MODELS = sorted(str(p) for p in (ROOT / "models").glob("seb_lam*/model.safetensors"))
 
 

@@ -69,21 +69,14 @@ def cmd_transmit(args) -> int:
 
 def cmd_transmit_ulbsc(args) -> int:
     from ..semantic.hub import MissingWeights
-    from ..semantic.captioner import make_captioner
     from ..semantic.images import ImageError, load_image
-    from ..semantic.saliency import make_detector
-    from ..semantic.captioner import DEFAULT_BLIP
-    from ..semantic.ulbsc.codec import DEFAULT_DEEPSC, DEFAULT_VQ, UlbscCodec
     from ..systems.ulbsc import send_ulbsc, write_outputs
 
     src = Path(args.input)
     try:
         img = load_image(src)
-        detector = make_detector(args.saliency)
-        opts = UlbscOptions.from_args(args)
-        captioner = make_captioner(opts.captioner, str(src), opts.caption or None, opts.blip_model or DEFAULT_BLIP)
-        codec = UlbscCodec.from_files(opts.vq or DEFAULT_VQ, opts.deepsc or DEFAULT_DEEPSC, opts.caption_mode,
-                                      detector, captioner)
+        codec = UlbscOptions.from_args(args).build(str(src))
+        detector, captioner = codec.detector, codec.captioner
         payload = codec.encode(img)
     except (ImageError, MissingWeights, FileNotFoundError, ValueError) as exc:
         print(f"semcom: {exc}", file=sys.stderr)

@@ -255,17 +255,14 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
                 Image.fromarray(img).save(grid_dir / f"{point.channel}_{point.esn0_db:g}dB_{point.scheme}_{name}.png")
     else:  # ulbsc, caption-only
         from ..phy.frame import FrameSpec
-        from ..semantic.captioner import make_captioner
-        from ..semantic.saliency import make_detector
-        from ..semantic.ulbsc.codec import UlbscCodec
+        from ..systems.options import UlbscOptions
         from ..systems.ulbsc import _caption_similarity, saliency_metrics, send_ulbsc
 
         mdir = models_dir(cfg)
         # digital caption mode: the DeepSC analog path is trained on its own caption corpus and does not
         # carry the attribute captions' words (ulbsc_curves.py measures the analog path on its corpus)
-        codec = UlbscCodec.from_files(mdir / "ulbsc_saliency_vq" / "model.safetensors",
-                                      mdir / "deepsc_text" / "model.safetensors", "digital", make_detector("u2netp"),
-                                      make_captioner("auto"))
+        codec = UlbscOptions(vq=str(mdir / "ulbsc_saliency_vq" / "model.safetensors"),
+                             deepsc=str(mdir / "deepsc_text" / "model.safetensors"), saliency="u2netp").build()
         spec = FrameSpec(modulation="bpsk", code_rate="1/4", codewords=2)  # ulbsc_curves.py's PHY
         from ..link.sim import link_columns, run_link
         from ..phy.mcs import cbr_channel_uses, pdu_channel_uses

@@ -150,10 +150,17 @@ class UlbscOptions(Options):
     pair_timeout: float = opt(2.0, "receiver: seconds to wait for the analog caption of a digital payload", cli=False)
 
     def build(self, image_path: str | None = None):
+        """The ULBSC codec; its captioner resolved for ``image_path`` (a sidecar
+        IMAGE.txt next to it counts) unless the blocks resolve it per image."""
         from ..blocks.ulbsc_blocks import make_codec
+        from ..semantic.captioner import DEFAULT_BLIP, make_captioner
 
-        return make_codec(self.vq, self.deepsc, self.caption_mode, self.saliency, self.captioner, self.blip_model,
-                          self.caption)
+        codec = make_codec(self.vq, self.deepsc, self.caption_mode, self.saliency, self.captioner, self.blip_model,
+                           self.caption)
+        if codec.captioner is None:
+            codec.captioner = make_captioner(self.captioner, image_path, self.caption or None,
+                                             self.blip_model or DEFAULT_BLIP)
+        return codec
 
 
 @dataclass
