@@ -22,8 +22,8 @@ import numpy as np
 from ..common import MODELS
 from ..phy.mcs import burst_symbols, cbr_channel_uses
 from .pdu_util import make_pdu, pdu_parts
-from .phy_blocks import IN as _IN, OUT as _OUT, STATUS as _STATUS, _status
-from .ulbsc_blocks import _worker_block
+from .phy_blocks import OUT as _OUT, STATUS as _STATUS, _status
+from .ulbsc_blocks import _pdu_block
 
 
 def load_deepjscc(models: str = ""):
@@ -36,19 +36,16 @@ def _padded(h: int, w: int) -> tuple[int, int]:
     return h + (-h % 16), w + (-w % 16)
 
 
-class deepjscc_encoder(_worker_block):
+class deepjscc_encoder(_pdu_block):
     def __init__(self, models: str = "", cbr: float = 1 / 30, modulation: str = "qpsk", codewords: int = 8,
                  model=None):
         from .analog import analog_spec
 
-        _worker_block.__init__(self, "semcom_deepjscc_encoder")
+        _pdu_block.__init__(self, "semcom_deepjscc_encoder")
         self.model = model if model is not None else load_deepjscc(models)
         self.cbr = float(cbr)
         self.aspec = analog_spec(modulation=modulation, codewords=int(codewords))
         self.encoded = 0
-        self.message_port_register_in(_IN)
-        self.message_port_register_out(_OUT)
-        self.set_msg_handler(_IN, self.handle)
 
     def work_item(self, msg):
 
@@ -74,15 +71,12 @@ class deepjscc_encoder(_worker_block):
         self.encoded += 1
 
 
-class deepjscc_decoder(_worker_block):
+class deepjscc_decoder(_pdu_block):
     def __init__(self, models: str = "", height: int = 256, width: int = 256, model=None):
-        _worker_block.__init__(self, "semcom_deepjscc_decoder")
+        _pdu_block.__init__(self, "semcom_deepjscc_decoder")
         self.model = model if model is not None else load_deepjscc(models)
         self.shape = (int(height), int(width))
         self.decoded = 0
-        self.message_port_register_in(_IN)
-        self.message_port_register_out(_OUT)
-        self.set_msg_handler(_IN, self.handle)
 
     def work_item(self, msg):
         from ..semantic.images import png_bytes

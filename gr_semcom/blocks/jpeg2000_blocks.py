@@ -21,21 +21,18 @@ import numpy as np
 from ..common import PayloadType
 from ..phy.mcs import byte_budget, cbr_channel_uses
 from .pdu_util import make_pdu
-from .phy_blocks import IN as _IN, OUT as _OUT, STATUS as _STATUS, _status
-from .ulbsc_blocks import _worker_block
+from .phy_blocks import OUT as _OUT, STATUS as _STATUS, _status
+from .ulbsc_blocks import _pdu_block
 
 
-class jpeg2000_encoder(_worker_block):
+class jpeg2000_encoder(_pdu_block):
     def __init__(self, cbr: float = 1 / 30, modulation: str = "qpsk", code_rate: str = "1/2", codewords: int = 4):
         from ..phy.frame import FrameSpec
 
-        _worker_block.__init__(self, "semcom_jpeg2000_encoder")
+        _pdu_block.__init__(self, "semcom_jpeg2000_encoder")
         self.cbr = float(cbr)
         self.spec = FrameSpec(modulation=modulation, code_rate=code_rate, codewords=int(codewords))
         self.encoded = 0
-        self.message_port_register_in(_IN)
-        self.message_port_register_out(_OUT)
-        self.set_msg_handler(_IN, self.handle)
 
     def work_item(self, msg):
         from ..semantic import jpeg2000
@@ -62,14 +59,11 @@ class jpeg2000_encoder(_worker_block):
         self.encoded += 1
 
 
-class jpeg2000_decoder(_worker_block):
+class jpeg2000_decoder(_pdu_block):
     def __init__(self, height: int = 256, width: int = 256):
-        _worker_block.__init__(self, "semcom_jpeg2000_decoder")
+        _pdu_block.__init__(self, "semcom_jpeg2000_decoder")
         self.shape = (int(height), int(width))
         self.decoded = 0
-        self.message_port_register_in(_IN)
-        self.message_port_register_out(_OUT)
-        self.set_msg_handler(_IN, self.handle)
 
     def work_item(self, msg):
         from ..semantic import jpeg2000

@@ -222,6 +222,17 @@ class _worker_block(_threaded_block):
         pass
 
 
+class _pdu_block(_worker_block):
+    """A worker block with one ``in`` and one ``out`` message port: each input
+    PDU is a work item."""
+
+    def __init__(self, name: str):
+        _worker_block.__init__(self, name)
+        self.message_port_register_in(_IN)
+        self.message_port_register_out(_OUT)
+        self.set_msg_handler(_IN, self.handle)
+
+
 def make_codec(vq: str = "", deepsc: str = "", caption_mode: str = "digital", saliency: str = "auto",
                captioner: str = "auto", blip_model: str = "", caption: str = ""):
     from ..semantic.captioner import DEFAULT_BLIP, make_captioner

@@ -207,6 +207,17 @@ def _wait_progress(block, cond, stall: float) -> bool:
     return True
 
 
+def _feed(encoder, inputs: list, encode_timeout: float) -> None:
+    """Post the input PDUs to a running encoder block, end its input once all
+    are queued (message delivery is asynchronous) and wait until it has worked
+    them off (:func:`_wait_progress`)."""
+    for meta, data in inputs:
+        encoder._post(pmt.intern("in"), make_pdu(meta, np.frombuffer(bytes(data), np.uint8)))
+    _wait_for(lambda: encoder.items_in >= len(inputs), 30.0)
+    encoder.finish()
+    _wait_progress(encoder, lambda: encoder.items_in >= len(inputs) and encoder.settled(), encode_timeout)
+
+
 def run_link(data: bytes, spec: FrameSpec | OfdmSpec, chan: ChannelSpec, timeout: float | None = None,
              rx_threshold: float | None = None, genie_csi: bool = False, payload_type: int = 0,
              ldpc_decoder: str = "spa") -> LinkResult:
@@ -430,12 +441,7 @@ def run_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: ChannelSpe
     t0 = time.monotonic()
     tb.start()
     try:
-        for meta, data in inputs:
-            encoder._post(pmt.intern("in"), make_pdu(meta, np.frombuffer(bytes(data), np.uint8)))
-        # end of input once every input is queued (message delivery is asynchronous)
-        _wait_for(lambda: encoder.items_in >= len(inputs), 30.0)
-        encoder.finish()
-        _wait_progress(encoder, lambda: encoder.items_in >= len(inputs) and encoder.settled(), encode_timeout)
+        _feed(encoder, inputs, encode_timeout)
         # what the encoder published reaches the TX (and our tap) in order
         n_pub = encoder.published.get(ports[0], 0)
         _wait_for(lambda: len(sent.items) >= n_pub and tx.framer.msg_id >= n_pub, 10.0)
@@ -564,11 +570,7 @@ def run_analog_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: Cha
     t0 = time.monotonic()
     tb.start()
     try:
-        for meta, data in inputs:
-            encoder._post(pmt.intern("in"), make_pdu(meta, np.frombuffer(bytes(data), np.uint8)))
-        _wait_for(lambda: encoder.items_in >= len(inputs), 30.0)
-        encoder.finish()
-        _wait_progress(encoder, encoder.settled, encode_timeout)
+        _feed(encoder, inputs, encode_timeout)
         _wait_for(lambda: len(sent.items) >= encoder.published.get("out", 0), 10.0)
         total = len(sent.items) * (spec.burst_samples + spec.flush_symbols * spec.sps)
         needed = total * (1 - abs(chan.sro_ppm) * 1e-6) - hold_back(rx, chan)
