@@ -41,8 +41,9 @@ def add_arguments(sw: argparse.ArgumentParser) -> None:
                          "cluster's business)")
     sw.add_argument("--workers", type=int, default=2,
                     help="points at a time (each in a fresh process, one GNU Radio point each)")
-    sw.add_argument("--point-timeout", type=float, default=None, metavar="SECONDS",
-                    help="a point running longer is killed and becomes a failed row (default: no limit)")
+    sw.add_argument("--point-timeout", type=float, default=3600.0, metavar="SECONDS",
+                    help="a point running longer is killed and becomes a failed row with the reason (default 3600: "
+                         "a hung point does not hold the sweep; 0 = no limit)")
     sw.add_argument("--capacity", action="store_true",
                     help="also the capacity-achieving-code accounting (Seb's eq. 11-12) on AWGN")
     sw.add_argument("--grid-snrs", default="", help="Es/N0 values for the image grid, e.g. 3,9,15")

@@ -573,7 +573,7 @@ def main_sweep(args) -> int:
                       steps=args.steps)
     pts = points_for(schemes, channels, snrs, args.seeds, capacity=args.capacity)
     raw = run_sweep(pts, cfg, workers=args.workers, engine=getattr(args, "engine", "local"),
-                    scheduler=getattr(args, "scheduler", None), timeout=getattr(args, "point_timeout", None))
+                    scheduler=getattr(args, "scheduler", None), timeout=getattr(args, "point_timeout", None) or None)
     present = [m for m in ALL_METRICS if any(np.isfinite(_f(r.get(m))) for r in raw if r.get("image"))]
     summary = summarise(raw, present)
     out = Path(args.out)
