@@ -144,6 +144,11 @@ def test_cli_transmit_ulbsc_with_a_generator(tmp_path):
     srv = subprocess.Popen([sys.executable, "-m", "gr_semcom.cli", "serve", "--pipeline", "echo", "--endpoint", ep],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
+        # the server is bound once it says so (its imports take seconds on a busy machine)
+        t0, line = time.monotonic(), ""
+        while "listening" not in line and time.monotonic() - t0 < 120 and srv.poll() is None:
+            line = srv.stdout.readline()
+        assert "listening" in line, "the generator server did not start"
         out = tmp_path / "run"
         p = subprocess.run([sys.executable, "-m", "gr_semcom.cli", "transmit", os.path.join(EXAMPLES, "coffee.jpg"),
                             "--scheme", "ulbsc", "--snr", "10", "--out", str(out), "--generator", ep,
@@ -152,7 +157,7 @@ def test_cli_transmit_ulbsc_with_a_generator(tmp_path):
         srv.kill()
         srv.wait()
     assert p.returncode == 0, p.stderr[-2000:]
-    assert "generated image: generated.png" in p.stdout
+    assert "generated image: generated.png" in p.stdout, p.stdout[-1200:]
     from PIL import Image
 
     gen = np.asarray(Image.open(out / "generated.png"))
