@@ -4,7 +4,6 @@ clients, a server that dies and comes back, malformed messages, and the GNU
 Radio client block."""
 import importlib.util
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -12,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from shared import free_port
 
 from gr_semcom.bridge import protocol as P  # numpy only
 from gr_semcom.bridge.generators import MissingWeights, make_generator  # diffusers imported on use
@@ -32,12 +32,6 @@ if _have("zmq"):
     from gr_semcom.bridge.server import GeneratorServer
 
 
-def _port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +39,7 @@ def tiny_server(tmp_path_factory):
     pytest.importorskip("zmq")
     pytest.importorskip("diffusers")
     ipc = f"ipc://{tmp_path_factory.mktemp('ipc')}/gen.ipc"
-    tcp = f"tcp://127.0.0.1:{_port()}"
+    tcp = f"tcp://127.0.0.1:{free_port()}"
     srv = GeneratorServer(lambda: make_generator("controlnet", tiny=True), [tcp, ipc], workers=2).start()
     yield srv, tcp, ipc
     srv.stop()
@@ -167,7 +161,7 @@ def _wait_up(c, deadline=30):
 
 @needs_zmq
 def test_server_killed_then_restarted_client_recovers():
-    ep = f"tcp://127.0.0.1:{_port()}"
+    ep = f"tcp://127.0.0.1:{free_port()}"
     proc = _serve(ep)
     try:
         c = GeneratorClient(ep, timeout=2.0)
@@ -196,7 +190,7 @@ def test_missing_weights_error_names_them(tmp_path, monkeypatch):
         make_generator("controlnet", model=str(tmp_path / "no-sd"), controlnet=str(tmp_path / "no-cn"))
     assert "no-cn" in str(e.value) and "semcom models download" in str(e.value)
     out = subprocess.run([sys.executable, "-m", "gr_semcom.cli", "serve", "--pipeline", "text", "--model",
-                          str(tmp_path / "absent"), "--endpoint", f"tcp://127.0.0.1:{_port()}"],
+                          str(tmp_path / "absent"), "--endpoint", f"tcp://127.0.0.1:{free_port()}"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "absent" in out.stderr and "Traceback" not in out.stderr
 
@@ -231,7 +225,7 @@ def test_gnuradio_client_block_times_out_keeps_running_and_recovers(tmp_path):
     from gr_semcom.blocks.pdu_util import make_pdu
     from gr_semcom.link.sim import _collector
 
-    ep = f"tcp://127.0.0.1:{_port()}"
+    ep = f"tcp://127.0.0.1:{free_port()}"
     tb = gr.top_block()
     cli = generator_client(ep, timeout=1.0)
     out, err = _collector("out"), _collector("err")
@@ -285,7 +279,7 @@ def test_stock_gnuradio_zmq_message_blocks_through_the_gateway(tiny_server):
     from gr_semcom.link.sim import _collector
 
     _, tcp, _ = tiny_server
-    a, b = f"tcp://127.0.0.1:{_port()}", f"tcp://127.0.0.1:{_port()}"
+    a, b = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     class relay(gr.basic_block):  # stands in for the decoder that feeds the sink
         def __init__(self):
             gr.basic_block.__init__(self, "relay", None, None)

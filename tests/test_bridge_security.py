@@ -11,7 +11,6 @@ import logging
 import os
 import random
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -20,24 +19,19 @@ import time
 
 import numpy as np
 import pytest
+from shared import free_port
 
 zmq = pytest.importorskip("zmq")
 
 from gr_semcom.bridge import protocol as P  # noqa: E402
 from gr_semcom.bridge.auth import (CurveConfigError, CurveOptions, add_curve_arguments, apply_client,  # noqa: E402
                                    curve_options_from_args, keys_main, load_key, make_keys)
-from gr_semcom.bridge.client import BridgeError, BridgeTimeout, GeneratorClient  # noqa: E402
+from gr_semcom.bridge.client import BridgeTimeout, GeneratorClient  # noqa: E402
 from gr_semcom.bridge.generators import EchoGenerator  # noqa: E402
 from gr_semcom.bridge.server import (FairQueue, GeneratorServer, InsecureBindError, QueueFull,  # noqa: E402
                                      check_bind)
 
 
-def _port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def _ctrl(seed=0, side=16):
@@ -68,7 +62,7 @@ def _client_opts(keys, name="alice", server="server/server.key", where="clients"
 
 @pytest.fixture(scope="module")
 def curve_server(keys):
-    ep = f"tcp://127.0.0.1:{_port()}"
+    ep = f"tcp://127.0.0.1:{free_port()}"
     srv = GeneratorServer(EchoGenerator, ep, curve=CurveOptions(server_key=str(keys / "server" / "server.key_secret"),
                                                                 allowed_keys=str(keys / "allowed"))).start()
     yield srv, ep
@@ -177,7 +171,7 @@ def test_allowed_directory_is_reread_add_and_revoke(keys, tmp_path):
     allowed = tmp_path / "allowed"
     allowed.mkdir()
     shutil.copy(keys / "allowed" / "alice.key", allowed)
-    ep = f"tcp://127.0.0.1:{_port()}"
+    ep = f"tcp://127.0.0.1:{free_port()}"
     srv = GeneratorServer(EchoGenerator, ep, curve=CurveOptions(
         server_key=str(keys / "server" / "server.key_secret"), allowed_keys=str(allowed))).start()
     try:
@@ -236,7 +230,7 @@ def test_gateway_without_gnuradio_passes_keys(curve_server, keys):
             return json.dumps({"error": code}).encode()
 
     _, ep = curve_server
-    a, b = f"tcp://127.0.0.1:{_port()}", f"tcp://127.0.0.1:{_port()}"
+    a, b = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     ctx = zmq.Context.instance()
     push, pull = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
     push.bind(a)
@@ -287,7 +281,7 @@ def test_non_loopback_bind_without_curve_refuses_before_loading(keys, caplog, ca
                        "inproc://x"], curve_on=False, insecure=False) == []
     assert check_bind(["tcp://*:1"], curve_on=True, insecure=False) == ["tcp://*:1"]  # CURVE: allowed
     # --insecure: starts, with a loud warning on stderr and in the log
-    port = _port()
+    port = free_port()
     caplog.set_level(logging.WARNING, logger="gr_semcom.bridge")
     srv = GeneratorServer(factory, f"tcp://0.0.0.0:{port}", insecure=True).start()
     try:
@@ -298,7 +292,7 @@ def test_non_loopback_bind_without_curve_refuses_before_loading(keys, caplog, ca
     assert "INSECURE" in capsys.readouterr().err
     assert any("WITHOUT authentication" in r.getMessage() for r in caplog.records)
     # CURVE on every interface: no refusal, no warning needed
-    srv = GeneratorServer(EchoGenerator, f"tcp://*:{_port()}", curve=CurveOptions(
+    srv = GeneratorServer(EchoGenerator, f"tcp://*:{free_port()}", curve=CurveOptions(
         server_key=str(keys / "server" / "server.key_secret"), allowed_keys=str(keys / "allowed"))).start()
     srv.stop()
 
@@ -429,7 +423,7 @@ def test_queue_bound_is_per_identity(keys, curve):
     each connection is a client. Two sockets x 5 requests, bound 4, one in
     the worker: alice's key gets 4 queued (+1 running), bob's 4 more."""
     gate, started = threading.Event(), threading.Event()
-    ep = f"tcp://127.0.0.1:{_port()}"
+    ep = f"tcp://127.0.0.1:{free_port()}"
     kw = dict(curve=CurveOptions(server_key=str(keys / "server" / "server.key_secret"),
                                  allowed_keys=str(keys / "allowed"))) if curve else {}
     srv = GeneratorServer(lambda: _GatedEcho(gate, started), ep, queue_max=64, client_queue_max=4, **kw).start()
@@ -467,7 +461,7 @@ def test_flooding_client_does_not_starve_another():
     answered, none busy, and its latency stays within a few generation times."""
     gate, started = threading.Event(), threading.Event()
     gate.set()
-    ep = f"tcp://127.0.0.1:{_port()}"
+    ep = f"tcp://127.0.0.1:{free_port()}"
     srv = GeneratorServer(lambda: _GatedEcho(gate, started, delay=0.01), ep, queue_max=32,
                           client_queue_max=8).start()
     stop = threading.Event()
@@ -566,7 +560,7 @@ def _mutations(rng: random.Random, n: int):
 
 def test_fuzz_every_message_answered_no_crash_bounded_rss():
     psutil = pytest.importorskip("psutil")
-    ep = f"tcp://127.0.0.1:{_port()}"
+    ep = f"tcp://127.0.0.1:{free_port()}"
     srv = GeneratorServer(EchoGenerator, ep, queue_max=64).start()
     proc = psutil.Process()
     rng = random.Random(21)

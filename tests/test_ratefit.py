@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from gr_semcom.semantic.seb import ratefit
 from gr_semcom.semantic.seb.codec import SebCodec
@@ -20,12 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HP = sorted(str(p) for p in (ROOT / "models").glob("hyperprior_lam*/model.safetensors"))
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared import photo  # noqa: F401 (used by the tests below)
 import torch
 
 from gr_semcom.semantic.seb.codec import (IMG_HDR, SebCodec, _pack_indices, _unpack_indices, elbow, index_bits,
@@ -36,14 +37,6 @@ def tiny(mode="seb", seed=0) -> SebNet:
     net.update()
     return net.eval()
 
-
-def photo(seed=0, h=128, w=192) -> np.ndarray:
-    """Smooth random colour field (compressible, like a photo)."""
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (h // 16, w // 16, 3)).astype(np.uint8)
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(small).resize((w, h), Image.BICUBIC))
 
 
 def test_compressai_parts_load_and_code_exactly():

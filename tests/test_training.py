@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from shared import photo  # noqa: F401 (used by the tests below)
 import torch
 
 from gr_semcom.semantic.seb.codec import (
@@ -20,12 +21,7 @@ from gr_semcom.semantic.seb.codec import (
 from gr_semcom.semantic.seb.model import SebConfig, SebNet
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 def tiny_hp(seed=0) -> SebNet:
@@ -37,13 +33,6 @@ def tiny_hp(seed=0) -> SebNet:
     net.update()
     return net.eval()
 
-
-def photo(seed=0, h=128, w=192) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (h // 16, w // 16, 3)).astype(np.uint8)
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(small).resize((w, h), Image.BICUBIC))
 
 
 def cond_from(hp: SebNet) -> SebNet:

@@ -1,0 +1,24 @@
+"""Helpers several test files use (fixtures are in conftest.py)."""
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+
+
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def photo(seed=0, h=128, w=192) -> np.ndarray:
+    """Smooth random colour field (compressible, like a photo)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (h // 16, w // 16, 3)).astype(np.uint8)
+    return np.asarray(Image.fromarray(small).resize((w, h), Image.BICUBIC))
