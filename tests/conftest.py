@@ -21,3 +21,19 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_client_keys():
+    """`semcom transmit/sweep --client-key` export the key paths into the
+    environment of the process (bridge.auth.export_client_env); a test that
+    calls it in-process must not hand its keys to every later test's clients
+    and subprocesses."""
+    names = ("SEMCOM_CLIENT_KEY", "SEMCOM_SERVER_KEY")
+    saved = {k: os.environ.get(k) for k in names}
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

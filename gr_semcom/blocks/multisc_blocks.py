@@ -169,9 +169,10 @@ class multisc_decoder(_worker_block):
         pass
 
     def settled(self) -> bool:
-        """Every slice that arrived decoded (captions still queued wait for a slice)."""
+        """Every slice and caption that arrived decoded (captions whose slice
+        never comes are decoded after two pairing windows)."""
         with self._lock:
-            return not self._slices and self.items_done >= self.items_in
+            return not self._slices and not self._caps and self.items_done >= self.items_in
 
     def idle(self):
         now = time.monotonic()
@@ -179,20 +180,29 @@ class multisc_decoder(_worker_block):
             with self._lock:
                 if not self._slices:
                     if self._caps and now - self._caps[0][0] > 2 * self.pair_timeout:
-                        self._caps.pop(0)  # a caption without its slice
-                        self.message_port_pub(_STATUS, _status(event="orphan_caption"))
-                        continue
-                    return
-                t0, meta, data = self._slices[0]
-                raw = np.asarray(data, np.uint8).tobytes()
-                missing = [tuple(m) for m in (meta.get("missing") or [])]
-                n = caption_count(raw, missing)
-                ready = n is not None and len(self._caps) >= n
-                if not ready and now - t0 < self.pair_timeout:
-                    return
-                self._slices.pop(0)
-                take = n if n is not None else len(self._caps)
-                caps, self._caps = self._caps[:take], self._caps[take:]
+                        # captions whose slice was lost: decoded with the slice erased (the captions that
+                        # came within one pairing window of the first belong to the same image)
+                        t_first = self._caps[0][0]
+                        caps = [c for c in self._caps if c[0] - t_first <= self.pair_timeout]
+                        self._caps = self._caps[len(caps):]
+                        self.message_port_pub(_STATUS, _status(event="orphan_captions", captions=len(caps)))
+                    else:
+                        return
+                else:
+                    caps = None
+                if caps is not None:
+                    raw, missing, n = b"", [(0, 1 << 30)], None
+                else:
+                    t0, meta, data = self._slices[0]
+                    raw = np.asarray(data, np.uint8).tobytes()
+                    missing = [tuple(m) for m in (meta.get("missing") or [])]
+                    n = caption_count(raw, missing)
+                    ready = n is not None and len(self._caps) >= n
+                    if not ready and now - t0 < self.pair_timeout:
+                        return
+                    self._slices.pop(0)
+                    take = n if n is not None else len(self._caps)
+                    caps, self._caps = self._caps[:take], self._caps[take:]
             self.decode_one(raw, missing, caps, n)
 
     def decode_one(self, raw: bytes, missing, caps, n: int | None):

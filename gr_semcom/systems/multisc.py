@@ -236,6 +236,9 @@ def run_multisc(codec: MultiScCodec, image: np.ndarray, chan: ChannelSpec, cbr: 
             slice_erased=bool(meta["slice_erased"]), errors=list(meta.get("errors") or []))
     else:  # the decoder got nothing
         recon = codec.decode(None, (), [None] * len(payload.captions))
+    k = len(payload.captions)  # captions lost with their slice's header: empty, one per caption sent
+    recon.captions_received = (list(recon.captions_received) + [""] * k)[:k]
+    recon.captions_corrected = (list(recon.captions_corrected) + [""] * k)[:k]
     got = run.analog_received
     clinks = [{"mode": "uncoded", "received": k < len(got), "snr_db": got[k][0].get("snr_db") if k < len(got)
                else float("nan"), "channel_uses": burst_symbols(aspec)} for k in range(len(payload.captions))]
