@@ -499,20 +499,11 @@ class BurstDemodulator:
         if n0 < 2:
             n0 = 2
         # band-limited (FFT) interpolation of the preamble region on a 1/16-sample grid
-        lo = max(n0 - 8, 0)
-        segx = x[lo:n0 + PREAMBLE_LEN * sps + 8]
-        grid, delays = _delay_bank(segx.size)
-        shifted = np.fft.ifft(np.fft.fft(segx)[None, :] * delays, axis=1)
-        z = shifted[:, (n0 - lo) + self._pre_pos] * np.conj(PREAMBLE)[None, :]
-        mf = (np.abs(z.reshape(grid.size, self._segs, -1).sum(-1)) ** 2).sum(-1)
-        b = int(np.argmax(mf))
-        frac = grid[b]
-        if 0 < b < grid.size - 1:
-            y0, y1, y2 = mf[b - 1], mf[b], mf[b + 1]
-            den = y0 - 2 * y1 + y2
-            if den < 0:
-                frac += 0.5 * (y0 - y2) / den * (grid[1] - grid[0])
-        t0 = n0 + frac
+        def segmented_mf(shifted, off):
+            z = shifted[:, off + self._pre_pos] * np.conj(PREAMBLE)[None, :]
+            return (np.abs(z.reshape(shifted.shape[0], self._segs, -1).sum(-1)) ** 2).sum(-1)
+
+        t0 = self._fine_timing(x, n0, segmented_mf)
         # 2. the burst at the symbol instants t0 + k*sps
         nsym = spec.n_symbols
         r = _interp_at(x, t0, sps, nsym)
