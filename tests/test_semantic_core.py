@@ -211,6 +211,32 @@ def test_shipped_vq_beats_the_zero_bit_prior(codec):
     assert np.mean(gains) > 0.02
 
 
+def test_caption_only_form_sends_header_and_caption_and_decodes_to_the_prior(codec):
+    """--scheme caption-only: the same codec with fields="caption" sends no
+    saliency indices (header flag), its receiver's map is the codebook
+    prior, not an erasure; a lost caption byte is still an erasure."""
+    from gr_semcom.semantic.ulbsc.codec import UlbscCodec
+
+    only = UlbscCodec(codec.vq, deepsc=codec.deepsc, fields="caption")
+    sal = np.zeros((60, 80), np.float32)
+    sal[10:40, 20:60] = 1
+    full = codec.encode_fields("a red box on a black wall", sal, (60, 80))
+    pay = only.encode_fields("a red box on a black wall", sal, (60, 80))
+    assert [f["name"] for f in pay.fields] == ["header", "caption"]
+    assert len(pay.data) == len(full.data) - codec.index_bytes and pay.data[5:] == full.data[5 + codec.index_bytes:]
+    for rx in (only, codec):  # the header's flag decides, whichever form the receiver was built for
+        rec = rx.decode(pay.data)
+        assert rec.caption == "a red box on a black wall" and rec.shape == (60, 80)
+        assert not rec.saliency_erased and not rec.caption_erased and not rec.errors
+        assert np.allclose(rec.saliency, codec.prior_map((60, 80)))
+    rec = only.decode(pay.data, missing=[(6, 7)])
+    assert rec.caption_erased and not rec.saliency_erased
+    rec = only.decode(None)  # nothing arrived: the configured form's guess, every field erased or prior
+    assert rec.caption_erased and rec.caption == ""
+    with pytest.raises(ValueError, match="caption-only"):
+        UlbscCodec(codec.vq, deepsc=codec.deepsc, caption_mode="analog", fields="caption")
+
+
 def test_bits_roundtrip_and_payload_layout(codec):
     vq = codec.vq
     idx = np.array([0, 1, vq.cfg.codebook_size - 1])

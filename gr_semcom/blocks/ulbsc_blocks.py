@@ -234,7 +234,7 @@ class _pdu_block(_worker_block):
 
 
 def make_codec(vq: str = "", deepsc: str = "", caption_mode: str = "digital", saliency: str = "auto",
-               captioner: str = "auto", blip_model: str = "", caption: str = ""):
+               captioner: str = "auto", blip_model: str = "", caption: str = "", fields: str = "all"):
     from ..semantic.captioner import DEFAULT_BLIP, make_captioner
     from ..semantic.saliency import make_detector
     from ..semantic.ulbsc.codec import DEFAULT_DEEPSC, DEFAULT_VQ, UlbscCodec
@@ -243,17 +243,18 @@ def make_codec(vq: str = "", deepsc: str = "", caption_mode: str = "digital", sa
     cap = None
     if caption or captioner == "blip":
         cap = make_captioner(captioner, None, caption or None, blip_model or DEFAULT_BLIP)
-    return UlbscCodec.from_files(vq or DEFAULT_VQ, deepsc or DEFAULT_DEEPSC, caption_mode, det, cap)
+    return UlbscCodec.from_files(vq or DEFAULT_VQ, deepsc or DEFAULT_DEEPSC, caption_mode, det, cap, fields)
 
 
 class ulbsc_encoder(_worker_block):
     def __init__(self, vq: str = "", deepsc: str = "", caption_mode: str = "digital", saliency: str = "auto",
-                 captioner: str = "auto", blip_model: str = "", caption: str = "", codec=None):
+                 captioner: str = "auto", blip_model: str = "", caption: str = "", fields: str = "all",
+                 codec=None):
         from ..semantic.captioner import DEFAULT_BLIP
 
         _worker_block.__init__(self, "semcom_ulbsc_encoder")
         self.codec = codec if codec is not None else make_codec(vq, deepsc, caption_mode, saliency, captioner,
-                                                                 blip_model, caption)
+                                                                 blip_model, caption, fields)
         self.captioner_kind, self.blip_model = captioner, blip_model or DEFAULT_BLIP
         self.encoded = 0
         self.message_port_register_in(_IN)
@@ -281,7 +282,8 @@ class ulbsc_encoder(_worker_block):
                                                    error=str(exc)))
             return
         out = p.meta()
-        out.update(name=meta.get("name", ""), caption=p.caption, encode_seconds=seconds, payload_type=int(PayloadType.ULBSC))
+        ptype = PayloadType.CAPTION if self.codec.fields == "caption" else PayloadType.ULBSC
+        out.update(name=meta.get("name", ""), caption=p.caption, encode_seconds=seconds, payload_type=int(ptype))
         self.publish(_OUT, make_pdu(out, p.data))
         if p.symbols is not None:
             self.publish(_ANALOG, make_pdu({"name": meta.get("name", ""), "scheme": "ulbsc"},
@@ -295,10 +297,10 @@ class ulbsc_decoder(_worker_block):
     symbols (and vice versa); unpaired halves decode as erasures."""
 
     def __init__(self, vq: str = "", deepsc: str = "", caption_mode: str = "digital", pair_timeout: float = 2.0,
-                 codec=None):
+                 fields: str = "all", codec=None):
         _worker_block.__init__(self, "semcom_ulbsc_decoder")
         self.codec = codec if codec is not None else make_codec(vq, deepsc, caption_mode, saliency="",
-                                                                 captioner="none")
+                                                                 captioner="none", fields=fields)
         self.pair_timeout = pair_timeout
         self.decoded = 0
         self.digital_in = 0  # digital PDUs arrived

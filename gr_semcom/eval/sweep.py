@@ -38,8 +38,9 @@ states their channel uses and CBR, so the budget check holds):
   ``--generator``, of the generated image;
 * ``ulbsc``: caption + saliency codebook index in one digital PDU (BPSK,
   LDPC 1/4, two codewords per burst) through the ULBSC blocks;
-  ``caption-only``: the same caption field alone (one PDU over the same
-  PHY), the receiver's map is the codebook prior (ULBSC's "OnlyCaption");
+  ``caption-only``: the same blocks sending the caption field alone (the
+  codec's caption-only form: 5-byte header + caption, one PDU over the
+  same PHY), the receiver's map is the codebook prior (ULBSC's "OnlyCaption");
   saliency MAE / F-measure, caption BLEU / similarity.
 
 Captions come from the default captioners (semantic/captioner.py "auto": no
@@ -57,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common import MODELS, PayloadType
+from ..common import MODELS
 from ..systems.registry import IMAGE_SCHEMES, SCHEMES, SEMANTIC_SCHEMES
 from ..systems.registry import MULTISC_SPLITS as MULTISC_SCHEMES
 
@@ -253,45 +254,30 @@ def _semantic_point(point: Point, cfg: SweepConfig, names, ims, failures) -> lis
                 grid_dir.mkdir(parents=True, exist_ok=True)
                 img = r.generated if r.generated is not None else r.recon.canvas()
                 Image.fromarray(img).save(grid_dir / f"{point.channel}_{point.esn0_db:g}dB_{point.scheme}_{name}.png")
-    else:  # ulbsc, caption-only
+    else:  # ulbsc, caption-only: the same blocks, caption-only sends the caption field alone
         from ..phy.frame import FrameSpec
         from ..systems.options import UlbscOptions
-        from ..systems.ulbsc import _caption_similarity, saliency_metrics, send_ulbsc
+        from ..systems.ulbsc import send_ulbsc
 
         mdir = models_dir(cfg)
         # digital caption mode: the DeepSC analog path is trained on its own caption corpus and does not
-        # carry the attribute captions' words (ulbsc_curves.py measures the analog path on its corpus)
+        # carry the attribute captions' words
         codec = UlbscOptions(vq=str(mdir / "ulbsc_saliency_vq" / "model.safetensors"),
-                             deepsc=str(mdir / "deepsc_text" / "model.safetensors"), saliency="u2netp").build()
-        spec = FrameSpec(modulation="bpsk", code_rate="1/4", codewords=2)  # ulbsc_curves.py's PHY
-        from ..link.sim import link_columns, run_link
+                             deepsc=str(mdir / "deepsc_text" / "model.safetensors"), saliency="u2netp",
+                             fields="caption" if point.scheme == "caption-only" else "all").build()
+        spec = FrameSpec(modulation="bpsk", code_rate="1/4", codewords=2)  # one burst carries either payload
         from ..phy.mcs import cbr_channel_uses, pdu_channel_uses
-        from ..semantic.data import pdu_text
-        from ..semantic.metrics import bleu
 
         for i, (name, im) in enumerate(zip(names, ims)):
             chan = _image_channel(point, i)
             p, t_enc = _encode(codec, im, {**base, "image": name}, rows)
             if p is None:
                 continue
-            if point.scheme == "ulbsc":
-                r = send_ulbsc(codec, p, spec, chan, timeout=60, rx_threshold=0.15, image=im, name=name)
-                m, cap, sal = dict(r.metrics), r.recon.caption, r.recon.saliency
-                nbytes = len(p.data)
-                failed = not r.link.get("frames_ok")
-                link = {k: r.link[k] for k in LINK_COLUMNS}
-            else:  # the caption field alone; the receiver's map is the codebook prior
-                raw, enc = codec._caption_bytes(p.caption)
-                lr = run_link(raw, spec, chan, timeout=60, payload_type=PayloadType.CAPTION, rx_threshold=0.15)
-                cap = ""
-                if lr.received is not None:  # lost frames arrive zero-filled
-                    cap = codec._caption_from_tokens(lr.received) if enc == "tokens" else pdu_text(lr.received)
-                sal = codec.prior_map(p.shape)
-                m = saliency_metrics(sal, p.saliency)
-                m.update(caption_bleu=bleu([cap], [p.caption]), caption_similarity=_caption_similarity(cap, p.caption))
-                nbytes = len(raw)
-                failed = lr.received is None
-                link = link_columns(lr)
+            r = send_ulbsc(codec, p, spec, chan, timeout=60, rx_threshold=0.15, image=im, name=name)
+            m, cap, sal = dict(r.metrics), r.recon.caption, r.recon.saliency
+            nbytes = len(p.data)
+            failed = not r.link.get("frames_ok")
+            link = {k: r.link[k] for k in LINK_COLUMNS}
             uses = pdu_channel_uses(nbytes, spec)
             h, w = im.shape[:2]
             rows.append({**base, "image": name, "height": h, "width": w, "bytes": nbytes, "channel_uses": uses,

@@ -148,6 +148,8 @@ class UlbscOptions(Options):
     vq: str = opt("", "saliency VQ weights (default models/ulbsc_saliency_vq)")
     deepsc: str = opt("", "DeepSC text weights (default models/deepsc_text)")
     pair_timeout: float = opt(2.0, "receiver: seconds to wait for the analog caption of a digital payload", cli=False)
+    fields: str = opt("all", "what is sent: caption + saliency indices, or the caption alone (--scheme caption-only)",
+                      choices=("all", "caption"), cli=False)
 
     def build(self, image_path: str | None = None):
         """The ULBSC codec; its captioner resolved for ``image_path`` (a sidecar
@@ -156,7 +158,7 @@ class UlbscOptions(Options):
         from ..semantic.captioner import DEFAULT_BLIP, make_captioner
 
         codec = make_codec(self.vq, self.deepsc, self.caption_mode, self.saliency, self.captioner, self.blip_model,
-                           self.caption)
+                           self.caption, self.fields)
         if codec.captioner is None:
             codec.captioner = make_captioner(self.captioner, image_path, self.caption or None,
                                              self.blip_model or DEFAULT_BLIP)

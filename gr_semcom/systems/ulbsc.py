@@ -29,6 +29,11 @@ class UlbscResult:
     timings: dict = field(default_factory=dict)
 
 
+def payload_type(payload: UlbscPayload) -> PayloadType:
+    """The frame header's payload type of a ULBSC payload (the caption-only form has its own)."""
+    return PayloadType.ULBSC if any(f["name"] == "saliency_indices" for f in payload.fields) else PayloadType.CAPTION
+
+
 def saliency_metrics(pred: np.ndarray, ref: np.ndarray) -> dict:
     # adaptive threshold as the paper; at 0.5 too (the adaptive one is 1, so 0 F, for maps of mean > 0.5)
     return {"saliency_mae": mae(pred, ref), "saliency_fmeasure": f_measure(pred, ref),
@@ -39,57 +44,55 @@ def send_ulbsc(codec: UlbscCodec, payload: UlbscPayload, spec, chan: ChannelSpec
                generator: str | None = None, generator_timeout: float = 60.0, steps: int = 20,
                seed: int = 0, rx_threshold: float | None = None, image: np.ndarray | None = None,
                name: str = "image") -> UlbscResult:
-    """ULBSC across the channel. Digital caption mode with ``image`` given:
-    the flowgraph a GRC user builds (``ulbsc_encoder`` -> ``phy_tx`` ->
-    channel -> ``phy_rx`` -> ``ulbsc_decoder``, :func:`~gr_semcom.link.sim.
-    run_blocks`), the encoder block encoding ``image`` with ``payload``'s
-    caption (``payload`` is the transmitter's reference for the metrics; the
-    block's payload must equal it). Analog caption mode: the payload's PDU
-    over ``run_link`` and its DeepSC symbols over ``run_analog``.
+    """ULBSC across the channel through the flowgraph a GRC user builds
+    (:func:`~gr_semcom.link.sim.run_blocks`): ``image_source``'s PDU ->
+    ``ulbsc_encoder`` -> ``phy_tx`` -> channel -> ``phy_rx`` ->
+    ``ulbsc_decoder``; in analog caption mode also the encoder's ``analog``
+    port -> ``analog_tx`` -> its own channel -> ``analog_rx`` -> the
+    decoder's ``analog`` port. The encoder block encodes ``image`` with
+    ``payload``'s caption; ``payload`` is the transmitter's reference for
+    the metrics (the block's payload must equal it). The codec's ``fields``
+    ("caption": the caption-only baseline) is the blocks' too.
     ``rx_threshold``: preamble detector rho^2 of the receivers (None: their
     default)."""
-    from ..link.sim import link_columns, run_analog, run_blocks, run_link
+    from ..blocks.analog import analog_spec
+    from ..blocks.ulbsc_blocks import ulbsc_decoder, ulbsc_encoder
+    from ..link.sim import link_columns, run_blocks
+    from ..semantic.images import png_bytes
 
+    if image is None:
+        raise ValueError("send_ulbsc needs the source image: the encoder block encodes it")
     thr = {} if rx_threshold is None else {"rx_threshold": rx_threshold}
+    analog = ("analog", "analog", analog_spec()) if codec.caption_mode == "analog" else None
     t = time.monotonic()
-    analog, symbols = None, None
-    if image is not None and payload.symbols is None:
-        from ..blocks.ulbsc_blocks import ulbsc_decoder, ulbsc_encoder
-        from ..semantic.images import png_bytes
-
-        run = run_blocks(ulbsc_encoder(codec=codec), ulbsc_decoder(codec=codec),
-                         [({"name": name, "caption": payload.caption}, png_bytes(image))], spec, chan,
-                         timeout=timeout, **thr)
-        if [d for _, d in run.sent] != [payload.data]:  # the metrics' reference is then not what was sent: say so
-            import logging
-
-            logging.getLogger(__name__).warning(
-                "the ULBSC encoder block's payload (%s B) differs from the codec's for the same image (%d B); "
-                "metrics are against the codec's source fields", [len(d) for _, d in run.sent], len(payload.data))
-        res = run.pdu_links[0]
-        t_link = time.monotonic() - t
-        t = time.monotonic()
-        if run.decoded:
-            meta, m8 = run.decoded[0]
-            sal = np.frombuffer(m8, np.uint8).reshape(meta["control_shape"]).astype(np.float32) / 255
-            recon = UlbscReconstruction(caption=meta.get("caption", ""), saliency=sal,
-                                        shape=(int(meta["height"]), int(meta["width"])),
-                                        indices=np.asarray(meta.get("indices", []), np.int64),
-                                        saliency_erased=bool(meta.get("saliency_erased")),
-                                        caption_erased=bool(meta.get("caption_erased")),
-                                        errors=list(meta.get("errors") or []))
-        else:  # nothing reached the decoder: every field erased
-            recon = codec.decode(None, (), None)
-    else:
-        res = run_link(payload.data, spec, chan, timeout=timeout, payload_type=PayloadType.ULBSC, **thr)
-        if payload.symbols is not None:
-            ar = run_analog(payload.symbols, chan, timeout=min(timeout or 10.0, 10.0), **thr)
-            symbols = ar.symbols
-            analog = {"received": ar.symbols is not None, "snr_db": ar.snr_db,
-                      "symbols": int(payload.symbols.size), "seconds": ar.seconds}
-        t_link = time.monotonic() - t
-        t = time.monotonic()
-        recon = codec.decode(res.received, res.missing if res.received is not None else (), symbols)
+    run = run_blocks(ulbsc_encoder(codec=codec), ulbsc_decoder(codec=codec),
+                     [({"name": name, "caption": payload.caption}, png_bytes(image))], spec, chan,
+                     timeout=timeout, analog=analog, ports=("out", "in"), **thr)
+    sent_symbols = [np.asarray(d) for _, d in run.analog_sent]
+    if [d for _, d in run.sent] != [payload.data] or (payload.symbols is not None and not (
+            len(sent_symbols) == 1 and np.array_equal(sent_symbols[0], payload.symbols.astype(np.complex64)))):
+        raise RuntimeError("the ULBSC encoder block's payload differs from the codec's for the same image and "
+                           "caption: the metrics' reference would not be what was sent")
+    res = run.pdu_links[0]
+    t_link = time.monotonic() - t
+    t = time.monotonic()
+    analog_rec = None
+    if analog is not None:
+        got = run.analog_received
+        analog_rec = {"received": bool(got), "snr_db": got[0][0].get("snr_db") if got else float("nan"),
+                      "symbols": int(payload.symbols.size), "seconds": run.seconds}
+    if run.decoded:
+        meta, m8 = run.decoded[0]
+        sal = np.frombuffer(m8, np.uint8).reshape(meta["control_shape"]).astype(np.float32) / 255
+        recon = UlbscReconstruction(caption=meta.get("caption", ""), saliency=sal,
+                                    shape=(int(meta["height"]), int(meta["width"])),
+                                    indices=np.asarray(meta.get("indices", []), np.int64),
+                                    saliency_erased=bool(meta.get("saliency_erased")),
+                                    caption_erased=bool(meta.get("caption_erased")),
+                                    errors=list(meta.get("errors") or []))
+    else:  # nothing reached the decoder: every field erased
+        recon = codec.decode(None, (), None)
+    analog = analog_rec
     link = {**res.summary(), **link_columns(res)}
     t_dec = time.monotonic() - t
     sal = recon.saliency
@@ -175,5 +178,5 @@ def write_outputs(res: UlbscResult, out: Path, source_bytes: int | None = None) 
     from ..link.sim import payload_manifest
 
     (out / "payloads.json").write_text(json.dumps(payload_manifest(
-        [({"payload_type": int(PayloadType.ULBSC)}, res.payload.data)]), indent=2))
+        [({"payload_type": int(payload_type(res.payload))}, res.payload.data)]), indent=2))
     return summary

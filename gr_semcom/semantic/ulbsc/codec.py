@@ -5,9 +5,10 @@ One implementation serves the CLI, the GNU Radio blocks and the tests.
 Digital payload (bytes, the PDU that crosses CRC + LDPC + QAM)::
 
     byte 0      version (high nibble) | flags (bit 0: caption sent analog,
-                bit 1: caption as vocabulary tokens)
+                bit 1: caption as vocabulary tokens, bit 2: no saliency field)
     bytes 1-4   source height, width (u16 big-endian)
-    next        saliency codebook indices, grid^2 * ceil(log2 N_idx) bits, MSB first
+    next        saliency codebook indices, grid^2 * ceil(log2 N_idx) bits, MSB
+                first (absent in the caption-only form)
     rest        caption (digital caption mode only): the caption's tokens in
                 the DeepSC vocabulary, ceil(log2 V) bits each, ended by <end>,
                 when every word is in the vocabulary; else UTF-8
@@ -16,6 +17,11 @@ Analog caption mode (DeepSC, as the paper): the caption travels as the
 ``n_symbols`` complex symbols of the DeepSC encoder over an uncoded burst
 (:mod:`gr_semcom.blocks.analog`); the digital payload then carries only the
 header and the indices.
+
+The caption-only form (``fields="caption"``, the paper's "OnlyCaption"
+baseline, ``--scheme caption-only``) sends the header and the caption; its
+receiver's map is the codebook's prior entry (what a 0-bit saliency channel
+gives).
 
 Lost bytes (a frame that failed CRC is an erasure; the PHY reports which byte
 ranges are missing) never crash the decoder: a lost saliency field decodes
@@ -40,6 +46,8 @@ from ...common import MODELS
 VERSION = 1
 FLAG_ANALOG = 0x01
 FLAG_TOKENS = 0x02  # digital caption as DeepSC vocabulary indices instead of UTF-8
+FLAG_NO_SALIENCY = 0x04  # caption-only form: no saliency indices
+FIELDS = ("all", "caption")
 DEFAULT_VQ = MODELS / "ulbsc_saliency_vq" / "model.safetensors"
 DEFAULT_DEEPSC = MODELS / "deepsc_text" / "model.safetensors"
 MAX_SIDE = 8192
@@ -84,9 +92,15 @@ class UlbscReconstruction:
 
 
 class UlbscCodec:
-    def __init__(self, vq: SaliencyVQ, detector=None, captioner=None, deepsc=None, caption_mode: str = "digital"):
+    def __init__(self, vq: SaliencyVQ, detector=None, captioner=None, deepsc=None, caption_mode: str = "digital",
+                 fields: str = "all"):
         if caption_mode not in ("digital", "analog"):
             raise ValueError("caption_mode is 'digital' or 'analog'")
+        if fields not in FIELDS:
+            raise ValueError(f"fields is one of {FIELDS}")
+        if fields == "caption" and caption_mode == "analog":
+            raise ValueError("the caption-only form sends its caption digitally (caption_mode 'digital')")
+        self.fields = fields
         if caption_mode == "analog" and deepsc is None:
             raise ValueError("analog caption mode needs a DeepSC model")
         self.vq = vq.eval()
@@ -102,7 +116,7 @@ class UlbscCodec:
 
     @classmethod
     def from_files(cls, vq_path=DEFAULT_VQ, deepsc_path=DEFAULT_DEEPSC, caption_mode: str = "digital",
-                   detector=None, captioner=None) -> "UlbscCodec":
+                   detector=None, captioner=None, fields: str = "all") -> "UlbscCodec":
         for p, what in ((vq_path, "ULBSC saliency VQ"),) + (((deepsc_path, "DeepSC text JSCC"),)
                                                            if caption_mode == "analog" else ()):
             if not Path(p).is_file():
@@ -112,7 +126,7 @@ class UlbscCodec:
             from ..deepsc import DeepSC
 
             deepsc = DeepSC.load(deepsc_path)  # digital mode: its vocabulary codes the caption
-        return cls(SaliencyVQ.load(vq_path), detector, captioner, deepsc, caption_mode)
+        return cls(SaliencyVQ.load(vq_path), detector, captioner, deepsc, caption_mode, fields)
 
     # -- transmitter ------------------------------------------------------------
     def analyse(self, image) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
@@ -147,17 +161,20 @@ class UlbscCodec:
         bits = np.concatenate([bits, np.zeros(8 * self.index_bytes - bits.size, np.uint8)])
         ibytes = np.packbits(bits).tobytes()
         flags = FLAG_ANALOG if self.caption_mode == "analog" else 0
-        h, w = shape
-        head = struct.pack(">BHH", (VERSION << 4) | flags, min(h, 65535), min(w, 65535))
         fields = [{"name": "header", "offset": 0, "length": 5},
                   {"name": "saliency_indices", "offset": 5, "length": self.index_bytes,
                    "bits": int(self.vq.cfg.bits_per_map), "n_indices": int(idx.size)}]
+        if self.fields == "caption":  # the transmitter's indices stay in the payload object, not on the air
+            flags |= FLAG_NO_SALIENCY
+            ibytes, fields = b"", fields[:1]
+        h, w = shape
+        head = struct.pack(">BHH", (VERSION << 4) | flags, min(h, 65535), min(w, 65535))
         symbols = None
         if self.caption_mode == "digital":
             cap, enc = self._caption_bytes(caption)
             if enc == "tokens":
                 head = bytes([head[0] | FLAG_TOKENS]) + head[1:]
-            fields.append({"name": "caption", "offset": 5 + self.index_bytes, "length": len(cap),
+            fields.append({"name": "caption", "offset": 5 + len(ibytes), "length": len(cap),
                            "encoding": enc})
             data = head + ibytes + cap
         else:
@@ -209,9 +226,12 @@ class UlbscCodec:
             h, w, vf = self.vq.cfg.size * 8, self.vq.cfg.size * 8, 0
             errors.append("header lost: output size unknown, using default")
         shape = (max(h, 1), max(w, 1))
-        a, b = self.header_bytes, self.header_bytes + self.index_bytes
+        no_sal = bool(vf & FLAG_NO_SALIENCY) if header_ok else self.fields == "caption"
+        a, b = self.header_bytes, self.header_bytes + (0 if no_sal else self.index_bytes)
         sal_erased = bool(lost[a:b].any())
-        if sal_erased:
+        if no_sal:  # caption-only form: the receiver has the prior, nothing was lost
+            idx = np.full(self.vq.cfg.n_indices, self._prior_index)
+        elif sal_erased:
             idx = np.full(self.vq.cfg.n_indices, self._prior_index)
             errors.append("saliency indices lost: codebook prior used")
         else:
@@ -227,7 +247,8 @@ class UlbscCodec:
             else:
                 caption = self.deepsc.symbols_to_text(np.asarray(symbols)[: self.deepsc.cfg.n_symbols])[0]
         else:
-            cap_erased = bool(lost[b:].any())
+            # the padding past len(data) is no caption byte; no byte past the fields before it: nothing came
+            cap_erased = bool(lost[b:max(b, len(data))].any()) or len(data) <= b
             raw = data[b:]
             if header_ok and vf & FLAG_TOKENS:
                 if self.deepsc is None:
