@@ -263,18 +263,22 @@ def test_cbr_budget_is_met_at_every_snr(codec, mode):
     """The same-budget rule: slice PDU + captions fit CBR x 3HW channel uses,
     from -3 dB (BPSK 1/4: no room for a JPEG 2000 slice, the header alone
     goes) to 15 dB (the slice reaches its --slice-bytes cap)."""
-    from gr_semcom.systems.multisc import caption_channel_uses, cbr_budget
-    from gr_semcom.phy.mcs import choose_mcs, pdu_channel_uses
+    from gr_semcom.blocks.analog import analog_spec
+    from gr_semcom.blocks.multisc_blocks import caption_uses, slice_budget
+    from gr_semcom.phy.mcs import pdu_channel_uses
+    from gr_semcom.systems.multisc import multisc_phy
 
     im = _photo()
     h, w = im.shape[:2]
     sizes = {}
+    aspec = analog_spec(codewords=1)
     for esn0 in (-3.0, 0.0, 3.0, 9.0, 15.0):
         for cbr in (1 / 30, 1 / 60):
-            b = cbr_budget(im.shape[:2], esn0, cbr, mode)
+            spec = multisc_phy(im, esn0, cbr, text_mode=mode)
+            b = slice_budget(im.shape[:2], cbr, spec, aspec, mode)
             p = codec.encode(im, b)
-            uses = (pdu_channel_uses(len(p.slice_data), b.spec) if p.slice_data else 0) + sum(
-                caption_channel_uses(c, mode, choose_mcs(esn0)) for c in p.captions)
+            uses = (pdu_channel_uses(len(p.slice_data), spec) if p.slice_data else 0) + sum(
+                caption_uses(c, mode, spec, aspec) for c in p.captions)
             assert uses <= b.channel_uses == int(cbr * 3 * h * w), (esn0, cbr, uses)
             assert 1 <= len(p.captions) == len(p.regions)
             assert len(p.slice_data) <= HEADER + 300
@@ -303,27 +307,29 @@ def test_cbr_budget_is_met_at_every_snr(codec, mode):
 @pytest.mark.parametrize("snr,mode", [(15.0, "uncoded"), (15.0, "digital")])
 def test_link_delivers_captions_and_slice(codec, snr, mode):
     pytest.importorskip("gnuradio")
-    from gr_semcom.systems.multisc import send_multisc
+    from gr_semcom.systems.multisc import run_multisc
     from gr_semcom.phy.channel import ChannelSpec
 
     im = _photo()
-    p = codec.encode(im)
-    res = send_multisc(codec, p, ChannelSpec(model="awgn", esn0_db=snr, seed=2), mode, timeout=30, source=im)
+    res = run_multisc(codec, im, ChannelSpec(model="awgn", esn0_db=snr, seed=2), text_mode=mode, timeout=30)
+    p = res.payload
     assert res.recon.captions_received == p.captions
+    assert all(c["received"] and c["mode"] == mode for c in res.captions_link)
     assert res.metrics["caption_bleu_raw"] == pytest.approx(100)
     assert not res.recon.slice_erased and res.metrics["slice_psnr"] > 15
-    assert res.metrics["cbr"] == pytest.approx(res.channel_uses / (3 * im.size / 3))
+    assert res.metrics["cbr"] == pytest.approx(res.channel_uses / (3 * im.size / 3)) and res.metrics["cbr"] <= 1 / 30
     assert math.isnan(res.metrics["clip_before"])  # no CLIP weights given
+    if mode == "digital":  # the captions' PDUs crossed the slice's PHY behind it, each frame accounted for
+        assert all(c["frames_sent"] >= 1 and c["bler"] == 0 for c in res.captions_link)
 
 
 def test_link_low_snr_misspells_and_correction_helps(codec):
     pytest.importorskip("gnuradio")
-    from gr_semcom.systems.multisc import send_multisc
+    from gr_semcom.systems.multisc import run_multisc
     from gr_semcom.phy.channel import ChannelSpec
 
     im = _photo()
-    p = codec.encode(im)
-    res = send_multisc(codec, p, ChannelSpec(model="awgn", esn0_db=5.0, seed=4), "uncoded", timeout=30, source=im)
+    res = run_multisc(codec, im, ChannelSpec(model="awgn", esn0_db=5.0, seed=4), timeout=30)
     m = res.metrics
     assert m["caption_cer_raw"] > 0.02
     assert m["caption_cer_corrected"] < m["caption_cer_raw"]
@@ -332,15 +338,13 @@ def test_link_low_snr_misspells_and_correction_helps(codec):
 
 def test_link_meets_the_budget_at_minus_3_db(codec):
     pytest.importorskip("gnuradio")
-    from gr_semcom.systems.multisc import cbr_budget, send_multisc
+    from gr_semcom.systems.multisc import run_multisc
     from gr_semcom.phy.channel import ChannelSpec
 
     im = _photo()
-    b = cbr_budget(im.shape[:2], -3.0, 1 / 30)
-    p = codec.encode(im, b)
-    res = send_multisc(codec, p, ChannelSpec(model="awgn", esn0_db=-3.0, seed=1), "uncoded", timeout=30,
-                       source=im, spec=b.spec)
-    assert res.channel_uses <= b.channel_uses and res.metrics["cbr"] <= 1 / 30
+    res = run_multisc(codec, im, ChannelSpec(model="awgn", esn0_db=-3.0, seed=1), timeout=30)
+    p = res.payload
+    assert res.channel_uses <= res.metrics["budget_channel_uses"] and res.metrics["cbr"] <= 1 / 30
     # every slice frame accounted for, BLER from the counts, and the bytes that came out agree with it
     lk = res.link
     assert lk["frames_ok"] + lk["frames_crc_fail"] + lk["frames_undetected"] == lk["frames_sent"] >= 1

@@ -6,11 +6,15 @@ the sweep and the tests use). Model work runs on each block's worker thread.
   ``slice``: u8 PDU of the slice payload (header + JPEG 2000) for
   ``phy_tx``; ``captions``: one PDU per region caption, in region order:
   c32 QPSK symbols of the 6-bit text (``text_mode`` uncoded, for
-  ``analog_tx``) or the UTF-8 bytes (digital, for a second ``phy_tx``);
-  metadata: ``region``, ``n_regions``, ``box``, ``caption``.
+  ``analog_tx``), c32 DeepSC symbols (deepsc, for ``analog_tx``) or the
+  UTF-8 bytes (digital, payload type MULTISC_CAPTIONS, for the same
+  ``phy_tx`` as the slice); metadata: ``region``, ``n_regions``, ``box``,
+  ``caption``.
 * ``multisc_decoder``: ``slice`` = reassembled PDUs of ``phy_rx`` (missing
-  byte ranges are erasures), ``captions`` = caption PDUs of ``analog_rx``
-  (c32) or ``phy_rx`` (u8), in order. A slice waits ``pair_timeout`` s for its
+  byte ranges are erasures; caption PDUs of the digital mode arriving here
+  are told apart by their frame header's payload type), ``captions`` =
+  caption PDUs of ``analog_rx`` (c32: uncoded or DeepSC symbols, as
+  ``text_mode`` says) or of another ``phy_rx`` (u8), in order. A slice waits ``pair_timeout`` s for its
   captions (the header says how many); captions that never come are empty.
   ``out``: PDU for ``generator_client`` (pipeline ``ip_adapter``): metadata
   ``captions`` (corrected), ``captions_received``, ``slice_box``,
@@ -27,7 +31,7 @@ import pmt
 from ..semantic.multisc.codec import MultiScCodec, MultiScConfig, caption_count
 from ..phy.constellations import get_constellation
 from ..semantic.multisc.textcode import bits_to_text, text_to_bits
-from .pdu_util import make_pdu
+from .pdu_util import make_pdu, pdu_parts
 from .phy_blocks import IN as _IN, OUT as _OUT, STATUS as _STATUS, _status
 from .ulbsc_blocks import _worker_block, image_from_pdu
 from ..common import PayloadType
@@ -46,6 +50,32 @@ def text_to_symbols(text: str, modulation: str = "qpsk") -> np.ndarray:
 
 def symbols_to_text(symbols: np.ndarray, modulation: str = "qpsk") -> str:
     return bits_to_text(get_constellation(modulation).hard_bits(np.asarray(symbols, np.complex64)))
+
+
+def load_text_model(text_mode: str, path: str = "", model=None):
+    """The DeepSC model of the deepsc caption mode (None for the others)."""
+    from ..semantic.multisc.codec import TEXT_MODES
+
+    if text_mode not in TEXT_MODES:
+        raise ValueError(f"text_mode is one of {TEXT_MODES}")
+    if text_mode != "deepsc":
+        return None
+    if model is not None:
+        return model
+    from ..semantic.deepsc import DeepSC
+    from ..semantic.ulbsc.codec import DEFAULT_DEEPSC
+
+    return DeepSC.load(path or DEFAULT_DEEPSC)
+
+
+def caption_data(text: str, text_mode: str, deepsc=None) -> np.ndarray:
+    """One caption's PDU data as the encoder block sends it: uncoded QPSK
+    symbols, DeepSC symbols (c32) or UTF-8 bytes (u8)."""
+    if text_mode == "digital":
+        return np.frombuffer(text.encode("utf-8") or b" ", np.uint8)
+    if text_mode == "deepsc":
+        return deepsc.text_to_symbols([text])[0].astype(np.complex64)
+    return text_to_symbols(text)
 
 
 def caption_uses(text: str, text_mode: str, spec, aspec) -> int:
@@ -89,19 +119,19 @@ class multisc_encoder(_worker_block):
     or UTF-8 bytes). ``cbr`` > 0: captions and slice within CBR x 3 H W
     channel uses at the given slice PHY (modulation, LDPC rate, codewords per
     burst, as in PHY TX) and one analog burst of ``analog_codewords`` per
-    caption (as in Analog TX); 0: the slice at ``slice_bytes`` alone."""
+    caption (as in Analog TX); 0: the slice at ``slice_bytes`` alone.
+    ``deepsc``: DeepSC weights of the deepsc mode ("" = models/deepsc_text)."""
 
     def __init__(self, text_mode: str = "uncoded", split: str = "fusion", eps: float = 0.25, max_regions: int = 4,
                  slice_side: int = 64, slice_bytes: int = 400, vlm: str = "auto", vlm_model: str = "",
                  cbr: float = 1 / 30, modulation: str = "qpsk", code_rate: str = "1/2", codewords: int = 4,
-                 analog_codewords: int = 1, seed: int = 0, codec=None):
+                 analog_codewords: int = 1, seed: int = 0, deepsc: str = "", codec=None, deepsc_model=None):
         from ..phy.frame import FrameSpec
         from .analog import analog_spec
 
         _worker_block.__init__(self, "semcom_multisc_encoder")
-        if text_mode not in ("uncoded", "digital"):
-            raise ValueError("text_mode is 'uncoded' (c32 symbols) or 'digital' (UTF-8 bytes)")
         self.text_mode = text_mode
+        self.deepsc = load_text_model(text_mode, deepsc, deepsc_model)
         self.codec = codec if codec is not None else MultiScCodec.build(
             MultiScConfig(split=split, eps=eps, max_regions=max_regions, slice_side=slice_side,
                           slice_bytes=slice_bytes, seed=int(seed)), vlm=vlm, vlm_model=vlm_model)
@@ -135,21 +165,27 @@ class multisc_encoder(_worker_block):
         self.publish(_SLICE, make_pdu(out, p.slice_data))
         for k, (c, b) in enumerate(zip(p.captions, p.regions)):
             cm = {"name": name, "region": k, "n_regions": len(p.captions), "box": b.as_list(), "caption": c}
-            data = text_to_symbols(c) if self.text_mode == "uncoded" else (c.encode("utf-8") or b" ")
-            self.publish(_CAPTIONS, make_pdu(cm, data))
+            if self.text_mode == "digital":
+                cm["payload_type"] = int(PayloadType.MULTISC_CAPTIONS)
+            self.publish(_CAPTIONS, make_pdu(cm, caption_data(c, self.text_mode, self.deepsc)))
         self.encoded += 1
 
 
 class multisc_decoder(_worker_block):
     def __init__(self, corrector: str = "symspell", corrector_model: str = "", ip_adapter_scale: float = 0.6,
-                 pair_timeout: float = 3.0, slice_side: int = 64, codec=None):
+                 pair_timeout: float = 3.0, slice_side: int = 64, text_mode: str = "uncoded", deepsc: str = "",
+                 codec=None, deepsc_model=None):
         _worker_block.__init__(self, "semcom_multisc_decoder")
+        self.text_mode = text_mode
+        self.deepsc = load_text_model(text_mode, deepsc, deepsc_model)
         self.codec = codec if codec is not None else MultiScCodec.build(
             MultiScConfig(slice_side=slice_side), segmenter="", detector="", vlm="", corrector=corrector,
             corrector_model=corrector_model)
         self.ip_adapter_scale, self.pair_timeout = float(ip_adapter_scale), float(pair_timeout)
         self.decoded = 0
         self.digital_in = 0  # slice PDUs arrived
+        self.analog_in = 0  # caption PDUs arrived
+        self._decoding = False
         self._slices: list = []
         self._caps: list = []
         self.message_port_register_in(_SLICE)
@@ -159,11 +195,17 @@ class multisc_decoder(_worker_block):
         self.set_msg_handler(_CAPTIONS, self.handle_caption)
 
     def handle_slice(self, msg):
-        self._arrive(self._slices, msg)
+        try:
+            meta = pdu_parts(msg)[0]
+        except ValueError:
+            meta = {}  # _arrive reports it
+        is_caption = meta.get("payload_type") == int(PayloadType.MULTISC_CAPTIONS)
+        self._arrive(self._caps if is_caption else self._slices, msg)
         self.digital_in += 1  # after it is queued: a runner waiting on it sees the slice pending
 
     def handle_caption(self, msg):
         self._arrive(self._caps, msg)
+        self.analog_in += 1  # after it is queued (see digital_in)
 
     def work_item(self, *_):
         pass
@@ -172,7 +214,7 @@ class multisc_decoder(_worker_block):
         """Every slice and caption that arrived decoded (captions whose slice
         never comes are decoded after two pairing windows)."""
         with self._lock:
-            return not self._slices and not self._caps and self.items_done >= self.items_in
+            return not self._slices and not self._caps and not self._decoding and self.items_done >= self.items_in
 
     def idle(self):
         now = time.monotonic()
@@ -203,7 +245,11 @@ class multisc_decoder(_worker_block):
                     self._slices.pop(0)
                     take = n if n is not None else len(self._caps)
                     caps, self._caps = self._caps[:take], self._caps[take:]
-            self.decode_one(raw, missing, caps, n)
+                self._decoding = True  # taken off the queues, not yet published: not settled
+            try:
+                self.decode_one(raw, missing, caps, n)
+            finally:
+                self._decoding = False
 
     def decode_one(self, raw: bytes, missing, caps, n: int | None):
         """``n``: the captions the slice header announces (None: header lost,
@@ -214,8 +260,13 @@ class multisc_decoder(_worker_block):
         texts = []
         for _, _, d in caps:
             d = np.asarray(d)
-            texts.append(symbols_to_text(d) if np.iscomplexobj(d) else
-                         pdu_text(d.astype(np.uint8).tobytes()))
+            if not np.iscomplexobj(d):
+                texts.append(pdu_text(d.astype(np.uint8).tobytes()))
+            elif self.text_mode == "deepsc":
+                n_sym = self.deepsc.cfg.n_symbols
+                texts.append(self.deepsc.symbols_to_text(d[:n_sym])[0] if d.size >= n_sym else "")
+            else:
+                texts.append(symbols_to_text(d))
         n = len(texts) if n is None else n
         texts += [""] * max(0, n - len(texts))
         rec = self.codec.decode(raw, missing, texts)

@@ -304,6 +304,7 @@ class ulbsc_decoder(_worker_block):
         self.pair_timeout = pair_timeout
         self.decoded = 0
         self.digital_in = 0  # digital PDUs arrived
+        self.analog_in = 0  # analog PDUs arrived
         self._busy = False
         self._digital: list = []
         self._analog: list = []
@@ -319,6 +320,7 @@ class ulbsc_decoder(_worker_block):
 
     def handle_analog(self, msg):
         self._arrive(self._analog, msg)
+        self.analog_in += 1  # after it is queued (see digital_in)
 
     def _run(self):
         # the worker also polls, so unpaired halves time out

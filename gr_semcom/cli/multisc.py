@@ -26,7 +26,7 @@ def build_codec(args):
 
 def cmd_transmit_multisc(args) -> int:
     from ..semantic.hub import MissingWeights
-    from ..systems.multisc import cbr_budget, make_generator_arg, send_multisc, write_outputs
+    from ..systems.multisc import make_generator_arg, write_outputs
     from ..semantic.images import ImageError, load_image
 
     src = Path(args.input)
@@ -35,14 +35,9 @@ def cmd_transmit_multisc(args) -> int:
         codec = build_codec(args)
         deepsc = None
         if args.text_mode == "deepsc":
-            from ..semantic.deepsc import DeepSC
+            from ..blocks.multisc_blocks import load_text_model
 
-            from ..semantic.ulbsc.codec import DEFAULT_DEEPSC
-
-            deepsc = DeepSC.load(args.deepsc or DEFAULT_DEEPSC)
-        # the same-budget rule: captions + slice PDU within --cbr (the slice at most --slice-bytes)
-        budget = cbr_budget(img.shape[:2], args.snr, args.cbr, args.text_mode, deepsc)
-        payload = codec.encode(img, budget)
+            deepsc = load_text_model("deepsc", getattr(args, "deepsc", "") or "")
         clip = None
         if args.clip:
             from ..semantic.clip_score import ClipSimilarity
@@ -51,26 +46,27 @@ def cmd_transmit_multisc(args) -> int:
     except (ImageError, MissingWeights, FileNotFoundError, ValueError) as exc:
         print(f"semcom: {exc}", file=sys.stderr)
         return 2
+    from dataclasses import replace
+
     from .common import _specs
+    from ..systems.multisc import multisc_phy, run_multisc
 
     _, chan = _specs(args)
     gen = dict(generator=make_generator_arg(args.generator), generator_timeout=args.generator_timeout,
                ip_scale=args.ip_scale, steps=args.steps, seed=args.seed, clip=clip,
                gen_size=args.gen_size or (64 if args.generator == "tiny" else 512))
-    if args.text_mode == "uncoded":  # the GRC blocks' flowgraph (systems.multisc.run_multisc)
-        from dataclasses import replace
-
-        from ..systems.multisc import multisc_phy, run_multisc
-
-        given = {k: v for k, v in (("modulation", args.mod), ("code_rate", args.rate),
-                                   ("codewords", args.codewords)) if v is not None}
-        spec = replace(multisc_phy(img, chan.esn0_db, args.cbr), **given)
-        res = run_multisc(codec, img, chan, args.cbr, spec=spec, name=src.name, timeout=args.timeout, **gen)
-        payload = res.payload
-        budget.spec, budget.channel_uses = spec, res.metrics["budget_channel_uses"]
-    else:  # the slice's MCS follows Es/N0 (phy/mcs.py); the captions' links one by one
-        res = send_multisc(codec, payload, chan, args.text_mode, timeout=args.timeout, deepsc=deepsc, source=img,
-                           spec=budget.spec, **gen)
+    # the GRC blocks' flowgraph in every caption mode (systems.multisc.run_multisc): the same-budget rule,
+    # captions + slice PDU within --cbr (the slice at most --slice-bytes)
+    given = {k: v for k, v in (("modulation", args.mod), ("code_rate", args.rate),
+                               ("codewords", args.codewords)) if v is not None}
+    spec = replace(multisc_phy(img, chan.esn0_db, args.cbr, text_mode=args.text_mode), **given)
+    try:
+        res = run_multisc(codec, img, chan, args.cbr, spec=spec, name=src.name, timeout=args.timeout,
+                          text_mode=args.text_mode, deepsc=deepsc, **gen)
+    except ValueError as exc:
+        print(f"semcom: {exc}", file=sys.stderr)
+        return 2
+    payload = res.payload
     out = Path(args.out)
     summary = write_outputs(res, out, img)
     m = res.metrics
@@ -83,8 +79,8 @@ def cmd_transmit_multisc(args) -> int:
     print(f"caption BLEU {m['caption_bleu_raw']:.1f} -> {m['caption_bleu_corrected']:.1f} after correction "
           f"({codec.corrector.name}); CER {m['caption_cer_raw']:.3f} -> {m['caption_cer_corrected']:.3f}; "
           f"slice PSNR {m['slice_psnr']:.2f} dB" + (" (ERASED)" if res.recon.slice_erased else ""))
-    print(f"channel uses {res.channel_uses} of {budget.channel_uses} (CBR {m['cbr']:.5f} <= {args.cbr:.5f}); "
-          f"slice {budget.spec.modulation} {budget.spec.code_rate}: {res.link['frames_ok']}/"
+    print(f"channel uses {res.channel_uses} of {res.metrics['budget_channel_uses']} (CBR {m['cbr']:.5f} <= {args.cbr:.5f}); "
+          f"slice {res.spec.modulation} {res.spec.code_rate}: {res.link['frames_ok']}/"
           f"{res.link['frames_sent']} frames ok, Es/N0 {chan.esn0_db} dB ({chan.model})")
     if args.generator:
         print("generated image: " + ("generated.png" if res.generated is not None else

@@ -271,7 +271,7 @@ def run_link(data: bytes, spec: FrameSpec | OfdmSpec, chan: ChannelSpec, timeout
         tb.stop()
         tb.wait()
     seconds = time.monotonic() - t0
-    received, complete, missing = None, False, []
+    received, complete, missing = None, False, [(0, len(data))] if data else []  # nothing came: all missing
     if out.items:
         meta, arr = pdu_parts(out.items[0])
         received = arr.tobytes()
@@ -409,8 +409,9 @@ def run_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: ChannelSpe
     ``analog``: (encoder port, decoder port, analog burst spec) of a second
     chain, ``analog_tx`` -> its own channel (same model and Es/N0, another
     seed) -> ``analog_rx``, drained the same way (Multi-SC's captions).
-    ``ports``: the encoder's output and the decoder's input on the digital
-    chain."""
+    ``ports``: the encoder's output (or a tuple of outputs, all into the one
+    ``phy_tx``, e.g. Multi-SC's slice and its digital captions) and the
+    decoder's input on the digital chain."""
     from ..blocks.analog import analog_rx, analog_tx
 
     tb = gr.top_block("semcom_system")
@@ -428,8 +429,10 @@ def run_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: ChannelSpe
     sent, recv, dec, status, events, hard, coded = (_collector(n) for n in
                                                     ("sent", "recv", "dec", "status", "events", "bits", "coded"))
     tb.connect(tx, ch, rx)
-    tb.msg_connect(encoder, ports[0], tx, "in")
-    tb.msg_connect(encoder, ports[0], sent, "in")
+    out_ports = (ports[0],) if isinstance(ports[0], str) else tuple(ports[0])
+    for port in out_ports:
+        tb.msg_connect(encoder, port, tx, "in")
+        tb.msg_connect(encoder, port, sent, "in")
     tb.msg_connect(rx, "out", decoder, ports[1])
     tb.msg_connect(rx, "out", recv, "in")
     tb.msg_connect(decoder, "out", dec, "in")
@@ -443,7 +446,7 @@ def run_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: ChannelSpe
     try:
         _feed(encoder, inputs, encode_timeout)
         # what the encoder published reaches the TX (and our tap) in order
-        n_pub = encoder.published.get(ports[0], 0)
+        n_pub = sum(encoder.published.get(port, 0) for port in out_ports)
         _wait_for(lambda: len(sent.items) >= n_pub and tx.framer.msg_id >= n_pub, 10.0)
         pdus = [pdu_parts(m) for m in sent.items]
         counts = [framing.frame_count(d.size, spec.capacity) if d.size else 0 for _, d in pdus]
@@ -464,6 +467,9 @@ def run_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: ChannelSpe
             a_needed = a_total * (1 - abs(chan.sro_ppm) * 1e-6) - hold_back(arx, achan)
             drained &= wait_drained(arx, a_needed, t_link + timeout)
             _wait_for(lambda: len(arecv.items) >= arx.deframer.judged)
+            # and every one of them is queued inside the decoder: its handler runs on its own thread, after our
+            # tap's may have (a caption whose slice was lost was dropped when the run stopped before it arrived)
+            _wait_for(lambda: getattr(decoder, "analog_in", len(arecv.items)) >= len(arecv.items))
         stop_reason = "drained" if drained else (
             f"timeout after {timeout:.0f} s: receiver read {rx.stream_position()} of {total} samples, "
             f"{rx.in_flight()} bursts inside it")
@@ -506,11 +512,12 @@ def run_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: ChannelSpe
             errs += int((coded_bits[:, : rb.size] != rb[None, :]).sum(1).min())
             nbits += rb.size
 
-    def result(k_out: list, data: bytes | None, meta: dict | None, n: int) -> LinkResult:
+    def result(k_out: list, data: bytes | None, meta: dict | None, n: int, nbytes: int = 0) -> LinkResult:
         ok, crc = k_out.count("ok"), k_out.count("crc")
         return LinkResult(
             received=data, complete=bool(meta.get("complete")) if meta else False,
-            missing=[tuple(x) for x in (meta.get("missing") or [])] if meta else [],
+            # a PDU that never came out: every byte of it missing
+            missing=[tuple(x) for x in (meta.get("missing") or [])] if meta else ([(0, nbytes)] if nbytes else []),
             frames_sent=n, frames_ok=ok, frames_crc_fail=crc, bursts_detected=len(hard.items),
             false_alarms=false_alarms, coded_ber=errs / nbits if nbits else float("nan"), coded_bits=nbits,
             mean_snr_db=float(np.mean(snrs)) if snrs else float("nan"), seconds=seconds, esn0_db=chan.esn0_db,
@@ -521,7 +528,7 @@ def run_blocks(encoder, decoder, inputs: list, spec: FrameSpec, chan: ChannelSpe
     pdu_links = []
     for k, c in enumerate(counts):
         meta, data = received.get(k, (None, None))
-        pdu_links.append(result(outcomes[first[k]:first[k] + c], data, meta, c))
+        pdu_links.append(result(outcomes[first[k]:first[k] + c], data, meta, c, int(pdus[k][1].size)))
     whole = result(outcomes, None, None, n_frames)
     decoded = [pdu_parts(m) for m in dec.items]
     evs = [pmt.to_python(m) for m in events.items]

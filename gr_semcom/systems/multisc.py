@@ -3,11 +3,12 @@
 
 * the main-object slice PDU crosses the digital PHY (CRC32 + LDPC + QAM, the
   modulation and rate per Es/N0 from phy/mcs.py, as every digital scheme);
-* each region caption crosses its own channel realisation (orthogonal
-  channels, Algorithm 1 step 4): ``uncoded`` (6-bit characters on QPSK in an
-  uncoded burst: bit errors become misspellings), ``digital`` (UTF-8 through
-  CRC + LDPC: a failed frame erases the caption's bytes) or ``deepsc``
-  (DeepSC symbols on an analog burst);
+* each region caption: ``uncoded`` (6-bit characters on QPSK in an uncoded
+  analog burst: bit errors become misspellings) or ``deepsc`` (DeepSC
+  symbols on an analog burst), the captions' chain its own channel
+  realisation (orthogonal channels, Algorithm 1 step 4); or ``digital``
+  (UTF-8 PDUs through CRC + LDPC behind the slice on its PHY: a failed frame
+  erases the caption's bytes); all through the blocks (:func:`run_multisc`);
 * the receiver corrects each caption (BART / SymSpell / none), and with a
   generator (a bridge endpoint or an in-process generator object) makes the
   image from all captions + the slice (IP-Adapter, lambda = ``ip_scale``).
@@ -28,10 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from ..phy.channel import ChannelSpec
-from ..semantic.multisc.codec import TEXT_MODES, MultiScCodec, MultiScPayload, MultiScReconstruction
+from ..semantic.multisc.codec import MultiScCodec, MultiScPayload, MultiScReconstruction
 from ..common import PayloadType
 
-CAPTION_SEED_STRIDE = 7919  # channel seed offset of caption k: independent realisations
 
 
 @dataclass
@@ -48,123 +48,6 @@ class MultiScResult:
     spec: object = None  # the slice's frame spec
 
 
-def _caption_symbols(text: str, mode: str, deepsc=None):
-    """(symbols, decoder) of a caption on an analog burst (uncoded / deepsc)."""
-    if mode == "uncoded":
-        from ..blocks.multisc_blocks import symbols_to_text, text_to_symbols
-
-        return text_to_symbols(text), symbols_to_text
-    if mode == "deepsc":
-        if deepsc is None:
-            raise ValueError("caption mode deepsc needs a DeepSC model")
-
-        def dec(y):
-            return deepsc.symbols_to_text(np.asarray(y)[None])[0]
-
-        return deepsc.text_to_symbols([text])[0], dec
-    raise ValueError(f"caption mode is one of {TEXT_MODES}")
-
-
-def caption_channel_uses(text: str, mode: str, spec, deepsc=None) -> int:
-    """Channel uses of one caption as :func:`send_caption` sends it."""
-    from .images import analog_layout
-    from ..phy.mcs import burst_symbols, pdu_channel_uses
-
-    if mode == "digital":
-        return pdu_channel_uses(len(text.encode("utf-8") or b" "), spec)
-    sym, _ = _caption_symbols(text, mode, deepsc)
-    return burst_symbols(analog_layout(sym.size, 10 ** 9)[0])
-
-
-def cbr_budget(shape: tuple, esn0_db: float, cbr: float, mode: str = "uncoded", deepsc=None):
-    """The same-budget rule for Multi-SC: a ``budget(captions)`` for
-    ``MultiScCodec.encode`` that keeps the captions (dropping the last,
-    smallest regions while the slice PDU would not even carry its header)
-    and gives the slice PDU every byte the rest of ``cbr`` x 3HW channel
-    uses carries at this Es/N0's MCS (phy/mcs.byte_budget, codewords per
-    burst searched). Also returns the chosen slice spec via
-    ``budget.spec`` once called."""
-    from ..phy.mcs import byte_budget, cbr_channel_uses, choose_mcs
-    from ..semantic.multisc.codec import HEADER
-
-    total = cbr_channel_uses(shape[0], shape[1], cbr)
-    spec = choose_mcs(esn0_db)
-
-    def budget(captions: list) -> tuple[int, int | None]:
-        keep = len(captions)
-        while True:
-            rest = total - sum(caption_channel_uses(c, mode, spec, deepsc) for c in captions[:keep])
-            b = byte_budget(max(0, rest), spec)
-            if b.payload_bytes >= HEADER or keep <= 1:
-                break
-            keep -= 1
-        budget.spec, budget.channel_uses = b.spec, total
-        return keep, (b.payload_bytes if b.payload_bytes >= HEADER else None)
-
-    budget.spec, budget.channel_uses = spec, total
-    return budget
-
-
-def send_caption(text: str, mode: str, spec, chan: ChannelSpec, timeout: float, rx_threshold: float,
-                 deepsc=None) -> tuple[str | None, dict]:
-    """One caption over its channel; (received text or None, link record)."""
-    from ..link.sim import link_columns
-    from .images import analog_layout
-    from ..phy.mcs import burst_symbols, pdu_channel_uses
-    from ..semantic.data import pdu_text
-    from ..link.sim import run_analog, run_link
-
-    if mode == "digital":
-        data = text.encode("utf-8") or b" "
-        r = run_link(data, spec, chan, timeout=timeout, payload_type=PayloadType.MULTISC_CAPTIONS, rx_threshold=rx_threshold)
-        got = pdu_text(r.received) if r.received is not None else None  # lost frames: erased characters
-        return got, {"mode": mode, "received": r.received is not None, "complete": r.complete, **link_columns(r),
-                     "channel_uses": pdu_channel_uses(len(data), spec)}
-    sym, dec = _caption_symbols(text, mode, deepsc)
-    aspec, n = analog_layout(sym.size, 10 ** 9)
-    ar = run_analog(sym, chan, spec=aspec, timeout=min(timeout, 10.0), rx_threshold=rx_threshold)
-    got = dec(ar.symbols[: sym.size]) if ar.symbols is not None else None
-    return got, {"mode": mode, "received": ar.symbols is not None, "snr_db": ar.snr_db, "symbols": int(sym.size),
-                 "channel_uses": burst_symbols(aspec)}
-
-
-def send_multisc(codec: MultiScCodec, payload: MultiScPayload, chan: ChannelSpec, text_mode: str = "uncoded",
-                 timeout: float = 60.0, generator=None, generator_timeout: float = 60.0, ip_scale: float = 0.6,
-                 steps: int = 20, seed: int = 0, rx_threshold: float = 0.15, deepsc=None, source=None,
-                 clip=None, gen_size: int = 512, spec=None) -> MultiScResult:
-    """``generator``: a bridge endpoint (str), an in-process object with
-    ``generate(GenerateRequest)``, or None. ``source``: the source image
-    (for image metrics). ``spec``: the slice's frame spec (default: the MCS
-    of this Es/N0; with a CBR budget, the one :func:`cbr_budget` chose);
-    captions always use this Es/N0's MCS."""
-    from ..link.sim import link_columns
-    from ..phy.mcs import choose_mcs, pdu_channel_uses
-    from ..link.sim import run_link
-
-    cap_spec = choose_mcs(chan.esn0_db)
-    spec = spec or cap_spec
-    t = time.monotonic()
-    r = None
-    if payload.slice_data:  # empty: the budget had no room for the slice PDU
-        r = run_link(payload.slice_data, spec, chan, timeout=timeout, payload_type=PayloadType.MULTISC_SLICE, rx_threshold=rx_threshold)
-    link = {**(r.summary() if r else {}), **link_columns(r)}
-    uses = pdu_channel_uses(len(payload.slice_data), spec) if r else 0
-    caps, clinks = [], []
-    for k, c in enumerate(payload.captions):
-        ck = replace(chan, seed=chan.seed + CAPTION_SEED_STRIDE * (k + 1))
-        got, rec = send_caption(c, text_mode, cap_spec, ck, timeout, rx_threshold, deepsc)
-        caps.append(got)
-        clinks.append(rec)
-        uses += rec["channel_uses"]
-    t_link = time.monotonic() - t
-    t = time.monotonic()
-    recon = codec.decode(r.received if r else None, r.missing if r and r.received is not None else (), caps)
-    t_dec = time.monotonic() - t
-    out = MultiScResult(payload, recon, link, clinks, {}, timings={"link_s": t_link, "decode_correct_s": t_dec},
-                        channel_uses=int(uses))
-    return _generate_and_score(out, generator, generator_timeout, ip_scale, steps, seed, gen_size, source, clip)
-
-
 def _generate_and_score(out: MultiScResult, generator, generator_timeout, ip_scale, steps, seed, gen_size, source,
                         clip) -> MultiScResult:
     """The receiver's last steps: the image from the generator (if any) and the metrics."""
@@ -177,20 +60,21 @@ def _generate_and_score(out: MultiScResult, generator, generator_timeout, ip_sca
     return out
 
 
-def multisc_phy(image: np.ndarray, esn0_db: float, cbr: float, max_regions: int = 4):
+def multisc_phy(image: np.ndarray, esn0_db: float, cbr: float, max_regions: int = 4, text_mode: str = "uncoded"):
     """The slice PHY of a Multi-SC flowgraph: the MCS of this Es/N0 and the
     codewords per burst that leave the slice the most bytes of the CBR budget
-    on average over 1..``max_regions`` captions (one analog burst each; how
-    many regions an image gives is known only once it is encoded)."""
+    on average over 1..``max_regions`` captions (one analog burst each, or
+    in the digital mode a PDU of a typical 64-byte caption on the same PHY;
+    how many regions an image gives is known only once it is encoded)."""
     from ..blocks.analog import analog_spec
-    from ..phy.mcs import burst_symbols, byte_budget, cbr_channel_uses, choose_mcs
+    from ..phy.mcs import burst_symbols, byte_budget, cbr_channel_uses, choose_mcs, pdu_channel_uses
 
     spec = choose_mcs(esn0_db)
     total = cbr_channel_uses(image.shape[0], image.shape[1], cbr)
-    cap = burst_symbols(analog_spec(codewords=1))
 
     def slice_bytes(cw: int) -> float:
         s = replace(spec, codewords=cw)
+        cap = pdu_channel_uses(64, s) if text_mode == "digital" else burst_symbols(analog_spec(codewords=1))
         return np.mean([byte_budget(max(0, total - n * cap), s, search=False).payload_bytes
                         for n in range(1, max_regions + 1)])
 
@@ -200,30 +84,36 @@ def multisc_phy(image: np.ndarray, esn0_db: float, cbr: float, max_regions: int 
 def run_multisc(codec: MultiScCodec, image: np.ndarray, chan: ChannelSpec, cbr: float = 1 / 30, spec=None,
                 name: str = "image", timeout: float | None = None, rx_threshold: float = 0.15, generator=None,
                 generator_timeout: float = 60.0, ip_scale: float = 0.6, steps: int = 20, seed: int = 0, clip=None,
-                gen_size: int = 512) -> MultiScResult:
-    """Multi-SC with uncoded captions through the flowgraph a GRC user builds:
-    ``multisc_encoder`` (the same-budget rule at this PHY: captions on one
-    analog burst each, the slice in the rest of CBR x 3 H W) -> slice on
-    ``phy_tx`` -> channel -> ``phy_rx``, captions on ``analog_tx`` -> channel
-    -> ``analog_rx`` -> ``multisc_decoder`` (pairing, spelling correction)."""
+                gen_size: int = 512, text_mode: str = "uncoded", deepsc=None) -> MultiScResult:
+    """Multi-SC through the flowgraph a GRC user builds, in every caption
+    mode: ``multisc_encoder`` (the same-budget rule at this PHY) -> slice on
+    ``phy_tx`` -> channel -> ``phy_rx`` -> ``multisc_decoder`` (pairing,
+    spelling correction); the captions on ``analog_tx`` -> their own channel
+    -> ``analog_rx`` (``text_mode`` uncoded: QPSK characters; deepsc: the
+    DeepSC symbols of ``deepsc``, a loaded model) or, digital, as UTF-8 PDUs
+    into the same ``phy_tx`` behind the slice."""
     from ..blocks.analog import analog_spec
-    from ..blocks.multisc_blocks import multisc_decoder, multisc_encoder, slice_budget
+    from ..blocks.multisc_blocks import caption_uses, load_text_model, multisc_decoder, multisc_encoder, \
+        slice_budget
     from ..link.sim import link_columns, run_blocks
-    from ..phy.mcs import burst_symbols, pdu_channel_uses
+    from ..phy.mcs import pdu_channel_uses
     from ..semantic.images import load_image, png_bytes
     from ..semantic.multisc.regions import Box
 
-    spec = spec or multisc_phy(image, chan.esn0_db, cbr)
+    deepsc = load_text_model(text_mode, "", deepsc)
+    spec = spec or multisc_phy(image, chan.esn0_db, cbr, text_mode=text_mode)
     aspec = analog_spec(codewords=1)
-    payload = codec.encode(image, slice_budget(image.shape[:2], cbr, spec, aspec, "uncoded"))  # the reference
+    payload = codec.encode(image, slice_budget(image.shape[:2], cbr, spec, aspec, text_mode))  # the reference
     enc = multisc_encoder(codec=codec, cbr=cbr, modulation=spec.modulation, code_rate=spec.code_rate,
-                          codewords=spec.codewords, text_mode="uncoded")
-    dec = multisc_decoder(codec=codec, ip_adapter_scale=ip_scale)
+                          codewords=spec.codewords, text_mode=text_mode, deepsc_model=deepsc)
+    dec = multisc_decoder(codec=codec, ip_adapter_scale=ip_scale, text_mode=text_mode, deepsc_model=deepsc)
+    digital = text_mode == "digital"
     t = time.monotonic()
     run = run_blocks(enc, dec, [({"name": name}, png_bytes(image))], spec, chan, timeout=timeout,
-                     rx_threshold=rx_threshold, analog=("captions", "captions", aspec), ports=("slice", "slice"))
+                     rx_threshold=rx_threshold, analog=None if digital else ("captions", "captions", aspec),
+                     ports=(("slice", "captions") if digital else "slice", "slice"))
     t_link = time.monotonic() - t
-    if [d for _, d in run.sent] != [payload.slice_data]:
+    if run.sent[:1] and run.sent[0][1] != payload.slice_data:
         raise RuntimeError("the Multi-SC encoder block's slice differs from the codec's for the same image")
     r = run.pdu_links[0] if run.pdu_links else None
     if run.decoded:
@@ -239,11 +129,17 @@ def run_multisc(codec: MultiScCodec, image: np.ndarray, chan: ChannelSpec, cbr: 
     k = len(payload.captions)  # captions lost with their slice's header: empty, one per caption sent
     recon.captions_received = (list(recon.captions_received) + [""] * k)[:k]
     recon.captions_corrected = (list(recon.captions_corrected) + [""] * k)[:k]
-    got = run.analog_received
-    clinks = [{"mode": "uncoded", "received": k < len(got), "snr_db": got[k][0].get("snr_db") if k < len(got)
-               else float("nan"), "channel_uses": burst_symbols(aspec)} for k in range(len(payload.captions))]
-    uses = (pdu_channel_uses(len(payload.slice_data), spec) if payload.slice_data else 0) + \
-        len(payload.captions) * burst_symbols(aspec)
+    uses_of = [caption_uses(c, text_mode, spec, aspec) for c in payload.captions]
+    if digital:  # caption k is the digital chain's PDU k + 1
+        clinks = [{"mode": text_mode, **link_columns(run.pdu_links[j + 1]),
+                   "received": run.pdu_links[j + 1].received is not None, "channel_uses": uses_of[j]}
+                  if j + 1 < len(run.pdu_links) else {"mode": text_mode, "received": False,
+                                                       "channel_uses": uses_of[j]} for j in range(k)]
+    else:
+        got = run.analog_received
+        clinks = [{"mode": text_mode, "received": j < len(got), "snr_db": got[j][0].get("snr_db") if j < len(got)
+                   else float("nan"), "channel_uses": uses_of[j]} for j in range(k)]
+    uses = (pdu_channel_uses(len(payload.slice_data), spec) if payload.slice_data else 0) + sum(uses_of)
     out = MultiScResult(payload, recon, {**(r.summary() if r else {}), **link_columns(r)}, clinks, {},
                         timings={"link_s": t_link}, channel_uses=int(uses), spec=spec)
     _generate_and_score(out, generator, generator_timeout, ip_scale, steps, seed, gen_size, image, clip)

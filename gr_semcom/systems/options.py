@@ -173,6 +173,7 @@ class MultiScOptions(Options):
     cbr: float = opt(1 / 30, "channel uses per source value (3 H W), e.g. 1/30", type=cbr_value)
     text_mode: str = opt("uncoded", "captions: uncoded QPSK symbols, UTF-8 over the digital PHY, or DeepSC",
                          choices=("uncoded", "digital", "deepsc"))
+    deepsc: str = opt("", "DeepSC text weights of --text-mode deepsc (default models/deepsc_text)")
     split: str = opt("fusion", "region split: feature fusion (eq. 9), random, or one caption",
                      choices=("fusion", "random", "single"))
     eps: float = opt(0.25, "fusion threshold epsilon, fraction of the image diagonal")
