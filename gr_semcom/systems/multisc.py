@@ -122,7 +122,9 @@ def run_multisc(codec: MultiScCodec, image: np.ndarray, chan: ChannelSpec, cbr: 
         recon = MultiScReconstruction(
             slice_image=load_image(bytes(np.asarray(meta["image_prompt_png"], np.uint8))), slice_box=box,
             shape=(int(meta["source_height"]), int(meta["source_width"])),
-            captions_received=list(meta["captions_received"]), captions_corrected=list(meta["captions_corrected"]),
+            # (an empty list crosses PMT as None)
+            captions_received=list(meta.get("captions_received") or []),
+            captions_corrected=list(meta.get("captions_corrected") or []),
             slice_erased=bool(meta["slice_erased"]), errors=list(meta.get("errors") or []))
     else:  # the decoder got nothing
         recon = codec.decode(None, (), [None] * len(payload.captions))
