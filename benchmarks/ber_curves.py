@@ -79,34 +79,43 @@ def measure_ber(mod, channel, ebn0, min_errors=200, max_bits=2_000_000, genie=Fa
     return errs / bits if bits else float("nan"), bits, lost
 
 
-def measure_bler(rate, mod, esn0, n_bytes=40_000, seed=0):
+def measure_bler(rate, mod, esn0, n_bytes=40_000, seed=0, channel="awgn"):
     """BLER = 1 - good frames / frames sent over one drained run (every frame
     accounted for: good, CRC failure, undetected). Returns (bler, frames sent,
-    the run's LinkResult)."""
+    the run's LinkResult). ``channel`` rayleigh: flat fading of the channel
+    module's default Doppler (fD*T 1e-3 per symbol), Es/N0 = the mean."""
     spec = FrameSpec(modulation=mod, code_rate=rate)
     data = np.random.default_rng(seed).integers(0, 256, n_bytes, dtype=np.uint8).tobytes()
-    r = run_link(data, spec, ChannelSpec(model="awgn", esn0_db=esn0, seed=seed))
+    r = run_link(data, spec, ChannelSpec(model=channel, esn0_db=esn0, seed=seed))
     if not r.drained:
         raise RuntimeError(f"BLER run {rate} {mod} {esn0} dB did not drain: {r.stop_reason}")
     return 1 - r.frames_ok / r.frames_sent, r.frames_sent, r
 
 
-def bler_waterfalls(out: Path) -> None:
+def bler_waterfalls(out: Path, channel: str = "awgn") -> None:
     """The coded BLER waterfalls of the three codes and the 16QAM / 64QAM rate
-    1/2 points the MCS table is read from; CSV with each frame's fate."""
+    1/2 points the MCS table is read from; CSV with each frame's fate.
+    ``channel`` rayleigh: the MCS table's entries over flat Rayleigh fading
+    (``bler_curves_rayleigh.csv/png``): where each entry's fading waterfall
+    lies against the AWGN threshold the table uses."""
     import matplotlib.pyplot as plt
 
     brow = []
     grids = (("1/4", "bpsk", np.arange(-6, 1.1, 1.0), 40_000), ("2/5", "qpsk", np.arange(-2, 4.1, 1.0), 40_000),
              ("1/2", "qpsk", np.arange(-1, 5.1, 1.0), 40_000), ("1/2", "16qam", np.arange(5, 11.1, 1.0), 40_000),
              ("1/2", "64qam", np.arange(10, 18.1, 1.0), 40_000))
+    if channel == "rayleigh":
+        grids = (("1/4", "bpsk", np.arange(0, 9.1, 3.0), 20_000), ("1/2", "qpsk", np.arange(3, 15.1, 3.0), 20_000),
+                 ("1/2", "16qam", np.arange(6, 21.1, 3.0), 20_000))
+    suffix = "" if channel == "awgn" else f"_{channel}"
     for rate, mod, grid, nb in grids:
-        for e in tqdm(grid, desc=f"BLER {rate} {mod}"):
-            bler, n, r = measure_bler(rate, mod, float(e), n_bytes=nb)
-            brow.append(dict(rate=rate, modulation=mod, esn0_db=float(e), bler=bler, frames=n, ok=r.frames_ok,
+        for e in tqdm(grid, desc=f"BLER {rate} {mod} {channel}"):
+            bler, n, r = measure_bler(rate, mod, float(e), n_bytes=nb, channel=channel)
+            brow.append(dict(channel=channel, rate=rate, modulation=mod, esn0_db=float(e), bler=bler, frames=n,
+                             ok=r.frames_ok,
                              crc_fail=r.frames_crc_fail, undetected=r.frames_undetected,
                              false_alarms=r.false_alarms, seconds=round(r.seconds, 2)))
-    with open(out / "bler_curves.csv", "w", newline="") as f:
+    with open(out / f"bler_curves{suffix}.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(brow[0]))
         w.writeheader()
         w.writerows(brow)
@@ -114,11 +123,11 @@ def bler_waterfalls(out: Path) -> None:
     for rate, mod, *_ in grids:
         rr = [r for r in brow if r["rate"] == rate and r["modulation"] == mod]
         ax.semilogy([r["esn0_db"] for r in rr], [max(r["bler"], 1e-3) for r in rr], "o-", label=f"LDPC {rate} {mod}")
-    ax.set_xlabel("Es/N0 (dB)")
+    ax.set_xlabel("Es/N0 (dB)" + ("" if channel == "awgn" else f", mean over {channel} fading"))
     ax.set_ylabel("frame error rate (1 - good/sent), 1e-3 = none lost")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    fig.savefig(out / "bler_curves.png", dpi=120, bbox_inches="tight")
+    fig.savefig(out / f"bler_curves{suffix}.png", dpi=120, bbox_inches="tight")
     for r in brow:
         print(f"{r['rate']} {r['modulation']:5s} {r['esn0_db']:5.1f} dB  BLER {r['bler']:.4f}  "
               f"({r['ok']} ok + {r['crc_fail']} crc + {r['undetected']} undetected = {r['frames']})")
@@ -129,6 +138,8 @@ def main(argv=None):
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--quick", action="store_true", help="fewer points and bits (for tests)")
     ap.add_argument("--bler-only", action="store_true", help="only the coded BLER waterfalls (bler_curves.csv/png)")
+    ap.add_argument("--channel", default="awgn", choices=("awgn", "rayleigh"),
+                    help="channel of the BLER waterfalls (--bler-only)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -138,7 +149,7 @@ def main(argv=None):
     import matplotlib.pyplot as plt
 
     if args.bler_only:
-        bler_waterfalls(out)
+        bler_waterfalls(out, args.channel)
         return []
 
     curves = [("bpsk", "awgn", False, np.arange(2, 9.1, 1.0)),

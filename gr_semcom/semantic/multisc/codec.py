@@ -153,7 +153,7 @@ class MultiScCodec:
         """``budget``: None (the slice gets at most ``cfg.slice_bytes``) or a
         callable ``budget(captions) -> (captions kept, slice PDU bytes or None)``
         that fits the payload to a channel-use budget once the captions are
-        known (multisc_link.cbr_budget). With a budget the slice stream is at
+        known (blocks/multisc_blocks.slice_budget). With a budget the slice stream is at
         most min(``cfg.slice_bytes``, PDU bytes - header); if that cannot carry
         the slice at ``slice_side``, the side is halved (down to 16) before it
         goes out as a header alone; None sends no slice PDU at all."""
