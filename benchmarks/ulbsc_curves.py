@@ -1,5 +1,10 @@
 """Saliency MAE / F-measure (and caption BLEU) vs Es/N0 over AWGN and flat
-Rayleigh, every payload through the GNU Radio chain:
+Rayleigh, every payload through the GNU Radio chain. A map-level ablation,
+not a second system harness: its inputs are stored saliency maps and the
+DeepSC corpus's captions (not images), and it compares the saliency
+channel with DeepJSCC of the map, which no system sends. ULBSC and
+caption-only as a GRC user runs them (images in, the blocks) are measured
+by `semcom sweep --schemes ulbsc,caption-only`.
 
 * ULBSC: codebook index (+ 5-byte header) as a digital PDU through CRC32 +
   LDPC + BPSK (rate 1/4, 2 codewords: one burst); caption as DeepSC
@@ -127,8 +132,8 @@ def _point(ch, snr, seed, threshold, names, captions, maps):
     from gr_semcom.semantic.metrics import f_measure, mae
     from gr_semcom.semantic.ulbsc.codec import DEFAULT_DEEPSC, DEFAULT_VQ, MODELS, UlbscCodec
     from gr_semcom.semantic.ulbsc.jscc import SaliencyJSCC
-    from gr_semcom.link.sim import run_analog
-    from gr_semcom.systems.ulbsc import send_ulbsc
+    from gr_semcom.common import PayloadType
+    from gr_semcom.link.sim import run_analog, run_link
 
     torch.set_num_threads(1)
     codec = UlbscCodec.from_files(DEFAULT_VQ, DEFAULT_DEEPSC, "analog")
@@ -141,7 +146,11 @@ def _point(ch, snr, seed, threshold, names, captions, maps):
         m, cap = maps[name], captions[i]
         chan = ChannelSpec(model=ch, esn0_db=snr, seed=seed + i, cfo=0.002, timing_offset=0.3)
         pay = codec.encode_fields(cap, m, (size, size))
-        rec = send_ulbsc(codec, pay, spec, chan, timeout=20, rx_threshold=threshold).recon
+        # the codec's fields over the PHY (its digital PDU and its DeepSC burst), not the blocks: the inputs are
+        # stored maps and corpus captions, not images (the system figures come from `semcom sweep`)
+        lr = run_link(pay.data, spec, chan, timeout=20, payload_type=PayloadType.ULBSC, rx_threshold=threshold)
+        ar = run_analog(pay.symbols, chan, timeout=10, rx_threshold=threshold)
+        rec = codec.decode(lr.received, lr.missing if lr.received is not None else (), ar.symbols)
         if rec.saliency.shape != m.shape:  # header lost: the size is unknown to the receiver, not to us
             rec.saliency = codec.decode_map(rec.indices, m.shape)
         js = run_analog(jscc.encode_symbols(torch.from_numpy(m)[None, None])[0], chan, timeout=5,
