@@ -164,10 +164,11 @@ class ofdm_phy_rx(gr.hier_block2):
     rho^2 of the 64-sample symbol is ~Exp(1/64), so false alarms ~exp(-12.8)
     per sample; multipath splits the peak, so it stays well below the
     single-carrier 0.3. False alarms that get through are rejected by the
-    Schmidl & Cox plateau check in :class:`OfdmBurstDemodulator`."""
+    Schmidl & Cox plateau check in :class:`OfdmBurstDemodulator`.
+    ``workers``: threads per stage, as :class:`~gr_semcom.blocks.phy_hier.phy_rx`."""
 
     def __init__(self, spec: OfdmSpec | None = None, threshold: float = 0.2, timeout: float = 2.0,
-                 ldpc_iterations: int = 50, ldpc_decoder: str = "spa", **kw):
+                 ldpc_iterations: int = 50, ldpc_decoder: str = "spa", workers: int | None = None, **kw):
         gr.hier_block2.__init__(self, "semcom_ofdm_rx", gr.io_signature(1, 1, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
         self.spec = spec = spec or OfdmSpec(**{k: v for k, v in kw.items() if v is not None})
@@ -187,6 +188,6 @@ class ofdm_phy_rx(gr.hier_block2):
         self.connect(self, self.sanitize, self.corr, self.capture)
         large_buffers([self.sanitize] + self.corr.stream_blocks())
         self.msg_connect(self.capture, "pdus", self.demod, "in")
-        wire_decoder(self, spec, self.demod, timeout, ldpc_iterations, ldpc_decoder)
+        wire_decoder(self, spec, self.demod, timeout, ldpc_iterations, ldpc_decoder, workers)
         watch_pipeline(self, self.capture)
         self.msg_connect(self.sanitize, "status", self, "status")

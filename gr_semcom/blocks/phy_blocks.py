@@ -5,6 +5,8 @@ from __future__ import annotations
 import ctypes
 import itertools
 import logging
+import os
+import queue
 import threading
 import time
 
@@ -247,6 +249,98 @@ class Backlog:
             self._freed.notify_all()
 
 
+def rx_workers(choice: int | None = None) -> int:
+    """Worker threads per receiver stage: ``choice`` if given, else
+    ``GR_SEMCOM_RX_WORKERS``, else the CPUs this process may run on, at most
+    2 (one core: 1, the stage runs inline in its block's thread)."""
+    if choice is None:
+        env = os.environ.get("GR_SEMCOM_RX_WORKERS", "").strip()
+        choice = int(env) if env else min(2, len(os.sched_getaffinity(0)))
+    if int(choice) < 1:
+        raise ValueError(f"receiver workers must be >= 1, got {choice}")
+    return int(choice)
+
+
+class OrderedWorkers:
+    """Run ``compute(item)`` on ``n`` threads and ``emit(item, (ok, result or
+    exception))`` strictly in submission order, one emit at a time.
+
+    Why: the receiver's per-burst work (the demodulator's FFTs and numba
+    kernels, the LDPC kernels and numpy's phi) mostly runs without the GIL,
+    so two bursts computed at once use both cores; the emits (status and
+    PDUs, Python) stay serial and in order, so frames leave the receiver in
+    the order they arrived. ``pending()`` counts submitted items not yet
+    emitted. ``stop()`` ends the threads after the item each is computing;
+    items still queued are dropped, as GNU Radio drops a stopped block's
+    queued messages."""
+
+    def __init__(self, n: int, compute, emit, name: str = "semcom_rx"):
+        self.n, self.compute, self.emit, self.name = int(n), compute, emit, name
+        self._lock = threading.Lock()  # results, the output cursor and emit
+        self._count = threading.Lock()
+        self._threads: list = []
+        self._reset()
+
+    def _reset(self):
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._done: dict = {}
+        self._next_in = self._next_out = 0
+        self._outstanding = 0
+        self._gen = object()  # a stopped run's threads can no longer emit into a new one
+
+    def start(self) -> None:
+        self.stop()
+        self._reset()
+        gen = self._gen
+        self._threads = [threading.Thread(target=self._run, args=(self._q, gen), daemon=True,
+                                          name=f"{self.name}_w{i}") for i in range(self.n)]
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        q, threads, self._threads = self._q, self._threads, []
+        for _ in threads:
+            q.put(None)
+        self._gen = object()
+        for t in threads:
+            t.join(timeout)
+
+    def pending(self) -> int:
+        return self._outstanding
+
+    def submit(self, item) -> None:
+        with self._count:
+            seq = self._next_in
+            self._next_in += 1
+            self._outstanding += 1
+        self._q.put((seq, item))
+
+    def _run(self, q, gen):
+        while True:
+            job = q.get()
+            if job is None:
+                return
+            seq, item = job
+            try:
+                res = (True, self.compute(item))
+            except Exception as exc:  # reported by emit, in order
+                res = (False, exc)
+            with self._lock:
+                if gen is not self._gen:
+                    return
+                self._done[seq] = (item, res)
+                while self._next_out in self._done:
+                    it, r = self._done.pop(self._next_out)
+                    self._next_out += 1
+                    try:
+                        self.emit(it, r)
+                    except Exception:
+                        log.exception("%s: emit failed", self.name)
+                    finally:
+                        with self._count:
+                            self._outstanding -= 1
+
+
 class burst_demod_base(gr.basic_block):
     """Shared tail of the burst demodulators (subclasses set ``self.dem``, an
     object with ``demodulate(x)``): the non-overlap rule, drop
@@ -274,6 +368,11 @@ class burst_demod_base(gr.basic_block):
         self.local_out: LocalPdus | None = None  # set when ``out`` goes to the receiver's ldpc_decoder
         # soft output: "gr-fec" (gr-fec's ldpc_decoder input convention + pad) or "llr" (ldpc_decoder)
         self.soft_format = "gr-fec"
+        # bursts demodulated on this many threads, published in order (set by
+        # the receiver's wiring: rx_workers()); 1 = in this block's own thread
+        self.workers = 1
+        self._pool: OrderedWorkers | None = None
+        self._listens: dict | None = None  # subscribers of bits / symbols, read at start()
         self.message_port_register_in(IN)
         self.message_port_register_out(OUT)
         self.message_port_register_out(STATUS)
@@ -284,20 +383,41 @@ class burst_demod_base(gr.basic_block):
     def start(self):
         if self.backlog is not None:
             self.backlog.reopen()
+        # whether anything listens on bits / symbols, asked once per run (the
+        # flowgraph is flattened and its message subscriptions set before any
+        # block starts; two pybind calls per burst otherwise)
+        self._listens = {BITS: self._subscribed(BITS), SYMBOLS: self._subscribed(SYMBOLS)}
+        if self.workers > 1:
+            self._pool = OrderedWorkers(self.workers, self._compute, self._emit, "semcom_demod")
+            self._pool.start()
         return True
 
     def stop(self):
         if self.backlog is not None:
             self.backlog.close()
+        if self._pool is not None:
+            self._pool.stop()
+            self._pool = None
         return True
 
     def handle(self, msg):
         try:
-            try:
-                meta, x = _parts(self.local_in, msg)
-            except ValueError as exc:
-                log.error("%s: %s", self.name(), exc)
-                return
+            meta, x = _parts(self.local_in, msg)
+        except ValueError as exc:
+            log.error("%s: %s", self.name(), exc)
+            self.handled += 1
+            if self.backlog is not None:
+                self.backlog.release()
+            return
+        pool = self._pool
+        if pool is not None:
+            # submitted (pending) before counted as handled: a receiver's
+            # in-flight count may be one too high for an instant, never too low;
+            # the worker's emit frees the backlog slot
+            pool.submit((meta, x))
+            self.handled += 1
+            return
+        try:
             self.on_burst(meta, x)
         finally:
             self.handled += 1
@@ -305,19 +425,56 @@ class burst_demod_base(gr.basic_block):
                 self.backlog.release()
 
     def pending(self) -> int:
-        """Bursts taken but held back (genie CSI waiting for its CSI burst)."""
-        return 0
+        """Bursts taken and not yet published or dropped: on the worker
+        threads (and, genie CSI, waiting for their CSI burst)."""
+        pool = self._pool
+        return pool.pending() if pool is not None else 0
+
+    def _latest(self, meta: dict) -> float:
+        return meta.get("offset", -1e18) + getattr(self.dem, "search", 0) + 1
+
+    def _compute(self, item):
+        """Worker side: the demodulation (None: a second tag on a burst already
+        taken, see on_burst). Reads ``_last_pos`` as the last emit left it,
+        which can only be older than the true one: the skip is then taken
+        less often, never wrongly, and publish() decides again in order."""
+        meta, x = item
+        if self._latest(meta) < self._last_pos + self.min_spacing:
+            return None
+        return self.dem.demodulate(x)
+
+    def _emit(self, item, result) -> None:
+        """In burst order, one at a time: publish what a worker computed."""
+        meta, _x = item
+        try:
+            ok, res = result
+            if not ok:
+                log.error("%s: demodulator failed: %r", self.name(), res)
+                self.bursts += 1
+                self.dropped += 1
+                self.message_port_pub(STATUS, _status(event="burst_drop", reason=f"demodulator error: {res!r}",
+                                                      snr_db=float("nan"), offset=float(meta.get("offset", -1))))
+            elif res is None:
+                self._drop_inside(self._latest(meta))
+            else:
+                self.publish(meta, res)
+        finally:
+            if self.backlog is not None:
+                self.backlog.release()
+
+    def _drop_inside(self, latest: float) -> None:
+        self.bursts += 1
+        self.dropped += 1
+        self.message_port_pub(STATUS, _status(event="burst_drop", reason="inside previous burst",
+                                              snr_db=float("nan"), offset=float(latest)))
 
     def on_burst(self, meta: dict, x: np.ndarray) -> None:
-        latest = meta.get("offset", -1e18) + getattr(self.dem, "search", 0) + 1
+        latest = self._latest(meta)
         if latest < self._last_pos + self.min_spacing:
             # a second tag on a burst already taken: wherever the preamble search
             # would put it, the non-overlap rule below rejects it, so skip the
             # demodulation (measured: ~17 % of captures at 10 dB)
-            self.bursts += 1
-            self.dropped += 1
-            self.message_port_pub(STATUS, _status(event="burst_drop", reason="inside previous burst",
-                                                  snr_db=float("nan"), offset=float(latest)))
+            self._drop_inside(latest)
             return
         self.publish(meta, self.dem.demodulate(x))
 
@@ -343,15 +500,17 @@ class burst_demod_base(gr.basic_block):
             return
         out_meta = {"snr_db": round(res.snr_db, 3), "cfo": res.cfo, "timing": res.timing,
                     "burst": self.bursts, "offset": pos}
-        hard = (res.llr < 0).astype(np.uint8)
         # counted before it is published: a receiver's in-flight count may be
         # one too high for an instant, never one too low
         self.passed += 1
-        if self._subscribed(BITS):  # hard decisions for BER; built only when something listens
+        listens = self._listens if self._listens is not None else {p: self._subscribed(p) for p in (BITS, SYMBOLS)}
+        uncoded = self.spec.code.alist is None
+        hard = (res.llr < 0).astype(np.uint8) if (listens[BITS] or uncoded) else None
+        if listens[BITS]:  # hard decisions for BER; built only when something listens
             self.message_port_pub(BITS, make_pdu(out_meta, hard))
-        if res.symbols is not None and self._subscribed(SYMBOLS):  # for constellation displays
+        if res.symbols is not None and listens[SYMBOLS]:  # for constellation displays
             self.message_port_pub(SYMBOLS, make_pdu(out_meta, np.asarray(res.symbols, np.complex64)))
-        if self.spec.code.alist is None:
+        if uncoded:
             self.message_port_pub(OUT, make_pdu(out_meta, hard))
         elif self.soft_format == "gr-fec":
             soft = np.concatenate([llr_to_grfec(res.llr), np.zeros(ASYNC_DECODER_PAD, np.float32)])
@@ -382,7 +541,7 @@ class burst_demod(burst_demod_base):
             self.set_msg_handler(pmt.intern("csi"), self.handle_csi)
 
     def pending(self) -> int:
-        return len(self._x_q)
+        return len(self._x_q) + super().pending()
 
     def handle_csi(self, msg):
         self._csi_q.append(_parts(self.local_in, msg)[1])
@@ -421,22 +580,52 @@ class ldpc_decoder(gr.basic_block):
         self.rejected = 0  # PDUs dropped (not whole codewords): their bursts are erasures
         self.local_in: LocalPdus | None = None  # set when fed by the receiver's demodulator
         self.local_out: LocalPdus | None = None  # set when feeding the receiver's frame_decoder
+        self.workers = 1  # bursts decoded on this many threads, in order (see burst_demod_base)
+        self._pool: OrderedWorkers | None = None
         self.message_port_register_in(IN)
         self.message_port_register_out(OUT)
         self.message_port_register_out(STATUS)
         self.set_msg_handler(IN, self.handle)
 
+    def start(self):
+        if self.workers > 1:
+            self._pool = OrderedWorkers(self.workers, self._compute, self._emit, "semcom_ldpc")
+            self._pool.start()
+        return True
+
+    def stop(self):
+        if self._pool is not None:
+            self._pool.stop()
+            self._pool = None
+        return True
+
     def handle(self, msg):
-        try:
-            meta, llr = _parts(self.local_in, msg)
-            hard, ok, iters = self.dec.decode(llr)
-        except ValueError as exc:
-            log.error("%s: %s", self.name(), exc)
-            self.rejected += 1
-            self.message_port_pub(STATUS, _status(event="burst_drop", reason=f"ldpc: {exc}", snr_db=float("nan")))
+        pool = self._pool
+        if pool is not None:
+            pool.submit(msg)
             return
-        self.frames += 1
+        try:
+            res = (True, self._compute(msg))
+        except ValueError as exc:
+            res = (False, exc)
+        self._emit(msg, res)
+
+    def _compute(self, msg):
+        meta, llr = _parts(self.local_in, msg)
+        hard, ok, iters = self.dec.decode(llr)
+        return meta, hard, ok, iters
+
+    def _emit(self, _msg, result) -> None:
+        ok_, res = result
+        if not ok_:
+            log.error("%s: %s", self.name(), res)
+            self.rejected += 1
+            self.message_port_pub(STATUS, _status(event="burst_drop", reason=f"ldpc: {res}", snr_db=float("nan")))
+            return
+        meta, hard, ok, iters = res
         meta.update(ldpc_iterations=int(iters.max()), ldpc_unsatisfied=int((~ok).sum()))
+        # counted before it is published (in-flight counts never too low)
+        self.frames += 1
         self.message_port_pub(OUT, _pdu(self.local_out, meta, info_bits(hard, self.code)))
 
 

@@ -7,7 +7,7 @@ TX (PDU in, complex baseband out)::
 
 RX (complex baseband in, PDUs out)::
 
-    sanitize_cc (NaN/inf -> 0) -> filter.fir_filter_ccf (matched RRC, C++) -> preamble_detector (RMS-normalised corr_est_cc, C++)
+    sanitize_cc (NaN/inf -> 0) -> filter.fft_filter_ccf (matched RRC, C++) -> preamble_detector (RMS-normalised corr_est_cc, C++)
       -> burst_capture (numpy slices at each 'corr_start' tag) -> burst_demod
       -> fec.async_decoder (gr-fec LDPC, C++) -> frame_decoder
 
@@ -24,7 +24,7 @@ from gnuradio import blocks, digital, fec, filter, gr, pdu
 from ..phy.fec import make_decoder, make_encoder
 from ..phy.frame import FrameSpec
 from .phy_blocks import (Backlog, LocalPdus, burst_capture, burst_demod, burst_mapper, frame_decoder, frame_encoder,
-                         sanitize_cc)
+                         rx_workers, sanitize_cc)
 from .phy_blocks import ldpc_decoder as ldpc_decoder_block
 
 #: samples kept before each 'corr_start' tag; the demodulator searches the
@@ -68,12 +68,20 @@ def wire_encoder(hier, spec, sink) -> None:
 LDPC_DECODERS = ("spa", "minsum", "gr-fec")
 
 
-def wire_decoder(hier, spec, demod, timeout: float, ldpc_iterations: int, ldpc_decoder: str = "spa") -> None:
+def wire_decoder(hier, spec, demod, timeout: float, ldpc_iterations: int, ldpc_decoder: str = "spa",
+                 workers: int | None = None) -> None:
     """demod -> LDPC decoder (if coded) -> frame_decoder, and the RX hier
     ports ``out``, ``status``, ``bits``, ``symbols``, ``flush`` (shared by
-    both waveforms; call it before connecting anything else to those ports)."""
+    both waveforms; call it before connecting anything else to those ports).
+    ``workers``: threads of the demodulator and of the LDPC decoder each
+    (:func:`~gr_semcom.blocks.phy_blocks.rx_workers`: default
+    ``GR_SEMCOM_RX_WORKERS``, else up to 2 by the CPUs allowed); genie-CSI
+    demodulation stays in one thread."""
     if ldpc_decoder not in LDPC_DECODERS:
         raise ValueError(f"ldpc_decoder is one of {LDPC_DECODERS}, got {ldpc_decoder!r}")
+    n_workers = rx_workers(workers)
+    if not getattr(demod, "genie", False):
+        demod.workers = n_workers
     for p in ("out", "status", "bits", "symbols"):
         hier.message_port_register_hier_out(p)
     hier.message_port_register_hier_in("flush")
@@ -81,6 +89,7 @@ def wire_decoder(hier, spec, demod, timeout: float, ldpc_iterations: int, ldpc_d
     if spec.code.alist is not None and ldpc_decoder != "gr-fec":
         demod.soft_format = "llr"
         hier.decoder = ldpc_decoder_block(spec, ldpc_iterations, ldpc_decoder)
+        hier.decoder.workers = n_workers
         # LLRs and decoded bits pass between these blocks as numpy arrays (LocalPdus)
         local = getattr(hier, "local", None) or LocalPdus()
         hier.local = demod.local_out = hier.decoder.local_in = local
@@ -147,7 +156,11 @@ def wire_burst_input(hier, spec: FrameSpec, threshold: float, genie_csi: bool = 
     LO leakage (HackRF) is a constant offset the pilots would otherwise read
     as channel; 0 leaves it out (simulated channels, genie CSI)."""
     hier.sanitize = sanitize_cc()
-    hier.mf = filter.fir_filter_ccf(1, spec.rrc.tolist())
+    # the matched filter by overlap-save FFT (C++): the same output, aligned the
+    # same (max difference 3e-7 of full scale), at a third of the direct FIR's
+    # CPU for the 23 taps (benchmarks/results/rx_speed.md); on a stream that
+    # pauses it holds back up to output_multiple() - 1 samples (hold_back)
+    hier.mf = filter.fft_filter_ccf(1, spec.rrc.tolist(), 1)
     hier.corr = preamble_detector(sync_waveform(spec), spec.sps, rho2=threshold)
     hier.demod = burst_demod(spec, search=2 * _TAG_LEAD * spec.sps, genie_csi=genie_csi)
     hier.capture = hier.demod.dem.samples_needed + 8
@@ -241,17 +254,18 @@ class phy_rx(gr.hier_block2):
     """``threshold``: normalised correlation rho^2 of the 32-symbol sync word
     (see :class:`preamble_detector`); ``dc_block``: DC blocker length in
     samples, 0 = none (see :func:`wire_burst_input`); ``ldpc_decoder``: one
-    of :data:`LDPC_DECODERS`."""
+    of :data:`LDPC_DECODERS`; ``workers``: threads per stage (demodulator,
+    LDPC decoder), default by the CPUs allowed (see :func:`wire_decoder`)."""
 
     def __init__(self, spec: FrameSpec | None = None, threshold: float = 0.3,
                  timeout: float = 2.0, genie_csi: bool = False, ldpc_iterations: int = 50, dc_block: int = 0,
-                 ldpc_decoder: str = "spa", **kw):
+                 ldpc_decoder: str = "spa", workers: int | None = None, **kw):
         nin = 2 if genie_csi else 1
         gr.hier_block2.__init__(self, "semcom_phy_rx", gr.io_signature(nin, nin, gr.sizeof_gr_complex),
                                 gr.io_signature(0, 0, 0))
         self.spec = spec = spec or spec_from_kwargs(**kw)
         wire_burst_input(self, spec, threshold, genie_csi, dc_block)
-        wire_decoder(self, spec, self.demod, timeout, ldpc_iterations, ldpc_decoder)
+        wire_decoder(self, spec, self.demod, timeout, ldpc_iterations, ldpc_decoder, workers)
         watch_pipeline(self, self.burst)
         self.msg_connect(self.sanitize, "status", self, "status")
         if genie_csi:

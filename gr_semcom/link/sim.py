@@ -159,8 +159,10 @@ def hold_back(rx, chan: ChannelSpec) -> int:
     """Samples a receiver's burst capture never reads of what the TX sent:
     what blocks with history keep at the end of a stream that pauses (the
     correlator its sync word's length, measured 45-57 samples for the
-    64-sample word; the channel's FIRs about 14, 64 allowed; static taps)."""
-    return rx.corr.delay_samples + 64 + 2 * len(chan.static_taps or [])
+    64-sample word; the channel's FIRs about 14, 64 allowed; static taps;
+    the single-carrier matched filter's FFT block)."""
+    mf = getattr(rx, "mf", None)  # the FFT matched filter works in blocks of output_multiple()
+    return rx.corr.delay_samples + 64 + 2 * len(chan.static_taps or []) + (mf.output_multiple() - 1 if mf else 0)
 
 
 def wait_drained(rx, needed: float, deadline: float) -> bool:
