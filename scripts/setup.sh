@@ -17,6 +17,12 @@ if ! /usr/bin/python3 -c "import gi; gi.require_version('Gtk', '3.0'); gi.requir
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends gir1.2-gtk-3.0 python3-gi-cairo \
     xvfb xauth xdotool imagemagick
 fi
+# the compiled receiver blocks (scripts/build_native.sh) build against GNU Radio's and pybind11's headers
+if [ ! -f /usr/include/gnuradio/sync_block.h ] || [ ! -f /usr/include/pybind11/pybind11.h ] || ! command -v g++ >/dev/null; then
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends gnuradio-dev pybind11-dev g++ pkg-config
+fi
+bash scripts/build_native.sh
 if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi

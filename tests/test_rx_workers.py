@@ -131,8 +131,10 @@ def _receive(workers: int, data: bytes, spec: FrameSpec):
     return order, received
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_receiver_on_workers_decodes_every_frame_in_order(workers):
+@pytest.mark.parametrize("workers,native", [(1, True), (2, True), (2, False)])
+def test_receiver_on_workers_decodes_every_frame_in_order(workers, native, monkeypatch):
+    """Also with the Python NaN guard and capture (GR_SEMCOM_NATIVE=0)."""
+    monkeypatch.setenv("GR_SEMCOM_NATIVE", "1" if native else "0")
     spec = FrameSpec()
     data = np.random.default_rng(3).integers(0, 256, 12 * spec.capacity - 17, dtype=np.uint8).tobytes()
     order, received = _receive(workers, data, spec)

@@ -15,8 +15,8 @@ TX::
 
 RX::
 
-    sanitize_cc -> preamble_detector (RMS-normalised corr_est_cc on sync
-      symbol 2, C++) -> burst_capture (numpy slices)
+    NaN guard (make_sanitize) -> preamble_detector (RMS-normalised corr_est_cc on sync
+      symbol 2, C++) -> burst capture (make_burst_capture)
       -> ofdm_burst_demod (per burst, numpy: timing, Schmidl & Cox CFO + pilot
          drift, FFT, channel from sync symbol 2 refined decision-directed,
          pilot phase tracking, CSI-weighted LLRs)
@@ -40,7 +40,7 @@ from gnuradio import blocks, digital, fft, gr, pdu
 from ..phy.ofdm import OfdmBurstDemodulator, OfdmSpec, sync_waveform
 from .pdu_util import make_pdu, pdu_parts
 from .phy_hier import large_buffers, preamble_detector, watch_pipeline, wire_decoder, wire_encoder
-from .phy_blocks import Backlog, LocalPdus, burst_capture, burst_demod_base, last_of_pdu, sanitize_cc
+from .phy_blocks import LocalPdus, burst_demod_base, last_of_pdu, make_burst_capture, make_sanitize
 
 log = logging.getLogger(__name__)
 IN, OUT = pmt.intern("in"), pmt.intern("out")
@@ -181,10 +181,12 @@ class ofdm_phy_rx(gr.hier_block2):
         margin = 96
         lead = 2 * spec.fft_len + spec.cp_len - 1 + margin
         self.demod = ofdm_burst_demod(spec, search=2 * margin)
-        self.capture = burst_capture(self.demod.dem.samples_needed + 8, lead=lead, min_gap=margin)
-        self.backlog = self.capture.backlog = self.demod.backlog = Backlog(8)
-        self.local = self.capture.local = self.demod.local_in = LocalPdus()  # bursts as numpy arrays
-        self.sanitize = sanitize_cc()
+        self.capture, self.backlog, bursts = make_burst_capture(self.demod.dem.samples_needed + 8, lead=lead,
+                                                                min_gap=margin, max_pending=8)
+        self.demod.backlog = self.backlog
+        self.demod.local_in = bursts  # bursts as numpy arrays
+        self.local = LocalPdus()  # the demodulator -> decoder -> frame decoder hand-offs (wire_decoder)
+        self.sanitize = make_sanitize()
         self.connect(self, self.sanitize, self.corr, self.capture)
         large_buffers([self.sanitize] + self.corr.stream_blocks())
         self.msg_connect(self.capture, "pdus", self.demod, "in")

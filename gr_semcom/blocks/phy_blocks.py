@@ -21,8 +21,28 @@ from ..phy.frame import BurstDemodulator, FrameSpec
 from ..phy.ldpc import MinSumDecoder, info_bits
 from .pdu_util import make_pdu, pdu_parts
 
+try:  # the compiled stream blocks (native/semcom_native.cc, scripts/build_native.sh)
+    from . import _native
+except ImportError:  # not built: the Python blocks below, which are also the tested reference
+    _native = None
+
 log = logging.getLogger(__name__)
 IN, OUT, STATUS = pmt.intern("in"), pmt.intern("out"), pmt.intern("status")
+_told_native = False
+
+
+def native_blocks() -> bool:
+    """Whether the receivers use the compiled NaN guard and burst capture:
+    built (``scripts/build_native.sh``, run by the set-up) and not switched
+    off with ``GR_SEMCOM_NATIVE=0``. The first receiver built without them
+    says so once."""
+    global _told_native
+    want = os.environ.get("GR_SEMCOM_NATIVE", "1").strip() not in ("0", "no", "false", "off")
+    if want and _native is None and not _told_native:
+        log.info("gr_semcom: compiled stream blocks not built (bash scripts/build_native.sh); the receiver "
+                 "uses the Python NaN guard and burst capture")
+        _told_native = True
+    return want and _native is not None
 BITS, SYMBOLS, PDUS = pmt.intern("bits"), pmt.intern("symbols"), pmt.intern("pdus")
 
 
@@ -858,3 +878,78 @@ class sanitize_cc(_FastWork, gr.sync_block):
             self.message_port_pub(STATUS, _status(event="non_finite", samples=self.bad,
                                                   offset=int(self.nitems_read(0))))
         return len(y)
+
+
+class NativeBacklog:
+    """:class:`Backlog`'s interface over the compiled capture's own backlog
+    (the capture waits on it inside its C++ work(), without the GIL)."""
+
+    def __init__(self, capture):
+        self._c = capture
+        self.max_pending = capture.backlog_max
+
+    @property
+    def pending(self) -> int:
+        return self._c.backlog_pending
+
+    def acquire(self, stop: threading.Event) -> bool:
+        while True:
+            r = self._c.backlog_acquire_for(0.05)
+            if r == 1:
+                return True
+            if r < 0 or stop.is_set():
+                return False
+
+    def close(self) -> None:
+        self._c.backlog_close()
+
+    def reopen(self) -> None:
+        self._c.backlog_reopen()
+
+    def release(self) -> None:
+        self._c.backlog_release()
+
+
+class NativeBursts:
+    """:class:`LocalPdus`'s ``parts`` over the compiled capture's registry:
+    the message carries a burst id and ``take`` hands over the samples as a
+    numpy array (no copy)."""
+
+    def __init__(self, capture):
+        self._c = capture
+
+    def parts(self, msg) -> tuple[dict, np.ndarray]:
+        if pmt.is_pair(msg) and pmt.is_uint64(pmt.car(msg)):
+            try:
+                start, x = self._c.take(pmt.to_uint64(pmt.car(msg)))
+            except KeyError:
+                raise ValueError("local PDU not in this receiver's registry") from None
+            return {"offset": int(start)}, x
+        return pdu_parts(msg)
+
+    def clear(self) -> None:
+        self._c.clear()
+
+    def __len__(self) -> int:
+        return self._c.held()
+
+
+def make_sanitize():
+    """The receivers' NaN guard: compiled if built (:func:`native_blocks`), else :class:`sanitize_cc`."""
+    return _native.nan_guard_cc() if native_blocks() else sanitize_cc()
+
+
+def make_burst_capture(length: int, lead: int = 0, min_gap: int = 0, max_pending: int = 8):
+    """(capture block, backlog, burst hand-off) of a receiver: the compiled
+    ``burst_capture_c`` with its own backlog if built (:func:`native_blocks`),
+    else :class:`burst_capture` with a :class:`Backlog` and :class:`LocalPdus`.
+    Both cut the same bursts at the same tags (tests/test_native_blocks.py)
+    and publish ``(u64 id . empty u8vector)`` messages that the hand-off's
+    ``parts`` turns into ({"offset": start}, samples)."""
+    if native_blocks():
+        cap = _native.burst_capture_c(int(length), int(lead), "corr_start", 64, int(min_gap), int(max_pending))
+        cap.backlog, cap.local = NativeBacklog(cap), NativeBursts(cap)
+        return cap, cap.backlog, cap.local
+    cap = burst_capture(length, lead=lead, min_gap=min_gap)
+    cap.backlog, cap.local = Backlog(max_pending), LocalPdus()
+    return cap, cap.backlog, cap.local

@@ -7,8 +7,9 @@ TX (PDU in, complex baseband out)::
 
 RX (complex baseband in, PDUs out)::
 
-    sanitize_cc (NaN/inf -> 0) -> filter.fft_filter_ccf (matched RRC, C++) -> preamble_detector (RMS-normalised corr_est_cc, C++)
-      -> burst_capture (numpy slices at each 'corr_start' tag) -> burst_demod
+    NaN guard (C++ nan_guard_cc, or the Python sanitize_cc) -> filter.fft_filter_ccf (matched RRC, C++)
+      -> preamble_detector (RMS-normalised corr_est_cc, C++)
+      -> burst capture at each 'corr_start' tag (C++ burst_capture_c, or the Python burst_capture) -> burst_demod
       -> fec.async_decoder (gr-fec LDPC, C++) -> frame_decoder
 
 Message ports: TX ``in`` (u8 PDU), ``status``; RX ``out`` (reassembled PDUs),
@@ -23,8 +24,8 @@ from gnuradio import blocks, digital, fec, filter, gr, pdu
 
 from ..phy.fec import make_decoder, make_encoder
 from ..phy.frame import FrameSpec
-from .phy_blocks import (Backlog, LocalPdus, burst_capture, burst_demod, burst_mapper, frame_decoder, frame_encoder,
-                         rx_workers, sanitize_cc)
+from .phy_blocks import (LocalPdus, burst_capture, burst_demod, burst_mapper, frame_decoder, frame_encoder,
+                         make_burst_capture, make_sanitize, rx_workers)
 from .phy_blocks import ldpc_decoder as ldpc_decoder_block
 
 #: samples kept before each 'corr_start' tag; the demodulator searches the
@@ -155,7 +156,7 @@ def wire_burst_input(hier, spec: FrameSpec, threshold: float, genie_csi: bool = 
     GNU Radio's DC blocker (moving averages of that length, C++): an SDR's
     LO leakage (HackRF) is a constant offset the pilots would otherwise read
     as channel; 0 leaves it out (simulated channels, genie CSI)."""
-    hier.sanitize = sanitize_cc()
+    hier.sanitize = make_sanitize()
     # the matched filter by overlap-save FFT (C++): the same output, aligned the
     # same (max difference 3e-7 of full scale), at a third of the direct FIR's
     # CPU for the 23 taps (benchmarks/results/rx_speed.md); on a stream that
@@ -164,9 +165,11 @@ def wire_burst_input(hier, spec: FrameSpec, threshold: float, genie_csi: bool = 
     hier.corr = preamble_detector(sync_waveform(spec), spec.sps, rho2=threshold)
     hier.demod = burst_demod(spec, search=2 * _TAG_LEAD * spec.sps, genie_csi=genie_csi)
     hier.capture = hier.demod.dem.samples_needed + 8
-    hier.burst = burst_capture(hier.capture, lead=_TAG_LEAD * spec.sps, min_gap=_TAG_LEAD * spec.sps)
-    hier.backlog = hier.burst.backlog = hier.demod.backlog = Backlog(8)
-    hier.local = hier.burst.local = hier.demod.local_in = LocalPdus()  # bursts as numpy arrays
+    hier.burst, hier.backlog, bursts = make_burst_capture(hier.capture, lead=_TAG_LEAD * spec.sps,
+                                                          min_gap=_TAG_LEAD * spec.sps, max_pending=8)
+    hier.demod.backlog = hier.backlog
+    hier.demod.local_in = bursts  # bursts as numpy arrays
+    hier.local = LocalPdus()  # the demodulator -> decoder -> frame decoder hand-offs (wire_decoder)
     front = [hier, hier.sanitize]
     if dc_block:
         if genie_csi:
