@@ -84,7 +84,8 @@ def main(argv=None) -> int:
             rows.append({"t_s": round(time.monotonic() - t0, 2), "consumed": int(rx.stream_position()),
                          "judged": rx.deframer.judged, "frames_ok": rx.deframer.frames_ok,
                          "frames_bad": rx.deframer.frames_bad, "backlog": rx.backlog.pending,
-                         "in_flight": rx.in_flight()})
+                         "in_flight": rx.in_flight(), "captures": int(rx.burst.published),
+                         "capture_overflows": int(rx.burst.overflows), "bursts_dropped": rx.demod.dropped})
     finally:
         wall = time.monotonic() - t0
         cpu = time.process_time() - cpu0
@@ -110,6 +111,9 @@ def main(argv=None) -> int:
             "worst_10s_window_fraction": round(min(win) / a.rate, 4) if win else None,
             "frames_expected_approx": expected, "frames_judged": last["judged"],
             "frames_ok": last["frames_ok"], "frames_crc_fail": last["frames_bad"],
+            "captures": last["captures"], "capture_overflows": last["capture_overflows"],
+            "bursts_dropped": last["bursts_dropped"], "rx_workers": rx.demod.workers,
+            "native_blocks": type(rx.burst).__name__ == "burst_capture_c",
             "max_backlog": max(r["backlog"] for r in rows), "cpu_s": round(cpu, 1), "wall_s": round(wall, 1),
             "cpus_allowed": len(os.sched_getaffinity(0)), "loadavg_1min_after": os.getloadavg()[0],
             "kept_up": bool(rate >= 0.995 * a.rate and (not win or min(win) >= 0.995 * a.rate)),

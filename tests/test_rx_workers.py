@@ -140,3 +140,42 @@ def test_receiver_on_workers_decodes_every_frame_in_order(workers, native, monke
     order, received = _receive(workers, data, spec)
     assert order == list(range(framing.frame_count(len(data), spec.capacity)))
     assert received == data
+
+
+class _SlowDecoder:
+    def __init__(self, dec, seconds):
+        self.dec, self.seconds = dec, seconds
+
+    def decode(self, llr):
+        time.sleep(self.seconds)
+        return self.dec.decode(llr)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_backpressure_covers_the_ldpc_stage(workers):
+    """A decoder slower than the demodulator holds the capture back: bursts
+    between the demodulator and the decoder never exceed the backlog (its
+    message queue was unbounded), and every frame is still decoded."""
+    spec = FrameSpec()
+    data = np.random.default_rng(4).integers(0, 256, 30 * spec.capacity, dtype=np.uint8).tobytes()
+    tb = gr.top_block()
+    tx = phy_tx(spec)
+    noise = channels.channel_model(10 ** (-12 / 20), 0.0, 1.0, [1.0], 7)
+    rx = phy_rx(spec, timeout=0.0, workers=workers)
+    rx.decoder.dec = _SlowDecoder(rx.decoder.dec, 0.02)
+    assert rx.demod.release_downstream and rx.decoder.backlog is rx.backlog
+    tb.connect(tx, noise, rx)
+    worst = 0
+    tb.start()
+    try:
+        n = framing.frame_count(len(data), spec.capacity)
+        tx.framer._post(pmt.intern("in"), make_pdu({}, data))
+        t0 = time.monotonic()
+        while rx.deframer.judged < n and time.monotonic() - t0 < 60:
+            worst = max(worst, rx.demod.passed - rx.decoder.frames - rx.decoder.rejected)
+            time.sleep(0.005)
+    finally:
+        tb.stop()
+        tb.wait()
+    assert rx.deframer.frames_ok == n
+    assert 1 <= worst <= rx.backlog.max_pending

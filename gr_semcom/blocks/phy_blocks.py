@@ -393,6 +393,9 @@ class burst_demod_base(gr.basic_block):
         self.workers = 1
         self._pool: OrderedWorkers | None = None
         self._listens: dict | None = None  # subscribers of bits / symbols, read at start()
+        # set by wire_decoder when ``out`` feeds this receiver's ldpc_decoder, which
+        # then frees the backlog slot of each burst passed on (see _release)
+        self.release_downstream = False
         self.message_port_register_in(IN)
         self.message_port_register_out(OUT)
         self.message_port_register_out(STATUS)
@@ -437,12 +440,21 @@ class burst_demod_base(gr.basic_block):
             pool.submit((meta, x))
             self.handled += 1
             return
+        passed = self.passed
         try:
             self.on_burst(meta, x)
         finally:
             self.handled += 1
-            if self.backlog is not None:
-                self.backlog.release()
+            self._release(passed)
+
+    def _release(self, passed_before: int) -> None:
+        """Free the burst's backlog slot, unless it went on to a decoder that
+        frees it once decoded (``release_downstream``): the back-pressure then
+        covers the LDPC stage too, whose message queue is otherwise unbounded
+        (measured: with the compiled capture the demodulator outran the
+        decoder and ~20 % of a 10 Msps replay sat queued in front of it)."""
+        if self.backlog is not None and not (self.release_downstream and self.passed > passed_before):
+            self.backlog.release()
 
     def pending(self) -> int:
         """Bursts taken and not yet published or dropped: on the worker
@@ -466,6 +478,7 @@ class burst_demod_base(gr.basic_block):
     def _emit(self, item, result) -> None:
         """In burst order, one at a time: publish what a worker computed."""
         meta, _x = item
+        passed = self.passed
         try:
             ok, res = result
             if not ok:
@@ -479,8 +492,7 @@ class burst_demod_base(gr.basic_block):
             else:
                 self.publish(meta, res)
         finally:
-            if self.backlog is not None:
-                self.backlog.release()
+            self._release(passed)
 
     def _drop_inside(self, latest: float) -> None:
         self.bursts += 1
@@ -601,6 +613,7 @@ class ldpc_decoder(gr.basic_block):
         self.local_in: LocalPdus | None = None  # set when fed by the receiver's demodulator
         self.local_out: LocalPdus | None = None  # set when feeding the receiver's frame_decoder
         self.workers = 1  # bursts decoded on this many threads, in order (see burst_demod_base)
+        self.backlog: Backlog | None = None  # set with the demodulator's release_downstream
         self._pool: OrderedWorkers | None = None
         self.message_port_register_in(IN)
         self.message_port_register_out(OUT)
@@ -614,6 +627,8 @@ class ldpc_decoder(gr.basic_block):
         return True
 
     def stop(self):
+        if self.backlog is not None:
+            self.backlog.close()  # a consumer leaving: the capture must not wait on its slots
         if self._pool is not None:
             self._pool.stop()
             self._pool = None
@@ -636,6 +651,13 @@ class ldpc_decoder(gr.basic_block):
         return meta, hard, ok, iters
 
     def _emit(self, _msg, result) -> None:
+        try:
+            self._publish(result)
+        finally:
+            if self.backlog is not None:
+                self.backlog.release()
+
+    def _publish(self, result) -> None:
         ok_, res = result
         if not ok_:
             log.error("%s: %s", self.name(), res)

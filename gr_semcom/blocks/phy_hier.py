@@ -91,6 +91,10 @@ def wire_decoder(hier, spec, demod, timeout: float, ldpc_iterations: int, ldpc_d
         demod.soft_format = "llr"
         hier.decoder = ldpc_decoder_block(spec, ldpc_iterations, ldpc_decoder)
         hier.decoder.workers = n_workers
+        if demod.backlog is not None and not getattr(demod, "genie", False):
+            # the back-pressure covers the decoder too: it frees each burst's slot
+            hier.decoder.backlog = demod.backlog
+            demod.release_downstream = True
         # LLRs and decoded bits pass between these blocks as numpy arrays (LocalPdus)
         local = getattr(hier, "local", None) or LocalPdus()
         hier.local = demod.local_out = hier.decoder.local_in = local
