@@ -87,8 +87,15 @@ def _flowgraph_counts(top_blocks):
     tb = top_blocks[0]
     while True:
         time.sleep(0.5)
-        counts = {k: v.num_messages() for k, v in list(vars(tb).items()) if hasattr(v, "num_messages")}
-        _write({"executable": sys.executable, "cwd": os.getcwd(), "counts": counts})
+        try:
+            counts = {k: v.num_messages() for k, v in list(vars(tb).items()) if hasattr(v, "num_messages")}
+            _write({"executable": sys.executable, "cwd": os.getcwd(), "counts": counts})
+        except Exception:
+            # this probe thread races the flowgraph's own teardown (blocks
+            # released, the report directory removed): a failed read is retried,
+            # and a probe that never reads leaves the counts missing, which the
+            # test reports
+            continue
 
 
 def _record_top_blocks():
