@@ -83,6 +83,36 @@ def first_use(name: str, fn, *args):
     return out
 
 
+# ------------------------------------------------ compiled C++ (LDPC) ----
+
+_native_ldpc = False  # not looked for yet
+
+
+def native_wanted() -> bool:
+    """``GR_SEMCOM_NATIVE=0`` (or no/false/off) switches every compiled C++
+    part of the receiver off: the LDPC decoder here, the stream blocks in
+    blocks/phy_blocks.py."""
+    return os.environ.get("GR_SEMCOM_NATIVE", "1").strip().lower() not in ("0", "no", "false", "off")
+
+
+def native_ldpc():
+    """The compiled LDPC decoder (phy/native/ldpc_native.cc, built by
+    scripts/build_native.sh), or None when it is not built or switched off
+    (the decoder then runs the numba kernels; one INFO line says so)."""
+    global _native_ldpc
+    if not native_wanted():
+        return None
+    if _native_ldpc is False:
+        try:
+            from . import _ldpc_native as mod
+        except ImportError:
+            mod = None
+            log.info("gr_semcom: compiled LDPC decoder not built (bash scripts/build_native.sh); "
+                     "the numba kernels decode")
+        _native_ldpc = mod
+    return _native_ldpc
+
+
 BIG = np.float32(1e30)
 
 

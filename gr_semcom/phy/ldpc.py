@@ -27,12 +27,19 @@ The tests decode the same LLRs with gr-fec's decoder and compare
 
 LLR convention: ``log P(bit = 0) / P(bit = 1)`` (the demodulator's).
 
-Two implementations of the same decoder: :meth:`MinSumDecoder.decode_numpy`
-(the vectorised numpy code above, the tested reference) and the compiled
-numba kernel :func:`gr_semcom.phy.kernels.ldpc_decode` (one codeword at a
-time, the same float32 operations in the same order, GIL released), which
-``decode`` uses unless ``kernels="numpy"`` or ``GR_SEMCOM_KERNELS=numpy``
-(see phy/kernels.py, docs/receiver_speed.md).
+Three implementations of the same decoder (``kernels``):
+
+* ``numpy``: :meth:`MinSumDecoder.decode_numpy`, the vectorised numpy code
+  above, the tested reference (``GR_SEMCOM_KERNELS=numpy`` everywhere);
+* ``numba``: :meth:`MinSumDecoder.decode_numba`, kernels of phy/kernels.py
+  (one codeword at a time, the same float32 operations in the same order,
+  GIL released per kernel);
+* ``native`` (the default when built): :meth:`MinSumDecoder.decode_native`,
+  the C++ decoder of phy/native/ldpc_native.cc, the whole burst in one call
+  with the GIL released (built by scripts/build_native.sh; ``GR_SEMCOM_NATIVE=0``
+  or not built: ``numba``). Its phi is glibc's vectorised tanhf/logf, so it
+  is tested on its decisions and iteration counts, not bit for bit
+  (tests/test_ldpc_native.py); why it exists: docs/receiver_speed.md.
 """
 from __future__ import annotations
 
@@ -45,6 +52,7 @@ from .fec import CodeSpec, read_alist
 
 BIG = np.float32(1e30)
 METHODS = ("minsum", "spa")
+KERNELS = ("native", "numba", "numpy")
 _PHI_LO, _PHI_HI = np.float32(1e-7), np.float32(30.0)
 
 
@@ -62,6 +70,19 @@ def _phi_inplace(x: np.ndarray) -> np.ndarray:
     np.tanh(x, out=x)
     np.log(x, out=x)
     return np.negative(x, out=x)
+
+
+def ldpc_kernels(choice: str | None = None) -> str:
+    """The decoder implementation ``choice`` resolves to: ``native`` (the C++
+    decoder) when asked for or by default where it is built and the kernels
+    are not switched to numpy; else what :func:`kernels.backend` says."""
+    if choice is not None and choice not in KERNELS:
+        raise ValueError(f"kernels must be one of {KERNELS}, got {choice!r}")
+    if choice == "native" or (choice is None and _k.backend() == "numba"):
+        if _k.native_ldpc() is not None:
+            return "native"
+        return _k.backend(None if choice == "native" else choice)
+    return _k.backend(choice)
 
 
 class MinSumDecoder:
@@ -99,7 +120,7 @@ class MinSumDecoder:
                 ve[v, fill[v]] = e
                 fill[v] += 1
         self.var_edges = ve
-        self.kernels = _k.backend(kernels)
+        self.kernels = ldpc_kernels(kernels)
         # the kernels' check-major edge layout (e = i * dc + j), same edges and orders
         self._rows_cm = np.ascontiguousarray(rows.T).astype(np.int32)
         e_ref = np.arange(self.dc * self.m)
@@ -109,7 +130,7 @@ class MinSumDecoder:
     @classmethod
     def for_code(cls, code: CodeSpec, max_iterations: int = 50, alpha: float = 0.8,
                  method: str = "minsum", kernels: str | None = None) -> "MinSumDecoder":
-        return _cached(str(code.alist), max_iterations, float(alpha), method, _k.backend(kernels))
+        return _cached(str(code.alist), max_iterations, float(alpha), method, ldpc_kernels(kernels))
 
     def _prepare(self, llr: np.ndarray) -> np.ndarray:
         llr = np.asarray(llr, np.float32)
@@ -132,7 +153,25 @@ class MinSumDecoder:
         used per codeword). Compiled kernel or numpy reference (``kernels``)."""
         if self.kernels == "numpy":
             return self.decode_numpy(llr)
+        if self.kernels == "native":
+            return self.decode_native(llr)
         return self.decode_numba(llr)
+
+    def decode_native(self, llr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The C++ decoder (phy/native/ldpc_native.cc): every codeword of the
+        batch in one call, GIL released throughout."""
+        mod = _k.native_ldpc()
+        if mod is None:
+            raise RuntimeError("the compiled LDPC decoder is not built (bash scripts/build_native.sh) "
+                               "or is switched off (GR_SEMCOM_NATIVE=0)")
+        L = np.ascontiguousarray(self._prepare(llr))
+        b = L.shape[0]
+        hard = np.empty((b, self.n), np.uint8)
+        ok = np.empty(b, np.bool_)
+        iters = np.empty(b, np.int32)
+        mod.decode(L, self._rows_cm, self._ve_cm, self.max_iterations, self.method == "minsum",
+                   float(self.alpha), hard, ok, iters)
+        return hard, ok, iters
 
     def decode_numba(self, llr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Compiled kernels (phy/kernels.py), GIL released while they run.

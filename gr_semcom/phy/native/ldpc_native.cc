@@ -1,0 +1,208 @@
+// gr_semcom's compiled LDPC decoder: the whole flooding sum-product (or
+// normalised min-sum) decode of a burst's codewords in one call, with the GIL
+// released for all of it. No GNU Radio here: the phy layer's own module, built
+// by scripts/build_native.sh against pybind11 (Debian's pybind11-dev).
+//
+// Why it exists next to the numpy reference (MinSumDecoder.decode_numpy) and
+// the numba kernels (phy/kernels.py): the numba path runs one Python-level
+// loop per sum-product iteration with three kernel calls and two numpy phi
+// calls, each releasing and retaking the GIL. In a receiver whose
+// demodulator, decoder and frame decoder threads share two cores, each of
+// those hand-offs costs a futex round trip and the CPU time per burst grew
+// 1.5-3x over the same calls alone (docs/receiver_speed.md). Here a burst is
+// one hand-off. phi(x) = -ln tanh(x/2) is evaluated over whole edge arrays so
+// that GCC vectorises it with glibc's libmvec (tanhf, logf, 8 lanes on AVX2):
+// the numpy reference's own SIMD functions differ from libmvec's in the last
+// bits, so this decoder is tested on its decisions against the reference
+// (tests/test_ldpc_native.py), not bit for bit.
+//
+// Message schedule, clipping and conventions are the reference's
+// (gr_semcom/phy/ldpc.py): check-major edges e = i * dc + j, padded rows point
+// at variable n (reliability BIG, never negative, phi 0), padded variable
+// edges point at edge E (a zero message); LLR = log P(0) / P(1).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+namespace py = pybind11;
+
+namespace {
+
+constexpr float BIG = 1e30f;
+constexpr float PHI_LO = 1e-7f;
+constexpr float PHI_HI = 30.0f;
+
+// -ln tanh(x / 2), x clipped to [PHI_LO, PHI_HI]; one loop with no branches
+// so that it vectorises (libmvec) under -O3 -ffast-math
+void phi_inplace(float *__restrict x, int n) {
+    for (int i = 0; i < n; ++i) {
+        float v = x[i];
+        v = v < PHI_LO ? PHI_LO : v;
+        v = v > PHI_HI ? PHI_HI : v;
+        x[i] = -logf(tanhf(v * 0.5f));
+    }
+}
+
+struct Code {
+    int n, m, dc, dv;
+    const int32_t *rows;  // (m, dc), pad = n
+    const int32_t *ve;    // (n, dv), pad = m * dc
+};
+
+bool syndrome_ok(const Code &c, const uint8_t *hard_ext) {
+    // hard_ext: n + 1 bits, the padding variable last (0)
+    for (int i = 0; i < c.m; ++i) {
+        uint8_t p = 0;
+        const int32_t *r = c.rows + (size_t)i * c.dc;
+        for (int j = 0; j < c.dc; ++j) p ^= hard_ext[r[j]];
+        if (p) return false;
+    }
+    return true;
+}
+
+// one codeword; returns iterations used (0: the channel decisions satisfied
+// every check), writes hard (n) and ok
+int decode_one(const Code &c, const float *L, int max_iter, int minsum, float alpha, uint8_t *hard,
+               bool *ok, std::vector<float> &total, std::vector<float> &c2v, std::vector<float> &mag,
+               std::vector<float> &arg, std::vector<uint8_t> &neg, std::vector<uint8_t> &par,
+               std::vector<uint8_t> &hard_ext) {
+    const int n = c.n, m = c.m, dc = c.dc, dv = c.dv;
+    const int E = m * dc;
+    for (int v = 0; v < n; ++v) hard_ext[v] = L[v] < 0.0f;
+    hard_ext[n] = 0;
+    for (int v = 0; v < n; ++v) hard[v] = hard_ext[v];
+    if (syndrome_ok(c, hard_ext.data())) {
+        *ok = true;
+        return 0;
+    }
+    for (int v = 0; v < n; ++v) total[v] = L[v];
+    total[n] = BIG;
+    std::fill(c2v.begin(), c2v.end(), 0.0f);  // E + 1: the last is the zero message
+    float *__restrict tot = total.data();
+    float *__restrict msg = c2v.data();
+    float *__restrict mg = mag.data();
+    float *__restrict ag = arg.data();
+    uint8_t *__restrict ng = neg.data();
+    for (int it = 1; it <= max_iter; ++it) {
+        // variable -> check: the total minus this edge's incoming message
+        for (int e = 0; e < E; ++e) {
+            float t = tot[c.rows[e]] - msg[e];
+            ng[e] = t < 0.0f;
+            mg[e] = std::fabs(t);
+        }
+        for (int i = 0; i < m; ++i) {
+            uint8_t p = 0;
+            for (int j = 0; j < dc; ++j) p ^= ng[i * dc + j];
+            par[i] = p;
+        }
+        if (!minsum) {
+            phi_inplace(mg, E);
+            for (int i = 0; i < m; ++i) {
+                const float *ph = mg + (size_t)i * dc;
+                float s = 0.0f;
+                for (int j = 0; j < dc; ++j) s += ph[j];
+                for (int j = 0; j < dc; ++j) ag[i * dc + j] = s - ph[j];
+            }
+            phi_inplace(ag, E);
+        } else {
+            for (int i = 0; i < m; ++i) {
+                const float *mm = mg + (size_t)i * dc;
+                float min1 = mm[0], min2 = BIG;
+                for (int j = 1; j < dc; ++j) {
+                    float a = mm[j];
+                    min2 = std::min(min2, std::max(min1, a));
+                    min1 = std::min(min1, a);
+                }
+                for (int j = 0; j < dc; ++j) ag[i * dc + j] = (mm[j] == min1 ? min2 : min1) * alpha;
+            }
+        }
+        // check -> variable: sign of the others, zero on padded edges
+        for (int i = 0; i < m; ++i) {
+            const int32_t *r = c.rows + (size_t)i * dc;
+            for (int j = 0; j < dc; ++j) {
+                const int e = i * dc + j;
+                float o = (ng[e] ^ par[i]) ? -ag[e] : ag[e];
+                msg[e] = r[j] == n ? 0.0f : o;
+            }
+        }
+        for (int v = 0; v < n; ++v) {
+            const int32_t *k = c.ve + (size_t)v * dv;
+            float s = 0.0f;
+            for (int j = 0; j < dv; ++j) s += msg[k[j]];
+            tot[v] = L[v] + s;
+            hard_ext[v] = tot[v] < 0.0f;
+        }
+        if (syndrome_ok(c, hard_ext.data())) {
+            for (int v = 0; v < n; ++v) hard[v] = hard_ext[v];
+            *ok = true;
+            return it;
+        }
+    }
+    for (int v = 0; v < n; ++v) hard[v] = hard_ext[v];
+    *ok = false;
+    return max_iter;
+}
+
+template <typename T>
+T *checked(py::array &a, const char *name, py::ssize_t size, bool writable) {
+    if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(std::string(name) + " must be C-contiguous");
+    if (a.itemsize() != (py::ssize_t)sizeof(T)) throw std::invalid_argument(std::string(name) + ": wrong dtype");
+    if (a.size() != size) throw std::invalid_argument(std::string(name) + ": wrong size");
+    if (writable && !a.writeable()) throw std::invalid_argument(std::string(name) + " is read-only");
+    return static_cast<T *>(a.mutable_data());
+}
+
+void decode(py::array_t<float, py::array::c_style> llr, py::array_t<int32_t, py::array::c_style> rows,
+            py::array_t<int32_t, py::array::c_style> var_edges, int max_iter, bool minsum, float alpha,
+            py::array hard, py::array ok, py::array iters) {
+    if (llr.ndim() != 2 || rows.ndim() != 2 || var_edges.ndim() != 2)
+        throw std::invalid_argument("llr (codewords, n), rows (m, dc), var_edges (n, dv)");
+    if (max_iter < 1) throw std::invalid_argument("max_iter >= 1");
+    Code c;
+    const py::ssize_t b = llr.shape(0);
+    c.n = (int)llr.shape(1);
+    c.m = (int)rows.shape(0);
+    c.dc = (int)rows.shape(1);
+    c.dv = (int)var_edges.shape(1);
+    if (var_edges.shape(0) != c.n) throw std::invalid_argument("var_edges has a row per variable");
+    const int E = c.m * c.dc;
+    c.rows = rows.data();
+    c.ve = var_edges.data();
+    for (py::ssize_t e = 0; e < rows.size(); ++e)
+        if (c.rows[e] < 0 || c.rows[e] > c.n) throw std::invalid_argument("rows: variable index out of range");
+    for (py::ssize_t e = 0; e < var_edges.size(); ++e)
+        if (c.ve[e] < 0 || c.ve[e] > E) throw std::invalid_argument("var_edges: edge index out of range");
+    uint8_t *h = checked<uint8_t>(hard, "hard", b * c.n, true);
+    bool *k = checked<bool>(ok, "ok", b, true);
+    int32_t *its = checked<int32_t>(iters, "iters", b, true);
+    const float *L = llr.data();
+    {
+        py::gil_scoped_release nogil;
+        std::vector<float> total(c.n + 1), c2v(E + 1), mag(E), arg(E);
+        std::vector<uint8_t> neg(E), par(c.m), hard_ext(c.n + 1);
+        for (py::ssize_t w = 0; w < b; ++w)
+            its[w] = decode_one(c, L + w * c.n, max_iter, minsum, alpha, h + w * c.n, k + w, total, c2v, mag,
+                                arg, neg, par, hard_ext);
+    }
+}
+
+void phi(py::array_t<float, py::array::c_style> x) {
+    py::buffer_info bi = x.request(true);
+    phi_inplace(static_cast<float *>(bi.ptr), (int)bi.size);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_ldpc_native, mod) {
+    mod.doc() = "gr_semcom's compiled LDPC decoder (flooding sum-product / min-sum, GIL released)";
+    mod.def("decode", &decode, py::arg("llr"), py::arg("rows"), py::arg("var_edges"), py::arg("max_iter"),
+            py::arg("minsum"), py::arg("alpha"), py::arg("hard"), py::arg("ok"), py::arg("iters"),
+            "Decode every codeword of llr (codewords, n) float32 in place of hard (uint8), ok (bool), iters "
+            "(int32); rows (m, dc) and var_edges (n, dv) int32 in the check-major layout of MinSumDecoder.");
+    mod.def("phi", &phi, py::arg("x"), "-ln tanh(x/2) in place, x clipped to [1e-7, 30] (the decoder's phi)");
+}
