@@ -164,3 +164,27 @@ def test_burst_demod_rejects_noise():
     x[5] = np.nan
     assert dem.demodulate(x).reason == "non-finite samples"
     assert not dem.demodulate(x[:10]).ok
+
+
+@pytest.mark.parametrize("name", ["bpsk", "qpsk", "16qam", "64qam"])
+def test_nearest_point_equals_argmin_over_the_points(name):
+    """Constellation.nearest (per-axis slicing) against the brute-force
+    argmin of the distances, on noisy symbols and far outside the grid."""
+    from gr_semcom.phy.constellations import get_constellation
+    c = get_constellation(name)
+    rng = np.random.default_rng(3)
+    pts = c.points.astype(np.complex64)
+    y = (pts[rng.integers(0, pts.size, 5000)]
+         + 0.4 * (rng.standard_normal(5000) + 1j * rng.standard_normal(5000))).astype(np.complex64)
+    y[:4] = [5 + 5j, -5 - 5j, 5 - 0.01j, -0.01 + 7j]
+    ref = pts[np.argmin(np.abs(y[:, None] - pts[None, :]), axis=1)]
+    got = c.nearest(y.reshape(50, 100)).ravel()
+    assert got.dtype == np.complex64
+    np.testing.assert_allclose(got, ref, atol=1e-6)
+
+
+def test_ofdm_ramp_matches_complex_exp():
+    from gr_semcom.phy.ofdm import _ramp
+    for f in (0.0, 0.013 / 64, -1.0 / 64, 0.49 / 64):
+        ref = np.exp(2j * np.pi * f * np.arange(6250))
+        np.testing.assert_allclose(_ramp(f, 6250), ref, atol=2e-6)

@@ -87,7 +87,7 @@ def test_rx_workers_choice(monkeypatch):
     assert rx_workers() == 3
     assert rx_workers(1) == 1
     monkeypatch.delenv("GR_SEMCOM_RX_WORKERS")
-    assert 1 <= rx_workers() <= 2
+    assert rx_workers() == 1  # the default: one per stage (measured fastest on 2 cores)
     with pytest.raises(ValueError):
         rx_workers(0)
 

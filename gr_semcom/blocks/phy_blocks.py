@@ -271,11 +271,18 @@ class Backlog:
 
 def rx_workers(choice: int | None = None) -> int:
     """Worker threads per receiver stage: ``choice`` if given, else
-    ``GR_SEMCOM_RX_WORKERS``, else the CPUs this process may run on, at most
-    2 (one core: 1, the stage runs inline in its block's thread)."""
+    ``GR_SEMCOM_RX_WORKERS``, else 1 (the stage runs inline in its block's
+    own thread). Why 1 by default: with the compiled LDPC decoder and stream
+    blocks the stages are a pipeline already spread over both cores (the
+    kernels run without the GIL), and a second worker per stage only added
+    GIL hand-offs: on the 2-core box on 2026-12-03 QPSK measured 10.2-11.8
+    Msps with 1 worker against 9.1-9.3 with 2, 16QAM 4.6-4.8 against 4.2-4.4,
+    OFDM 3.2-3.7 against 2.6-2.8 (docs/receiver_speed.md). More workers help
+    where one stage's kernels outweigh the rest (a many-core host, a slow
+    code); they keep frames in order (:class:`OrderedWorkers`)."""
     if choice is None:
         env = os.environ.get("GR_SEMCOM_RX_WORKERS", "").strip()
-        choice = int(env) if env else min(2, len(os.sched_getaffinity(0)))
+        choice = int(env) if env else 1
     if int(choice) < 1:
         raise ValueError(f"receiver workers must be >= 1, got {choice}")
     return int(choice)

@@ -76,7 +76,7 @@ def wire_decoder(hier, spec, demod, timeout: float, ldpc_iterations: int, ldpc_d
     both waveforms; call it before connecting anything else to those ports).
     ``workers``: threads of the demodulator and of the LDPC decoder each
     (:func:`~gr_semcom.blocks.phy_blocks.rx_workers`: default
-    ``GR_SEMCOM_RX_WORKERS``, else up to 2 by the CPUs allowed); genie-CSI
+    ``GR_SEMCOM_RX_WORKERS``, else 1: measured fastest on 2 cores); genie-CSI
     demodulation stays in one thread."""
     if ldpc_decoder not in LDPC_DECODERS:
         raise ValueError(f"ldpc_decoder is one of {LDPC_DECODERS}, got {ldpc_decoder!r}")

@@ -148,7 +148,11 @@ class OfdmSpec(CodedFrame):
     def pilot_values(self, nsym: int) -> np.ndarray:
         """Known pilot symbols of ``nsym`` payload OFDM symbols (the header
         symbol takes the allocator's first pilot set, payload symbol j set j+1)."""
-        return np.array(self.pilot_symbols, np.complex64)[(np.arange(nsym) + 1) % len(self.pilot_symbols)]
+        return self._pilot_table[(np.arange(nsym) + 1) % len(self.pilot_symbols)]
+
+    @cached_property
+    def _pilot_table(self) -> np.ndarray:
+        return np.array(self.pilot_symbols, np.complex64)
 
     def pilot_phase(self, grid: np.ndarray, h: np.ndarray, psym: np.ndarray) -> tuple[np.ndarray, float]:
         """Per-symbol pilot correlation with the channel ``h`` (its angle is the
@@ -179,7 +183,6 @@ class OfdmSpec(CodedFrame):
         pil = np.array(self.pilots) + n // 2
         nsym = grid.shape[0]
         psym = self.pilot_values(nsym)
-        pts = self.constellation.points.astype(np.complex64)
         passes = 3
         for it in range(passes + 1):
             # residual CFO makes the phase a ramp: average the de-ramped pilots
@@ -197,7 +200,7 @@ class OfdmSpec(CodedFrame):
             # better decisions (one pass from a one-symbol estimate leaves the
             # symbol error rate about twice the ideal at 7 dB)
             y = (grid[:, occ] / h[occ]) * rot
-            dec = pts[np.argmin(np.abs(y[..., None] - pts), axis=-1)]
+            dec = self.constellation.nearest(y)  # = pts[argmin |y - pts|], per axis
             num = np.zeros(n, np.complex64)
             den = np.ones(n, np.float32)
             num[active] = h[active]
@@ -321,7 +324,7 @@ class OfdmBurstDemodulator:
         active = np.array(sorted(spec.occupied + spec.pilots)) + n // 2
         psym = spec.pilot_values(spec.ofdm_symbols - 3)
         for _ in range(2):
-            body = raw * np.exp(-2j * np.pi * cfo * np.arange(raw.size) / n).astype(np.complex64)
+            body = raw * _ramp(-cfo / n, raw.size)
             grid = np.fft.fftshift(np.fft.fft(body[idx], axis=1), axes=1)
             h = np.zeros(n, np.complex64)
             h[active] = grid[1, active] / self.w2[active]
@@ -338,6 +341,17 @@ class OfdmBurstDemodulator:
         llr, snr_db, y = spec.soft_demap(grid[3:], h)
         return OfdmBurstResult(True, llr=llr, snr_db=snr_db, cfo=cfo, timing=float(p), quality=quality,
                                symbols=y.astype(np.complex64))
+
+
+def _ramp(f: float, size: int) -> np.ndarray:
+    """exp(2j pi f k), k = 0 .. size - 1, complex64: the phase in float64
+    reduced mod 2 pi, cos and sin in float32 (numpy's SIMD loops; about a
+    third of the time of the complex128 exp it replaces, within 1e-6)."""
+    ph = np.remainder((2 * np.pi * f) * np.arange(size), 2 * np.pi).astype(np.float32)
+    out = np.empty(size, np.complex64)
+    np.cos(ph, out=out.real)
+    np.sin(ph, out=out.imag)
+    return out
 
 
 def sync_waveform(spec: OfdmSpec, word) -> np.ndarray:
