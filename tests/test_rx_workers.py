@@ -151,21 +151,26 @@ class _SlowDecoder:
         return self.dec.decode(llr)
 
 
+@pytest.mark.parametrize("inline", [True, False])
 @pytest.mark.parametrize("workers", [1, 2])
-def test_backpressure_covers_the_ldpc_stage(workers):
-    """A decoder slower than the demodulator holds the capture back: bursts
-    between the demodulator and the decoder never exceed the backlog (its
-    message queue was unbounded), and every frame is still decoded."""
+def test_backpressure_covers_the_ldpc_stage(workers, inline, monkeypatch):
+    """A decoder slower than the demodulator holds the capture back: the
+    bursts inside the receiver never exceed the backlog (the decoder's
+    message queue was unbounded), and every frame is still decoded. Both
+    with the decoder's work run by the demodulator (the default) and with a
+    message per burst to the decoder block (GR_SEMCOM_RX_INLINE_LDPC=0)."""
+    monkeypatch.setenv("GR_SEMCOM_RX_INLINE_LDPC", "1" if inline else "0")
     spec = FrameSpec()
     data = np.random.default_rng(4).integers(0, 256, 30 * spec.capacity, dtype=np.uint8).tobytes()
     tb = gr.top_block()
     tx = phy_tx(spec)
     noise = channels.channel_model(10 ** (-12 / 20), 0.0, 1.0, [1.0], 7)
     rx = phy_rx(spec, timeout=0.0, workers=workers)
+    assert (rx.demod.inline_decoder is rx.decoder) == inline
     rx.decoder.dec = _SlowDecoder(rx.decoder.dec, 0.02)
     assert rx.demod.release_downstream and rx.decoder.backlog is rx.backlog
     tb.connect(tx, noise, rx)
-    worst = 0
+    worst = held = 0
     tb.start()
     try:
         n = framing.frame_count(len(data), spec.capacity)
@@ -173,9 +178,15 @@ def test_backpressure_covers_the_ldpc_stage(workers):
         t0 = time.monotonic()
         while rx.deframer.judged < n and time.monotonic() - t0 < 60:
             worst = max(worst, rx.demod.passed - rx.decoder.frames - rx.decoder.rejected)
+            held = max(held, rx.backlog.pending)
             time.sleep(0.005)
     finally:
         tb.stop()
         tb.wait()
     assert rx.deframer.frames_ok == n
-    assert 1 <= worst <= rx.backlog.max_pending
+    assert rx.decoder.frames == n
+    assert worst <= rx.backlog.max_pending and held <= rx.backlog.max_pending
+    # the slow decoder (20 ms a burst, bursts arrive every ~1 ms) filled the backlog
+    assert held == rx.backlog.max_pending
+    if not inline:
+        assert worst >= 1  # bursts queued in front of the decoder block

@@ -114,6 +114,7 @@ class ofdm_burst_demod(burst_demod_base):
     def __init__(self, spec: OfdmSpec, search: int):
         burst_demod_base.__init__(self, "semcom_ofdm_burst_demod", spec, spec.burst_samples - 16)
         self.dem = OfdmBurstDemodulator(spec, search=search)
+        self.dem.warm_up()  # numba's kernels loaded now, not at the first burst
 
 
 class ofdm_phy_tx(gr.hier_block2):

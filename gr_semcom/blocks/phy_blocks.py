@@ -403,6 +403,9 @@ class burst_demod_base(gr.basic_block):
         # set by wire_decoder when ``out`` feeds this receiver's ldpc_decoder, which
         # then frees the backlog slot of each burst passed on (see _release)
         self.release_downstream = False
+        # set by wire_decoder: this receiver's ldpc_decoder, whose decoding this
+        # block then runs in its own thread (see publish)
+        self.inline_decoder = None
         self.message_port_register_in(IN)
         self.message_port_register_out(OUT)
         self.message_port_register_out(STATUS)
@@ -480,7 +483,16 @@ class burst_demod_base(gr.basic_block):
         meta, x = item
         if self._latest(meta) < self._last_pos + self.min_spacing:
             return None
-        return self.dem.demodulate(x)
+        res = self.dem.demodulate(x)
+        dec = self.inline_decoder
+        if dec is None or not res.ok:
+            return res, None
+        # decoded on the worker too (bursts then decode in parallel); one that
+        # publish() rejects as inside the previous burst was decoded for nothing
+        try:
+            return res, (True, dec.dec.decode(res.llr))
+        except ValueError as exc:
+            return res, (False, exc)
 
     def _emit(self, item, result) -> None:
         """In burst order, one at a time: publish what a worker computed."""
@@ -497,7 +509,7 @@ class burst_demod_base(gr.basic_block):
             elif res is None:
                 self._drop_inside(self._latest(meta))
             else:
-                self.publish(meta, res)
+                self.publish(meta, *res)
         finally:
             self._release(passed)
 
@@ -522,7 +534,9 @@ class burst_demod_base(gr.basic_block):
         flattened, an unconnected hier port has no subscriber)."""
         return pmt.length(self.to_basic_block().message_subscribers(port)) > 0
 
-    def publish(self, meta: dict, res) -> None:
+    def publish(self, meta: dict, res, decoded=None) -> None:
+        """Report one demodulated burst and pass its bits on. ``decoded``: the
+        inline decoder's result for it, if a worker computed it already."""
         self.bursts += 1
         # stream position of the burst's preamble (capture offset + timing): lets a
         # link runner tell which transmitted frame each outcome belongs to
@@ -554,6 +568,10 @@ class burst_demod_base(gr.basic_block):
         elif self.soft_format == "gr-fec":
             soft = np.concatenate([llr_to_grfec(res.llr), np.zeros(ASYNC_DECODER_PAD, np.float32)])
             self.message_port_pub(OUT, make_pdu(out_meta, soft))
+        elif self.inline_decoder is not None:
+            # this receiver's own ldpc_decoder, run here: one message hop, its
+            # GNU Radio dispatch and a thread's GIL hand-offs fewer per burst
+            self.inline_decoder.decode_inline(out_meta, np.asarray(res.llr, np.float32), decoded)
         else:  # our LLRs, for ldpc_decoder
             self.message_port_pub(OUT, _pdu(self.local_out, out_meta, np.asarray(res.llr, np.float32)))
 
@@ -572,6 +590,7 @@ class burst_demod(burst_demod_base):
         burst_demod_base.__init__(self, "semcom_burst_demod", spec,
                                   (spec.n_symbols - 4) * spec.sps)
         self.dem = BurstDemodulator(spec, search=search)
+        self.dem.warm_up()  # numba's kernels loaded now, not at the first burst
         self.genie = genie_csi
         self._csi_q: list = []
         self._x_q: list = []
@@ -656,6 +675,20 @@ class ldpc_decoder(gr.basic_block):
         meta, llr = _parts(self.local_in, msg)
         hard, ok, iters = self.dec.decode(llr)
         return meta, hard, ok, iters
+
+    def decode_inline(self, meta: dict, llr: np.ndarray, decoded=None) -> None:
+        """Decode one burst's LLRs in the caller's thread and publish as
+        :meth:`handle` would (the receiver's demodulator calls this instead
+        of sending a message, see ``phy_hier.wire_decoder``); ``decoded``:
+        ``(True, (hard, ok, iters))`` or ``(False, exception)`` if already
+        computed."""
+        if decoded is None:
+            try:
+                decoded = (True, self.dec.decode(llr))
+            except ValueError as exc:
+                decoded = (False, exc)
+        ok_, out = decoded
+        self._emit(None, (True, (meta, *out)) if ok_ else decoded)
 
     def _emit(self, _msg, result) -> None:
         try:

@@ -19,6 +19,8 @@ coded bits, for BER measurement).
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from gnuradio import blocks, digital, fec, filter, gr, pdu
 
@@ -69,6 +71,16 @@ def wire_encoder(hier, spec, sink) -> None:
 LDPC_DECODERS = ("spa", "minsum", "gr-fec")
 
 
+def inline_ldpc() -> bool:
+    """Whether a receiver's demodulator runs its LDPC decoder's work in its
+    own thread (default; ``GR_SEMCOM_RX_INLINE_LDPC=0``: a message per burst to
+    the decoder block's thread, as two separate GRC blocks wired together do).
+    Why: with the decoder in C++ its block spent more CPU on the message hop
+    (GNU Radio's dispatch, the PDU hand-off, GIL hand-offs between threads)
+    than on decoding (docs/receiver_speed.md)."""
+    return os.environ.get("GR_SEMCOM_RX_INLINE_LDPC", "1").strip().lower() not in ("0", "no", "false", "off")
+
+
 def wire_decoder(hier, spec, demod, timeout: float, ldpc_iterations: int, ldpc_decoder: str = "spa",
                  workers: int | None = None) -> None:
     """demod -> LDPC decoder (if coded) -> frame_decoder, and the RX hier
@@ -101,6 +113,11 @@ def wire_decoder(hier, spec, demod, timeout: float, ldpc_iterations: int, ldpc_d
         hier.decoder.local_out = hier.deframer.local_in = local
         hier.msg_connect(demod, "out", hier.decoder, "in")
         hier.msg_connect(hier.decoder, "out", hier.deframer, "in")
+        if inline_ldpc() and not getattr(demod, "genie", False):
+            # the demodulator runs the decoder's work in its own thread (on its
+            # workers, if several): the block stays, with its ports, counters
+            # and status, but no message crosses demod -> decoder
+            demod.inline_decoder = hier.decoder
     elif spec.code.alist is not None:
         hier.decoder = fec.async_decoder(make_decoder(spec.code, ldpc_iterations), False, False,
                                          spec.coded_bits + 64)

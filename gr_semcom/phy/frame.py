@@ -221,6 +221,9 @@ class FrameSpec(CodedFrame):
         return sym
 
 
+_warm: dict = {}  # kernel sets loaded in this process (BurstDemodulator.warm_up)
+
+
 @dataclass
 class BurstResult:
     ok: bool
@@ -400,6 +403,20 @@ class BurstDemodulator:
     @property
     def samples_needed(self) -> int:
         return self.search + self.spec.n_symbols * self.spec.sps + 4
+
+    def warm_up(self) -> None:
+        """Load (or compile) the numba kernels now, once per process, by
+        demodulating one clean simulated burst: the receiver blocks call it
+        when they are built, so the first burst of a live stream does not
+        wait ~0.3 s for numba's cache (a radio would overflow meanwhile)."""
+        if self.kernels != "numba" or _warm.get("sc"):
+            return
+        rng = np.random.default_rng(0)
+        bits = rng.integers(0, 2, self.spec.coded_bits).astype(np.uint8)
+        x = simulated_burst(self.spec, bits, 30.0, 0.0, 0.0, rng).astype(np.complex64)
+        x = np.concatenate([x, np.zeros(max(self.samples_needed - x.size, 0), np.complex64)])
+        self.demodulate(x[: max(self.samples_needed, x.size)])
+        _warm["sc"] = True
 
     def _metric(self, x: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """Non-coherent segmented preamble correlation (tolerant to CFO)."""

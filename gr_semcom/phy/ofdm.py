@@ -29,7 +29,7 @@ import numpy as np
 from . import kernels as _k
 from .constellations import get_constellation
 from .fec import get_code
-from .frame import CodedFrame
+from .frame import CodedFrame, _warm
 
 #: 802.11a carrier plan, as GNU Radio's ofdm_txrx defaults
 OCCUPIED = tuple(list(range(-26, -21)) + list(range(-20, -7)) + list(range(-6, 0))
@@ -282,6 +282,14 @@ class OfdmBurstDemodulator:
     @property
     def samples_needed(self) -> int:
         return self.search + self.spec.burst_samples
+
+    def warm_up(self) -> None:
+        """Load the numba timing kernel now, once per process (see
+        :meth:`gr_semcom.phy.frame.BurstDemodulator.warm_up`)."""
+        if self.kernels != "numba" or _warm.get("ofdm"):
+            return
+        self.demodulate(np.zeros(self.samples_needed, np.complex64))
+        _warm["ofdm"] = True
 
     def _metric(self, x, starts):
         n, L = self.spec.fft_len, self.spec.fft_len + self.spec.cp_len
