@@ -419,7 +419,7 @@ class burst_demod_base(gr.basic_block):
         # whether anything listens on bits / symbols, asked once per run (the
         # flowgraph is flattened and its message subscriptions set before any
         # block starts; two pybind calls per burst otherwise)
-        self._listens = {BITS: self._subscribed(BITS), SYMBOLS: self._subscribed(SYMBOLS)}
+        self._listens = {p: self._subscribed(p) for p in (BITS, SYMBOLS, STATUS)}
         if self.workers > 1:
             self._pool = OrderedWorkers(self.workers, self._compute, self._emit, "semcom_demod")
             self._pool.start()
@@ -516,8 +516,9 @@ class burst_demod_base(gr.basic_block):
     def _drop_inside(self, latest: float) -> None:
         self.bursts += 1
         self.dropped += 1
-        self.message_port_pub(STATUS, _status(event="burst_drop", reason="inside previous burst",
-                                              snr_db=float("nan"), offset=float(latest)))
+        if self._listens is None or self._listens[STATUS]:  # a PMT dict costs ~28 us
+            self.message_port_pub(STATUS, _status(event="burst_drop", reason="inside previous burst",
+                                                  snr_db=float("nan"), offset=float(latest)))
 
     def on_burst(self, meta: dict, x: np.ndarray) -> None:
         latest = self._latest(meta)
@@ -548,6 +549,8 @@ class burst_demod_base(gr.basic_block):
                 self._last_pos = pos
         if not res.ok:
             self.dropped += 1
+            if self._listens is not None and not self._listens[STATUS]:
+                return
             self.message_port_pub(STATUS, _status(event="burst_drop", reason=res.reason, snr_db=res.snr_db,
                                                   offset=pos))
             return
@@ -738,6 +741,7 @@ class frame_decoder(gr.basic_block):
         self.judged = 0  # frame PDUs handled (ok, failed or malformed), counted when done
         self.pdus_out = 0
         self.busy = lambda: False  # the receiver still holds bursts on their way here
+        self._status_on = True  # set at start()
         self.local_in: LocalPdus | None = None  # set when fed by the receiver's ldpc_decoder
         self._last_activity = time.monotonic()
         self._stop = threading.Event()
@@ -752,6 +756,8 @@ class frame_decoder(gr.basic_block):
     def start(self):
         self._stop.clear()
         self._last_activity = time.monotonic()
+        # whether anything listens on status, asked once per run (see burst_demod_base.start)
+        self._status_on = pmt.length(self.to_basic_block().message_subscribers(STATUS)) > 0
         if self.timeout and self.timeout > 0:
             self._thread = threading.Thread(target=self._timer, daemon=True)
             self._thread.start()
@@ -792,7 +798,8 @@ class frame_decoder(gr.basic_block):
               "offset": float(meta.get("offset", float("nan")))}
         if ok:
             st.update(msg_id=hdr.msg_id, seg_index=hdr.seg_index, seg_count=hdr.seg_count)
-        self.message_port_pub(STATUS, _status(**st))
+        if self._status_on:  # built only when something listens (a PMT dict: ~28 us a frame)
+            self.message_port_pub(STATUS, _status(**st))
         with self.lock:
             if not ok:
                 self.frames_bad += 1
