@@ -619,6 +619,129 @@ def ofdm_metric(x, first, last, conj_s1, conj_s2, L):
     return out, 0
 
 
+@njit(nogil=True, cache=True)
+def _nearest_axis(x, m, scale):
+    """Nearest level of an m-level PAM (levels (2k - (m-1)) * scale)."""
+    k = np.floor((x / scale + (m - 1)) * 0.5 + 0.5)
+    if k < 0:
+        k = 0.0
+    elif k > m - 1:
+        k = float(m - 1)
+    return (2.0 * k - (m - 1)) * scale
+
+
+@njit(nogil=True, cache=True)
+def _ofdm_pilot_rot(grid, h, pil, psym, rot):
+    """OfdmSpec.pilot_phase and the 9-symbol sliding phase of
+    OfdmSpec.equalize: fills rot[s] = exp(-1j phase[s]); returns the slope."""
+    nsym = grid.shape[0]
+    npil = pil.size
+    corr = np.zeros(nsym, np.complex128)
+    for s in range(nsym):
+        a = 0j
+        for p in range(npil):
+            c = pil[p]
+            a += complex(grid[s, c]) * np.conj(complex(h[c]) * complex(psym[s, p]))
+        corr[s] = a
+    acc = 0j
+    for s in range(1, nsym):
+        acc += corr[s] * np.conj(corr[s - 1])
+    slope = np.angle(acc) if nsym > 1 else 0.0
+    flat = np.empty(nsym, np.complex128)
+    for s in range(nsym):
+        flat[s] = corr[s] * np.exp(-1j * slope * s)
+    for s in range(nsym):
+        a = 0j
+        for i in range(max(s - 4, 0), min(s + 5, nsym)):
+            a += flat[i]
+        rot[s] = np.exp(-1j * (np.angle(a) + slope * s))
+    return slope
+
+
+@njit(nogil=True, cache=True)
+def ofdm_equalize(grid, h0, smooth_first, active, occ, pil, psym, smoother, passes, m_axis, scale, y, g):
+    """OfdmSpec.equalize (the numpy reference) in one kernel: channel from
+    the sync-symbol-2 estimate ``h0`` (delay-domain smoothed if
+    ``smooth_first``), ``passes`` decision-directed refinements, the pilot
+    common phase. ``m_axis``: PAM levels per axis of the square constellation
+    (0: BPSK), ``scale`` its level spacing / 2. Writes the equalised data
+    symbols ``y`` (nsym * occupied, complex64) and their carrier gains ``g``
+    (float32); returns (N0, nothing else needed by soft_demap)."""
+    nsym, n = grid.shape
+    na = active.size
+    h = h0.copy()
+    tmp = np.empty(na, np.complex128)
+    if smooth_first:
+        for i in range(na):
+            tmp[i] = h[active[i]]
+        for i in range(na):
+            a = 0j
+            for j in range(na):
+                a += smoother[i, j] * tmp[j]
+            h[active[i]] = a
+    rot = np.empty(nsym, np.complex128)
+    num = np.zeros(n, np.complex128)
+    den = np.ones(n, np.float64)
+    inv = np.zeros(n, np.complex128)  # 1 / h on the active carriers (a product per symbol, not a division)
+    for it in range(passes + 1):
+        _ofdm_pilot_rot(grid, h, pil, psym, rot)
+        if it == passes:
+            break
+        num[:] = 0
+        den[:] = 1.0
+        for i in range(na):
+            num[active[i]] = h[active[i]]
+            inv[active[i]] = 1.0 / complex(h[active[i]])
+        for s in range(nsym):
+            r = rot[s]
+            for c in occ:
+                z = complex(grid[s, c]) * r
+                v = z * inv[c]
+                if m_axis == 0:
+                    d = complex(-1.0 if v.real < 0 else 1.0, 0.0)
+                else:
+                    d = complex(_nearest_axis(v.real, m_axis, scale), _nearest_axis(v.imag, m_axis, scale))
+                num[c] += z * np.conj(d)
+                den[c] += d.real * d.real + d.imag * d.imag
+            for p in range(pil.size):
+                c = pil[p]
+                q = complex(psym[s, p])
+                num[c] += complex(grid[s, c]) * r * np.conj(q)
+                den[c] += q.real * q.real + q.imag * q.imag
+        for i in range(na):
+            tmp[i] = num[active[i]] / den[active[i]]
+        for i in range(na):
+            a = 0j
+            for j in range(na):
+                a += smoother[i, j] * tmp[j]
+            h[active[i]] = a
+    # N0 from the pilot residuals around each pilot carrier's mean
+    for i in range(na):
+        inv[active[i]] = 1.0 / complex(h[active[i]])
+    npil = pil.size
+    tot = 0.0
+    for p in range(npil):
+        c = pil[p]
+        gp = h[c].real * h[c].real + h[c].imag * h[c].imag
+        mean = 0j
+        for s in range(nsym):
+            q = complex(psym[s, p])
+            mean += (complex(grid[s, c]) * inv[c] * rot[s] - q) * np.conj(q)
+        mean /= nsym
+        for s in range(nsym):
+            q = complex(psym[s, p])
+            e = (complex(grid[s, c]) * inv[c] * rot[s] - q) * np.conj(q) - mean
+            tot += (e.real * e.real + e.imag * e.imag) * gp
+    n0 = tot / (nsym * npil) * nsym / max(nsym - 1, 1)
+    k = 0
+    for s in range(nsym):
+        for c in occ:
+            y[k] = complex(grid[s, c]) * inv[c] * rot[s]
+            g[k] = h[c].real * h[c].real + h[c].imag * h[c].imag
+            k += 1
+    return max(n0, 1e-9)
+
+
 # ------------------------------------------------------------ sanitize ----
 
 @njit(nogil=True, cache=True)

@@ -27,7 +27,7 @@ from functools import cached_property
 import numpy as np
 
 from . import kernels as _k
-from .constellations import get_constellation
+from .constellations import _pam_tables, get_constellation
 from .fec import get_code
 from .frame import CodedFrame, _warm
 
@@ -183,7 +183,7 @@ class OfdmSpec(CodedFrame):
         pil = np.array(self.pilots) + n // 2
         nsym = grid.shape[0]
         psym = self.pilot_values(nsym)
-        passes = 3
+        passes = self.EQ_PASSES
         for it in range(passes + 1):
             # residual CFO makes the phase a ramp: average the de-ramped pilots
             # over 9 symbols, put the ramp back (unbiased at the frame edges too)
@@ -221,14 +221,52 @@ class OfdmSpec(CodedFrame):
         g = np.broadcast_to(np.abs(h[occ]) ** 2, y.shape)
         return y.ravel(), g.ravel(), max(n0, 1e-9), phase
 
-    def soft_demap(self, grid: np.ndarray, chan_taps: np.ndarray | None = None
+    EQ_PASSES = 3  # decision-directed channel refinements (equalize)
+
+    @cached_property
+    def _eq_tables(self):
+        n = self.fft_len
+        active = np.array(sorted(self.occupied + self.pilots), np.int64) + n // 2
+        occ = np.array(self.occupied, np.int64) + n // 2
+        pil = np.array(self.pilots, np.int64) + n // 2
+        if self.constellation.name == "bpsk":
+            m_axis, scale = 0, 1.0
+        else:
+            _bpd, levels, _labels, scale = _pam_tables(self.constellation.name)
+            m_axis = int(levels.size)
+        return active, occ, pil, np.ascontiguousarray(self._smoother, np.complex128), m_axis, float(scale)
+
+    def equalize_numba(self, grid: np.ndarray, chan_taps: np.ndarray | None):
+        """:meth:`equalize` (less the phases) as one compiled kernel
+        (phy/kernels.py ``ofdm_equalize``, GIL released): the same steps in
+        complex128 where the reference mixes complex64 and complex128, so
+        the results agree to float32 rounding (tests/test_kernels.py)."""
+        n = self.fft_len
+        grid = np.ascontiguousarray(np.asarray(grid, np.complex64).reshape(-1, n))
+        nsym = grid.shape[0]
+        smooth = chan_taps is not None and len(chan_taps) == n
+        h0 = np.array(chan_taps, np.complex64) if smooth else np.ones(n, np.complex64)
+        active, occ, pil, smoother, m_axis, scale = self._eq_tables
+        psym = np.ascontiguousarray(self.pilot_values(nsym))
+        y = np.empty(nsym * occ.size, np.complex64)
+        g = np.empty(nsym * occ.size, np.float32)
+        n0 = _k.first_use("ofdm_equalize", _k.ofdm_equalize, grid, h0, smooth, active, occ, pil, psym, smoother,
+                          self.EQ_PASSES, m_axis, scale, y, g)
+        return y, g, float(n0)
+
+    def soft_demap(self, grid: np.ndarray, chan_taps: np.ndarray | None = None, kernels: str | None = None
                    ) -> tuple[np.ndarray, float, np.ndarray]:
         """Payload FFT grid -> (LLRs of the coded bits, estimated Es/N0 in dB,
         equalised payload symbols).
 
         After zero-forcing, a carrier with gain g has noise variance N0/g, so
-        each LLR is weighted by its carrier's gain (max-log, Gray tables)."""
-        y, g, n0, _ = self.equalize(grid, chan_taps)
+        each LLR is weighted by its carrier's gain (max-log, Gray tables).
+        ``kernels``: the compiled equaliser (``numba``, default from
+        ``GR_SEMCOM_KERNELS``) or the numpy reference (``numpy``)."""
+        if _k.backend(kernels) == "numba":
+            y, g, n0 = self.equalize_numba(grid, chan_taps)
+        else:
+            y, g, n0, _ = self.equalize(grid, chan_taps)
         y, g = y[: self.payload_symbols], g[: self.payload_symbols]
         llr = self.constellation.llr(y, n0 / np.maximum(g, 1e-6))
         es = float(np.mean(g))
@@ -346,7 +384,7 @@ class OfdmBurstDemodulator:
         coherence = float(np.abs(np.sum(corr * ramp)) / max(np.sum(np.abs(corr)), 1e-30))
         if coherence < self.min_coherence:
             return OfdmBurstResult(False, quality=quality, timing=p, reason="incoherent pilots")
-        llr, snr_db, y = spec.soft_demap(grid[3:], h)
+        llr, snr_db, y = spec.soft_demap(grid[3:], h, self.kernels)
         return OfdmBurstResult(True, llr=llr, snr_db=snr_db, cfo=cfo, timing=float(p), quality=quality,
                                symbols=y.astype(np.complex64))
 
