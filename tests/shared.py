@@ -2,8 +2,18 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import numpy as np
+
+
+def wait_for(pred, timeout: float = 20.0, poll: float = 0.01) -> bool:
+    """Poll ``pred()`` until it is true or ``timeout`` seconds pass; returns
+    its last value (for flowgraph tests that wait on a block's counters)."""
+    t0 = time.monotonic()
+    while not pred() and time.monotonic() - t0 < timeout:
+        time.sleep(poll)
+    return bool(pred())
 
 
 def free_port() -> int:

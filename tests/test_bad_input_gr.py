@@ -8,6 +8,7 @@ import pytest
 gr = pytest.importorskip("gnuradio.gr")
 from gnuradio import blocks, pdu  # noqa: E402
 
+from shared import wait_for  # noqa: E402
 from gr_semcom.blocks.pdu_util import make_pdu  # noqa: E402
 from gr_semcom.blocks.phy_hier import phy_rx, phy_tx  # noqa: E402
 from gr_semcom.phy.frame import FrameSpec  # noqa: E402
@@ -15,10 +16,7 @@ from gr_semcom.link.sim import _collector  # noqa: E402
 
 
 def _wait(pred, timeout=10.0):
-    t0 = time.monotonic()
-    while not pred() and time.monotonic() - t0 < timeout:
-        time.sleep(0.02)
-    return pred()
+    return wait_for(pred, timeout)
 
 
 def _status_events(col):

@@ -13,6 +13,7 @@ import pytest
 gr = pytest.importorskip("gnuradio.gr")
 from gnuradio import blocks, channels  # noqa: E402
 
+from shared import wait_for  # noqa: E402
 from gr_semcom.blocks.pdu_util import make_pdu  # noqa: E402
 from gr_semcom.blocks.phy_blocks import OrderedWorkers, rx_workers  # noqa: E402
 from gr_semcom.blocks.phy_hier import phy_rx, phy_tx  # noqa: E402
@@ -23,10 +24,7 @@ from gr_semcom.phy.ldpc import MinSumDecoder  # noqa: E402
 
 
 def _wait(pred, timeout=20.0):
-    t0 = time.monotonic()
-    while not pred() and time.monotonic() - t0 < timeout:
-        time.sleep(0.01)
-    return pred()
+    return wait_for(pred, timeout)
 
 
 def test_results_emitted_in_submission_order_with_random_finish_times():

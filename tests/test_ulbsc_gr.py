@@ -16,6 +16,7 @@ pytest.importorskip("gnuradio")
 import pmt  # noqa: E402
 from gnuradio import gr  # noqa: E402
 
+from shared import wait_for  # noqa: E402
 from gr_semcom.blocks.analog import analog_rx, analog_spec, analog_tx  # noqa: E402
 from gr_semcom.blocks.phy_hier import phy_rx, phy_tx  # noqa: E402
 from gr_semcom.blocks.ulbsc_blocks import image_source, semantic_image_sink, ulbsc_decoder, ulbsc_encoder  # noqa: E402
@@ -29,10 +30,7 @@ EXAMPLES = os.path.join(ROOT, "examples")
 
 
 def _wait(cond, timeout):
-    t = time.monotonic() + timeout
-    while time.monotonic() < t and not cond():
-        time.sleep(0.05)
-    return cond()
+    return wait_for(cond, timeout, 0.05)
 
 
 @pytest.mark.parametrize("mode,analog_esn0_db", [("digital", None), ("analog", 12.0), ("analog", -10.0)],

@@ -335,6 +335,22 @@ class OrderedWorkers:
     def pending(self) -> int:
         return self._outstanding
 
+    @classmethod
+    def started(cls, n: int, compute, emit, name: str) -> "OrderedWorkers | None":
+        """A running pool of ``n`` threads, or None for ``n`` = 1 (the caller
+        then computes in its own thread): what a block's start() keeps."""
+        if n <= 1:
+            return None
+        pool = cls(n, compute, emit, name)
+        pool.start()
+        return pool
+
+    @staticmethod
+    def stopped(pool: "OrderedWorkers | None") -> None:
+        """Stop ``pool`` if there is one (a block's stop(); it then keeps None)."""
+        if pool is not None:
+            pool.stop()
+
     def submit(self, item) -> None:
         with self._count:
             seq = self._next_in
@@ -420,17 +436,14 @@ class burst_demod_base(gr.basic_block):
         # flowgraph is flattened and its message subscriptions set before any
         # block starts; two pybind calls per burst otherwise)
         self._listens = {p: self._subscribed(p) for p in (BITS, SYMBOLS, STATUS)}
-        if self.workers > 1:
-            self._pool = OrderedWorkers(self.workers, self._compute, self._emit, "semcom_demod")
-            self._pool.start()
+        self._pool = OrderedWorkers.started(self.workers, self._compute, self._emit, "semcom_demod")
         return True
 
     def stop(self):
         if self.backlog is not None:
             self.backlog.close()
-        if self._pool is not None:
-            self._pool.stop()
-            self._pool = None
+        OrderedWorkers.stopped(self._pool)
+        self._pool = None
         return True
 
     def handle(self, msg):
@@ -650,17 +663,14 @@ class ldpc_decoder(gr.basic_block):
         self.set_msg_handler(IN, self.handle)
 
     def start(self):
-        if self.workers > 1:
-            self._pool = OrderedWorkers(self.workers, self._compute, self._emit, "semcom_ldpc")
-            self._pool.start()
+        self._pool = OrderedWorkers.started(self.workers, self._compute, self._emit, "semcom_ldpc")
         return True
 
     def stop(self):
         if self.backlog is not None:
             self.backlog.close()  # a consumer leaving: the capture must not wait on its slots
-        if self._pool is not None:
-            self._pool.stop()
-            self._pool = None
+        OrderedWorkers.stopped(self._pool)
+        self._pool = None
         return True
 
     def handle(self, msg):
