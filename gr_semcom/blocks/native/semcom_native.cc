@@ -92,11 +92,22 @@ class burst_backlog
     std::mutex d_m;
     std::condition_variable d_cv;
     int d_n = 0;
+    int d_waiters = 0;
     bool d_closed = false;
 
 public:
     const int max_pending;
-    explicit burst_backlog(int max_pending) : max_pending(max_pending) {}
+    // a waiting capture is woken once the backlog has drained to this many, not
+    // at every freed slot: each wake-up is a futex call and, on a VM, an
+    // inter-processor interrupt (py-spy: ~10 % of the demodulator thread's
+    // samples sat in release() when it woke the capture for every burst); the
+    // capture then cuts several bursts in one go. Its 50 ms wait timeout
+    // bounds the delay either way.
+    const int low_water;
+    explicit burst_backlog(int max_pending)
+        : max_pending(max_pending), low_water(std::max(max_pending / 2, 0))
+    {
+    }
 
     // 1: took a slot; 0: still full after timeout_s; -1: closed
     int acquire_for(double timeout_s)
@@ -107,7 +118,10 @@ public:
         while (d_n >= max_pending) {
             if (d_closed)
                 return -1;
-            if (d_cv.wait_until(lk, until) == std::cv_status::timeout && d_n >= max_pending)
+            d_waiters++;
+            const auto st = d_cv.wait_until(lk, until);
+            d_waiters--;
+            if (st == std::cv_status::timeout && d_n >= max_pending)
                 return d_closed ? -1 : 0;
         }
         d_n++;
@@ -125,9 +139,12 @@ public:
     }
     void release()
     {
-        std::lock_guard<std::mutex> lk(d_m);
+        std::unique_lock<std::mutex> lk(d_m);
         d_n = std::max(d_n - 1, 0);
-        d_cv.notify_all();
+        const bool wake = d_waiters > 0 && d_n <= low_water;
+        lk.unlock();
+        if (wake)
+            d_cv.notify_all();
     }
     void close()
     {
