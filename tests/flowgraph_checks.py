@@ -39,6 +39,11 @@ def _payloads(dbg) -> list[tuple[dict, bytes]]:
     return out
 
 
+def complete(received) -> int:
+    """How many complete PDUs the receiver has delivered so far."""
+    return sum(1 for meta, _ in _payloads(received) if meta.get("complete"))
+
+
 def check(tb, sent, received, recording: str | None = None) -> int:
     """Every complete PDU the receiver delivered is one that was sent (or, for
     a replay, one whose SHA-256 the recording lists); every incomplete one
