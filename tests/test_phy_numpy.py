@@ -183,8 +183,10 @@ def test_nearest_point_equals_argmin_over_the_points(name):
     np.testing.assert_allclose(got, ref, atol=1e-6)
 
 
-def test_ofdm_ramp_matches_complex_exp():
-    from gr_semcom.phy.ofdm import _ramp
+def test_phasor_matches_complex_exp_at_ofdm_cfos():
+    """The block phasor the OFDM demodulator derotates its burst with, at
+    CFOs up to a subcarrier spacing over a whole burst."""
+    from gr_semcom.phy.frame import _phasor
     for f in (0.0, 0.013 / 64, -1.0 / 64, 0.49 / 64):
         ref = np.exp(2j * np.pi * f * np.arange(6250))
-        np.testing.assert_allclose(_ramp(f, 6250), ref, atol=2e-6)
+        np.testing.assert_allclose(_phasor(f, 6250), ref, atol=2e-6)

@@ -37,7 +37,7 @@ def native_blocks() -> bool:
     off with ``GR_SEMCOM_NATIVE=0``. The first receiver built without them
     says so once."""
     global _told_native
-    want = os.environ.get("GR_SEMCOM_NATIVE", "1").strip() not in ("0", "no", "false", "off")
+    want = _k.native_wanted()
     if want and _native is None and not _told_native:
         log.info("gr_semcom: compiled stream blocks not built (bash scripts/build_native.sh); the receiver "
                  "uses the Python NaN guard and burst capture")
@@ -502,10 +502,7 @@ class burst_demod_base(gr.basic_block):
             return res, None
         # decoded on the worker too (bursts then decode in parallel); one that
         # publish() rejects as inside the previous burst was decoded for nothing
-        try:
-            return res, (True, dec.dec.decode(res.llr))
-        except ValueError as exc:
-            return res, (False, exc)
+        return res, dec.try_decode(res.llr)
 
     def _emit(self, item, result) -> None:
         """In burst order, one at a time: publish what a worker computed."""
@@ -696,12 +693,17 @@ class ldpc_decoder(gr.basic_block):
         ``(True, (hard, ok, iters))`` or ``(False, exception)`` if already
         computed."""
         if decoded is None:
-            try:
-                decoded = (True, self.dec.decode(llr))
-            except ValueError as exc:
-                decoded = (False, exc)
+            decoded = self.try_decode(llr)
         ok_, out = decoded
         self._emit(None, (True, (meta, *out)) if ok_ else decoded)
+
+    def try_decode(self, llr: np.ndarray):
+        """``(True, (hard, ok, iters))``, or ``(False, exception)`` for LLRs
+        that are not whole codewords (the burst becomes an erasure)."""
+        try:
+            return True, self.dec.decode(llr)
+        except ValueError as exc:
+            return False, exc
 
     def _emit(self, _msg, result) -> None:
         try:

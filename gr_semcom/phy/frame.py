@@ -414,8 +414,7 @@ class BurstDemodulator:
         rng = np.random.default_rng(0)
         bits = rng.integers(0, 2, self.spec.coded_bits).astype(np.uint8)
         x = simulated_burst(self.spec, bits, 30.0, 0.0, 0.0, rng).astype(np.complex64)
-        x = np.concatenate([x, np.zeros(max(self.samples_needed - x.size, 0), np.complex64)])
-        self.demodulate(x[: max(self.samples_needed, x.size)])
+        self.demodulate(np.concatenate([x, np.zeros(max(self.samples_needed - x.size, 0), np.complex64)]))
         _warm["sc"] = True
 
     def _metric(self, x: np.ndarray, starts: np.ndarray) -> np.ndarray:

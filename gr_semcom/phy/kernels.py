@@ -659,6 +659,18 @@ def _ofdm_pilot_rot(grid, h, pil, psym, rot):
 
 
 @njit(nogil=True, cache=True)
+def _smooth_active(h, active, smoother, tmp):
+    """h[active] = smoother @ tmp (the delay-domain projection of
+    OfdmSpec._smoother), written into the complex64 channel h."""
+    na = active.size
+    for i in range(na):
+        a = 0j
+        for j in range(na):
+            a += smoother[i, j] * tmp[j]
+        h[active[i]] = a
+
+
+@njit(nogil=True, cache=True)
 def ofdm_equalize(grid, h0, smooth_first, active, occ, pil, psym, smoother, passes, m_axis, scale, y, g):
     """OfdmSpec.equalize (the numpy reference) in one kernel: channel from
     the sync-symbol-2 estimate ``h0`` (delay-domain smoothed if
@@ -674,11 +686,7 @@ def ofdm_equalize(grid, h0, smooth_first, active, occ, pil, psym, smoother, pass
     if smooth_first:
         for i in range(na):
             tmp[i] = h[active[i]]
-        for i in range(na):
-            a = 0j
-            for j in range(na):
-                a += smoother[i, j] * tmp[j]
-            h[active[i]] = a
+        _smooth_active(h, active, smoother, tmp)
     rot = np.empty(nsym, np.complex128)
     num = np.zeros(n, np.complex128)
     den = np.ones(n, np.float64)
@@ -710,11 +718,7 @@ def ofdm_equalize(grid, h0, smooth_first, active, occ, pil, psym, smoother, pass
                 den[c] += q.real * q.real + q.imag * q.imag
         for i in range(na):
             tmp[i] = num[active[i]] / den[active[i]]
-        for i in range(na):
-            a = 0j
-            for j in range(na):
-                a += smoother[i, j] * tmp[j]
-            h[active[i]] = a
+        _smooth_active(h, active, smoother, tmp)
     # N0 from the pilot residuals around each pilot carrier's mean
     for i in range(na):
         inv[active[i]] = 1.0 / complex(h[active[i]])

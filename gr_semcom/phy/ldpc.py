@@ -121,6 +121,7 @@ class MinSumDecoder:
                 fill[v] += 1
         self.var_edges = ve
         self.kernels = ldpc_kernels(kernels)
+        self._native = _k.native_ldpc() if self.kernels == "native" else None
         # the kernels' check-major edge layout (e = i * dc + j), same edges and orders
         self._rows_cm = np.ascontiguousarray(rows.T).astype(np.int32)
         e_ref = np.arange(self.dc * self.m)
@@ -160,7 +161,7 @@ class MinSumDecoder:
     def decode_native(self, llr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The C++ decoder (phy/native/ldpc_native.cc): every codeword of the
         batch in one call, GIL released throughout."""
-        mod = _k.native_ldpc()
+        mod = self._native
         if mod is None:
             raise RuntimeError("the compiled LDPC decoder is not built (bash scripts/build_native.sh) "
                                "or is switched off (GR_SEMCOM_NATIVE=0)")

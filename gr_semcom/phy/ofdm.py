@@ -29,7 +29,7 @@ import numpy as np
 from . import kernels as _k
 from .constellations import _pam_tables, get_constellation
 from .fec import get_code
-from .frame import CodedFrame, _warm
+from .frame import CodedFrame, _phasor, _warm
 
 #: 802.11a carrier plan, as GNU Radio's ofdm_txrx defaults
 OCCUPIED = tuple(list(range(-26, -21)) + list(range(-20, -7)) + list(range(-6, 0))
@@ -322,11 +322,14 @@ class OfdmBurstDemodulator:
         return self.search + self.spec.burst_samples
 
     def warm_up(self) -> None:
-        """Load the numba timing kernel now, once per process (see
-        :meth:`gr_semcom.phy.frame.BurstDemodulator.warm_up`)."""
+        """Load the numba timing and equaliser kernels now, once per process
+        (see :meth:`gr_semcom.phy.frame.BurstDemodulator.warm_up`): an
+        all-zero capture for the timing search (it stops there), an all-zero
+        payload grid for the equaliser."""
         if self.kernels != "numba" or _warm.get("ofdm"):
             return
         self.demodulate(np.zeros(self.samples_needed, np.complex64))
+        self.spec.equalize_numba(np.zeros((self.spec.ofdm_symbols - 3, self.spec.fft_len), np.complex64), None)
         _warm["ofdm"] = True
 
     def _metric(self, x, starts):
@@ -370,7 +373,7 @@ class OfdmBurstDemodulator:
         active = np.array(sorted(spec.occupied + spec.pilots)) + n // 2
         psym = spec.pilot_values(spec.ofdm_symbols - 3)
         for _ in range(2):
-            body = raw * _ramp(-cfo / n, raw.size)
+            body = raw * _phasor(-cfo / n, raw.size)
             grid = np.fft.fftshift(np.fft.fft(body[idx], axis=1), axes=1)
             h = np.zeros(n, np.complex64)
             h[active] = grid[1, active] / self.w2[active]
@@ -387,17 +390,6 @@ class OfdmBurstDemodulator:
         llr, snr_db, y = spec.soft_demap(grid[3:], h, self.kernels)
         return OfdmBurstResult(True, llr=llr, snr_db=snr_db, cfo=cfo, timing=float(p), quality=quality,
                                symbols=y.astype(np.complex64))
-
-
-def _ramp(f: float, size: int) -> np.ndarray:
-    """exp(2j pi f k), k = 0 .. size - 1, complex64: the phase in float64
-    reduced mod 2 pi, cos and sin in float32 (numpy's SIMD loops; about a
-    third of the time of the complex128 exp it replaces, within 1e-6)."""
-    ph = np.remainder((2 * np.pi * f) * np.arange(size), 2 * np.pi).astype(np.float32)
-    out = np.empty(size, np.complex64)
-    np.cos(ph, out=out.real)
-    np.sin(ph, out=out.imag)
-    return out
 
 
 def sync_waveform(spec: OfdmSpec, word) -> np.ndarray:
