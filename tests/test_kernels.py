@@ -8,22 +8,12 @@ import numpy as np
 import pytest
 
 from gr_semcom.phy import kernels
+from shared import allzero_llrs
 from gr_semcom.phy.fec import get_code, read_alist
 from gr_semcom.phy.frame import BurstDemodulator, FrameSpec, simulated_burst
 from gr_semcom.phy.ldpc import MinSumDecoder
 
 pytestmark = pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba not installed")
-
-
-def _llrs(code, esn0_db: float, b: int, rng) -> np.ndarray:
-    """Exact BPSK-per-dimension LLRs of the all-zero codeword (belief
-    propagation is symmetric in the codeword), a few erased and saturated."""
-    s2 = 1 / (2 * 10 ** (esn0_db / 10))
-    a = 1 / np.sqrt(2)
-    y = a + np.sqrt(s2) * rng.standard_normal((b, code.n))
-    L = (2 * a * y / s2).astype(np.float32)
-    L[0, :3] = [np.nan, np.inf, np.nan]  # erased, and certain (the sent bit is 0)
-    return L
 
 
 @pytest.mark.parametrize("method", ["spa", "minsum"])
@@ -34,7 +24,7 @@ def test_ldpc_kernel_equals_numpy_reference(rate, esn0, method):
     some fail; at 5 dB most stop after 0-2 iterations)."""
     code = get_code(rate)
     dec = MinSumDecoder(read_alist(code.alist), 50, 0.8 if method == "minsum" else 1.0, method, kernels="numba")
-    L = _llrs(code, esn0, 40, np.random.default_rng(11))
+    L = allzero_llrs(code, esn0, 40, np.random.default_rng(11))
     h1, ok1, it1 = dec.decode_numpy(L)
     h2, ok2, it2 = dec.decode_numba(L)
     assert h2.dtype == np.uint8 and h2.shape == (40, code.n)

@@ -13,6 +13,7 @@ import pytest
 from gr_semcom.phy import kernels
 from gr_semcom.phy.fec import get_code, read_alist
 from gr_semcom.phy.ldpc import MinSumDecoder, ldpc_kernels
+from shared import allzero_llrs
 
 native = kernels.native_ldpc()
 needs_native = pytest.mark.skipif(native is None and os.environ.get("GR_SEMCOM_NATIVE") == "0",
@@ -37,16 +38,6 @@ def test_loading_it_leaves_subnormal_floats_alone():
     assert np.float64(5e-324) * 1.0 > 0
 
 
-def _llrs(code, esn0_db: float, b: int, rng) -> np.ndarray:
-    """BPSK-per-dimension LLRs of the all-zero codeword, a few erased and saturated."""
-    s2 = 1 / (2 * 10 ** (esn0_db / 10))
-    a = 1 / np.sqrt(2)
-    y = a + np.sqrt(s2) * rng.standard_normal((b, code.n))
-    L = (2 * a * y / s2).astype(np.float32)
-    L[0, :3] = [np.nan, np.inf, np.nan]
-    return L
-
-
 @needs_native
 @pytest.mark.parametrize("method", ["spa", "minsum"])
 @pytest.mark.parametrize("rate,esn0", [("1/4", -1.5), ("2/5", 0.0), ("1/2", 1.5), ("1/2", 5.0)])
@@ -60,7 +51,7 @@ def test_native_decoder_agrees_with_numpy_reference(rate, esn0, method):
     code = get_code(rate)
     dec = MinSumDecoder(read_alist(code.alist), 50, 0.8 if method == "minsum" else 1.0, method, kernels="native")
     assert dec.kernels == "native"
-    L = _llrs(code, esn0, 60, np.random.default_rng(11))
+    L = allzero_llrs(code, esn0, 60, np.random.default_rng(11))
     h1, ok1, it1 = dec.decode_numpy(L)
     h2, ok2, it2 = dec.decode_native(L)
     assert h2.dtype == np.uint8 and h2.shape == (60, code.n) and ok2.dtype == np.bool_ and it2.dtype == np.int32
