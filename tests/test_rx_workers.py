@@ -149,15 +149,18 @@ class _SlowDecoder:
         return self.dec.decode(llr)
 
 
-@pytest.mark.parametrize("inline", [True, False])
+@pytest.mark.parametrize("inline,frames_inline", [(True, True), (False, False), (True, False), (False, True)])
 @pytest.mark.parametrize("workers", [1, 2])
-def test_backpressure_covers_the_ldpc_stage(workers, inline, monkeypatch):
+def test_backpressure_covers_the_ldpc_stage(workers, inline, frames_inline, monkeypatch):
     """A decoder slower than the demodulator holds the capture back: the
     bursts inside the receiver never exceed the backlog (the decoder's
     message queue was unbounded), and every frame is still decoded. Both
     with the decoder's work run by the demodulator (the default) and with a
-    message per burst to the decoder block (GR_SEMCOM_RX_INLINE_LDPC=0)."""
+    message per burst to the decoder block (GR_SEMCOM_RX_INLINE_LDPC=0), and
+    with the frame decoder called by the decoder block (the default) or sent
+    a message per burst (GR_SEMCOM_RX_INLINE_FRAMES=0)."""
     monkeypatch.setenv("GR_SEMCOM_RX_INLINE_LDPC", "1" if inline else "0")
+    monkeypatch.setenv("GR_SEMCOM_RX_INLINE_FRAMES", "1" if frames_inline else "0")
     spec = FrameSpec()
     data = np.random.default_rng(4).integers(0, 256, 30 * spec.capacity, dtype=np.uint8).tobytes()
     tb = gr.top_block()
@@ -165,6 +168,7 @@ def test_backpressure_covers_the_ldpc_stage(workers, inline, monkeypatch):
     noise = channels.channel_model(10 ** (-12 / 20), 0.0, 1.0, [1.0], 7)
     rx = phy_rx(spec, timeout=0.0, workers=workers)
     assert (rx.demod.inline_decoder is rx.decoder) == inline
+    assert (rx.decoder.inline_deframer is rx.deframer) == frames_inline
     rx.decoder.dec = _SlowDecoder(rx.decoder.dec, 0.02)
     assert rx.demod.release_downstream and rx.decoder.backlog is rx.backlog
     tb.connect(tx, noise, rx)

@@ -651,6 +651,9 @@ class ldpc_decoder(gr.basic_block):
         self.rejected = 0  # PDUs dropped (not whole codewords): their bursts are erasures
         self.local_in: LocalPdus | None = None  # set when fed by the receiver's demodulator
         self.local_out: LocalPdus | None = None  # set when feeding the receiver's frame_decoder
+        # set by wire_decoder: this receiver's frame_decoder, called directly
+        # with each decoded burst instead of a message on ``out`` (see _publish)
+        self.inline_deframer = None
         self.workers = 1  # bursts decoded on this many threads, in order (see burst_demod_base)
         self.backlog: Backlog | None = None  # set with the demodulator's release_downstream
         self._pool: OrderedWorkers | None = None
@@ -723,7 +726,11 @@ class ldpc_decoder(gr.basic_block):
         meta.update(ldpc_iterations=int(iters.max()), ldpc_unsatisfied=int((~ok).sum()))
         # counted before it is published (in-flight counts never too low)
         self.frames += 1
-        self.message_port_pub(OUT, _pdu(self.local_out, meta, info_bits(hard, self.code)))
+        bits = info_bits(hard, self.code)
+        if self.inline_deframer is not None:  # this receiver's frame decoder, called here
+            self.inline_deframer.judge(meta, bits)
+        else:
+            self.message_port_pub(OUT, _pdu(self.local_out, meta, bits))
 
 
 class frame_decoder(gr.basic_block):
@@ -787,21 +794,33 @@ class frame_decoder(gr.basic_block):
 
     def handle(self, msg):
         try:
-            self._judge(msg)
+            try:
+                meta, bits = _parts(self.local_in, msg)
+            except ValueError as exc:
+                log.error("frame_decoder: %s", exc)
+                with self.lock:
+                    self.frames_bad += 1
+                self.message_port_pub(STATUS, _status(event="frame", crc_ok=False, status="malformed",
+                                                      snr_db=float("nan"), cfo=float("nan"), offset=float("nan")))
+                return
+            self._judge(meta, bits)
         finally:
             self._last_activity = time.monotonic()
             self.judged += 1
 
-    def _judge(self, msg):
+    def judge(self, meta: dict, bits: np.ndarray) -> None:
+        """One decoded frame (info bits, one per byte), judged in the caller's
+        thread as :meth:`handle` judges a message: the receiver's LDPC decoder
+        block calls this instead of sending a message (``phy_hier.inline_frames``).
+        Frames reach it one at a time, in order (the decoder's thread, or its
+        workers' ordered emit)."""
         try:
-            meta, bits = _parts(self.local_in, msg)
-        except ValueError as exc:
-            log.error("frame_decoder: %s", exc)
-            with self.lock:
-                self.frames_bad += 1
-            self.message_port_pub(STATUS, _status(event="frame", crc_ok=False, status="malformed",
-                                                  snr_db=float("nan"), cfo=float("nan"), offset=float("nan")))
-            return
+            self._judge(meta, bits)
+        finally:
+            self._last_activity = time.monotonic()
+            self.judged += 1
+
+    def _judge(self, meta: dict, bits: np.ndarray) -> None:
         frame = framing.bits_to_bytes(bits[: 8 * self.spec.capacity])
         hdr, payload, status = framing.parse(frame)
         ok = status == "ok"

@@ -78,7 +78,23 @@ def inline_ldpc() -> bool:
     Why: with the decoder in C++ its block spent more CPU on the message hop
     (GNU Radio's dispatch, the PDU hand-off, GIL hand-offs between threads)
     than on decoding (docs/receiver_speed.md)."""
-    return os.environ.get("GR_SEMCOM_RX_INLINE_LDPC", "1").strip().lower() not in ("0", "no", "false", "off")
+    return _env_on("GR_SEMCOM_RX_INLINE_LDPC")
+
+
+def inline_frames() -> bool:
+    """Whether a receiver's LDPC decoder block hands each decoded burst to its
+    frame decoder by a direct call in the decoding thread (default;
+    ``GR_SEMCOM_RX_INLINE_FRAMES=0``: a message per burst to the frame
+    decoder's own thread). Why: every message woke that thread, which then
+    took the GIL from the demodulator's; on the 2-core box on 2026-12-07 the
+    demodulator thread's CPU per run was the same with the frame decoding
+    added to it, the frame decoder thread's 0.6-0.7 CPU s were gone, and
+    QPSK went from 6.2-7.3 to 7.5-8.3 Msps (docs/receiver_speed.md)."""
+    return _env_on("GR_SEMCOM_RX_INLINE_FRAMES")
+
+
+def _env_on(name: str) -> bool:
+    return os.environ.get(name, "1").strip().lower() not in ("0", "no", "false", "off")
 
 
 def wire_decoder(hier, spec, demod, timeout: float, ldpc_iterations: int, ldpc_decoder: str = "spa",
@@ -118,6 +134,10 @@ def wire_decoder(hier, spec, demod, timeout: float, ldpc_iterations: int, ldpc_d
             # workers, if several): the block stays, with its ports, counters
             # and status, but no message crosses demod -> decoder
             demod.inline_decoder = hier.decoder
+        if inline_frames():
+            # the decoder block calls the frame decoder in the thread it decodes
+            # in; the frame decoder keeps its ports, status and flush timer
+            hier.decoder.inline_deframer = hier.deframer
     elif spec.code.alist is not None:
         hier.decoder = fec.async_decoder(make_decoder(spec.code, ldpc_iterations), False, False,
                                          spec.coded_bits + 64)
