@@ -24,8 +24,8 @@ if [ ! -f "$OUT" ] || [ "$SRC" -nt "$OUT" ] || [ "${1:-}" = "--force" ]; then
   fi
   echo "build_native: compiling $SRC (C++, about 10 s, once)" >&2
   TMP="$OUT.tmp.$$"
-  g++ -c -O3 -ffast-math $ARCH -fPIC -std=c++17 -Wall -I"$PYINC" "$SRC" -o "$TMP.o"
-  g++ -shared "$TMP.o" -o "$TMP" -lmvec -lm
+  g++ -c -O3 -ffast-math $ARCH -fPIC -std=c++17 -pthread -Wall -I"$PYINC" "$SRC" -o "$TMP.o"
+  g++ -shared -pthread "$TMP.o" -o "$TMP" -lmvec -lm
   rm -f "$TMP.o"
   mv "$TMP" "$OUT"
   /usr/bin/python3 -c "import sys; sys.path.insert(0, '.'); from gr_semcom.phy import _ldpc_native as m; print('build_native: ok', m.__file__)" >&2

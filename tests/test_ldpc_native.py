@@ -109,3 +109,36 @@ def test_switching_it_off_falls_back_to_numba(monkeypatch):
     dec = MinSumDecoder(read_alist(get_code("1/2").alist), method="spa", kernels="numba")
     with pytest.raises(RuntimeError):
         dec.decode_native(np.zeros(dec.n, np.float32))
+
+
+@needs_native
+def test_async_decoder_returns_decode_native_results_in_submission_order():
+    """AsyncNative (the C++ decoder on its own thread): bursts of 1-4
+    codewords at SNRs from hopeless to clean come back in the order submitted,
+    each equal to decode_native on the same LLRs; nothing before a submit,
+    nothing after a close."""
+    dec = MinSumDecoder.for_code(get_code("1/2"), 50, 1.0, "spa", "native")
+    a = dec.async_native()
+    assert a is not None
+    assert a.take(False) is None and a.take(True) is None and a.outstanding() == 0
+    rng = np.random.default_rng(11)
+    bursts = [allzero_llrs(dec, snr, int(rng.integers(1, 5)), rng) for snr in (-2.0, 1.0, 3.0, 8.0) * 5]
+    for L in bursts:
+        assert a.submit(L)
+    got = []
+    while len(got) < len(bursts):
+        r = a.take(True)
+        assert r is not None
+        got.append(r)
+    assert a.take(True) is None and a.outstanding() == 0
+    for L, (hard, ok, iters) in zip(bursts, got):
+        want = dec.decode_native(L)
+        assert np.array_equal(hard, want[0]) and np.array_equal(ok, want[1]) and np.array_equal(iters, want[2])
+    with pytest.raises(ValueError):
+        a.submit(np.zeros(dec.n + 1, np.float32))  # not whole codewords
+    a.close()
+    assert not a.submit(bursts[0]) and a.take(True) is None
+
+
+def test_async_decoder_is_none_without_the_compiled_decoder():
+    assert MinSumDecoder.for_code(get_code("1/2"), 50, 1.0, "spa", "numba").async_native() is None

@@ -102,7 +102,22 @@ def test_ldpc_prepare_fast_path_still_replaces_non_finite():
     assert np.array_equal(dec._prepare(big)[0], big)
 
 
-def _receive(workers: int, data: bytes, spec: FrameSpec):
+@pytest.mark.parametrize("asynchronous", [True, False])
+def test_receiver_with_the_cpp_decoder_thread_decodes_every_frame_in_order(asynchronous, monkeypatch):
+    """The LDPC decode on the C++ decoder's own thread (GR_SEMCOM_RX_ASYNC_LDPC,
+    the default on 2 CPUs or more) or in the demodulator's: the same frames in
+    the same order, nothing left in flight."""
+    monkeypatch.setenv("GR_SEMCOM_RX_ASYNC_LDPC", "1" if asynchronous else "0")
+    spec = FrameSpec()
+    data = np.random.default_rng(5).integers(0, 256, 20 * spec.capacity - 3, dtype=np.uint8).tobytes()
+    order, received, rx = _receive(1, data, spec, keep=True)
+    assert rx.decoder.can_submit() == (asynchronous and MinSumDecoder.for_code(spec.code).kernels == "native")
+    assert order == list(range(framing.frame_count(len(data), spec.capacity)))
+    assert received == data
+    assert rx.decoder.outstanding() == 0 and rx.in_flight() == 0
+
+
+def _receive(workers: int, data: bytes, spec: FrameSpec, keep: bool = False):
     tb = gr.top_block()
     tx = phy_tx(spec)
     noise = channels.channel_model(10 ** (-12 / 20), 0.0, 1.0, [1.0], 7)
@@ -126,7 +141,7 @@ def _receive(workers: int, data: bytes, spec: FrameSpec):
     frames = [pmt.to_python(m) for m in st.items]
     order = [f["seg_index"] for f in frames if f.get("event") == "frame" and f["crc_ok"]]
     received = bytes(pmt.u8vector_elements(pmt.cdr(out.items[0])))
-    return order, received
+    return (order, received, rx) if keep else (order, received)
 
 
 @pytest.mark.parametrize("workers,native", [(1, True), (2, True), (2, False)])

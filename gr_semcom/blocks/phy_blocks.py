@@ -2,6 +2,7 @@
 every per-sample operation is a GNU Radio C++ block in :mod:`phy_hier`."""
 from __future__ import annotations
 
+import collections
 import ctypes
 import itertools
 import logging
@@ -269,6 +270,21 @@ class Backlog:
             self._freed.notify_all()
 
 
+def async_ldpc() -> bool:
+    """Whether a receiver's LDPC decoder block decodes the bursts its
+    demodulator hands it on the compiled decoder's own C++ thread (where the
+    compiled decoder is in use): ``GR_SEMCOM_RX_ASYNC_LDPC=1`` / ``0``, by
+    default when the process may use 2 CPUs or more. Why: the receiver's
+    Python work runs fastest in one thread on the 2-core box, and the decode
+    then overlaps it on the other core; on one core the extra thread only
+    costs (measured 2026-12-07, QPSK 1/2: 2 cores 8.1-8.4 vs 7.1-8.1 Msps,
+    one core 6.0-6.8 vs 7.3; docs/receiver_speed.md)."""
+    v = os.environ.get("GR_SEMCOM_RX_ASYNC_LDPC", "").strip().lower()
+    if v:
+        return v not in ("0", "no", "false", "off")
+    return len(os.sched_getaffinity(0)) >= 2
+
+
 def rx_workers(choice: int | None = None) -> int:
     """Worker threads per receiver stage: ``choice`` if given, else
     ``GR_SEMCOM_RX_WORKERS``, else 1 (the stage runs inline in its block's
@@ -416,6 +432,7 @@ class burst_demod_base(gr.basic_block):
         self.workers = 1
         self._pool: OrderedWorkers | None = None
         self._listens: dict | None = None  # subscribers of bits / symbols, read at start()
+        self._bb = None  # the block's C++ side (its input queue's length), set at start()
         # set by wire_decoder when ``out`` feeds this receiver's ldpc_decoder, which
         # then frees the backlog slot of each burst passed on (see _release)
         self.release_downstream = False
@@ -436,6 +453,7 @@ class burst_demod_base(gr.basic_block):
         # flowgraph is flattened and its message subscriptions set before any
         # block starts; two pybind calls per burst otherwise)
         self._listens = {p: self._subscribed(p) for p in (BITS, SYMBOLS, STATUS)}
+        self._bb = self.to_basic_block()  # its input queue's length, read per burst (handle)
         self._pool = OrderedWorkers.started(self.workers, self._compute, self._emit, "semcom_demod")
         return True
 
@@ -469,6 +487,11 @@ class burst_demod_base(gr.basic_block):
         finally:
             self.handled += 1
             self._release(passed)
+        dec = self.inline_decoder
+        if dec is not None and dec.outstanding() and (self._bb or self.to_basic_block()).nmsgs(IN) == 0:
+            # no burst waiting: finish the ones the C++ thread is decoding now
+            # rather than when the next burst comes (which may be never)
+            dec.collect(block=True)
 
     def _release(self, passed_before: int) -> None:
         """Free the burst's backlog slot, unless it went on to a decoder that
@@ -584,7 +607,14 @@ class burst_demod_base(gr.basic_block):
         elif self.inline_decoder is not None:
             # this receiver's own ldpc_decoder, run here: one message hop, its
             # GNU Radio dispatch and a thread's GIL hand-offs fewer per burst
-            self.inline_decoder.decode_inline(out_meta, np.asarray(res.llr, np.float32), decoded)
+            dec = self.inline_decoder
+            if decoded is None and dec.can_submit():
+                # decoded on the C++ decoder's thread while this one demodulates
+                # the next burst; what is done by now goes on (see handle)
+                dec.submit(out_meta, np.asarray(res.llr, np.float32))
+                dec.collect(block=False)
+            else:
+                dec.decode_inline(out_meta, np.asarray(res.llr, np.float32), decoded)
         else:  # our LLRs, for ldpc_decoder
             self.message_port_pub(OUT, _pdu(self.local_out, out_meta, np.asarray(res.llr, np.float32)))
 
@@ -657,6 +687,11 @@ class ldpc_decoder(gr.basic_block):
         self.workers = 1  # bursts decoded on this many threads, in order (see burst_demod_base)
         self.backlog: Backlog | None = None  # set with the demodulator's release_downstream
         self._pool: OrderedWorkers | None = None
+        # the C++ decoder's own thread, for a demodulator that runs this block's
+        # work (submit / collect); made at start() where the compiled decoder is
+        # in use and GR_SEMCOM_RX_ASYNC_LDPC is not 0
+        self._async = None
+        self._async_meta: collections.deque = collections.deque()
         self.message_port_register_in(IN)
         self.message_port_register_out(OUT)
         self.message_port_register_out(STATUS)
@@ -664,6 +699,16 @@ class ldpc_decoder(gr.basic_block):
 
     def start(self):
         self._pool = OrderedWorkers.started(self.workers, self._compute, self._emit, "semcom_ldpc")
+        if self._async is not None:
+            self._async.close()
+        self._async = None
+        make = getattr(self.dec, "async_native", None)  # a stand-in decoder (tests) may not have it
+        if make is not None and async_ldpc():
+            try:
+                self._async = make()
+            except Exception:  # an exception in start() would hang GNU Radio's scheduler start
+                log.exception("%s: no C++ decoder thread; decoding in the demodulator's thread", self.name())
+        self._async_meta = collections.deque()
         return True
 
     def stop(self):
@@ -671,7 +716,44 @@ class ldpc_decoder(gr.basic_block):
             self.backlog.close()  # a consumer leaving: the capture must not wait on its slots
         OrderedWorkers.stopped(self._pool)
         self._pool = None
+        if self._async is not None:
+            self._async.close()  # what is still queued is dropped, as a stopped block's messages
         return True
+
+    def can_submit(self) -> bool:
+        """Whether :meth:`submit` decodes on the C++ decoder's own thread."""
+        return self._async is not None
+
+    def submit(self, meta: dict, llr: np.ndarray) -> None:
+        """Queue one burst's LLRs on the C++ decoder's thread and return (the
+        receiver's demodulator calls this, then :meth:`collect`); its frame
+        goes on, in order, when a later :meth:`collect` takes it. LLRs that
+        are not whole codewords make the burst an erasure, in order."""
+        try:
+            queued = self._async.submit(llr)
+        except ValueError as exc:
+            self.collect(block=True)
+            self._emit(None, (False, exc))
+            return
+        if queued:
+            self._async_meta.append(meta)
+        elif self.backlog is not None:  # closed (the flowgraph is stopping): dropped
+            self.backlog.release()
+
+    def collect(self, block: bool) -> None:
+        """Publish the bursts the C++ thread has decoded, in submission order:
+        those done (``block`` false) or every one submitted (``block`` true,
+        waiting without the GIL)."""
+        a = self._async
+        while self._async_meta:
+            r = a.take(block)
+            if r is None:
+                return
+            self._emit(None, (True, (self._async_meta.popleft(), *r)))
+
+    def outstanding(self) -> int:
+        """Bursts submitted and not yet collected."""
+        return len(self._async_meta)
 
     def handle(self, msg):
         pool = self._pool

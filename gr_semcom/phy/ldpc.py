@@ -174,6 +174,14 @@ class MinSumDecoder:
                    float(self.alpha), hard, ok, iters)
         return hard, ok, iters
 
+    def async_native(self) -> "AsyncNative | None":
+        """This decoder on a C++ thread of its own (:class:`AsyncNative`), or
+        None when the compiled decoder is not in use (not built, switched off,
+        or other kernels asked for)."""
+        if self._native is None or not hasattr(self._native, "AsyncDecoder"):
+            return None
+        return AsyncNative(self)
+
     def decode_numba(self, llr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Compiled kernels (phy/kernels.py), GIL released while they run.
         Min-sum runs entirely in one kernel; sum-product runs its message
@@ -297,3 +305,35 @@ def _cached(alist: str, max_iterations: int, alpha: float, method: str, kernels:
 def info_bits(hard: np.ndarray, code: CodeSpec) -> np.ndarray:
     """Information bits of gr-fec's systematic encoder: the last k of each codeword."""
     return np.ascontiguousarray(hard[:, code.n - code.k:]).ravel()
+
+
+class AsyncNative:
+    """:meth:`MinSumDecoder.decode_native` on a C++ thread of its own
+    (phy/native/ldpc_native.cc ``AsyncDecoder``): :meth:`submit` queues one
+    burst's LLRs and returns at once, :meth:`take` returns the results in
+    submission order, the same arrays ``decode`` returns. Why: a receiver's
+    Python work runs fastest in one thread on the 2-core box, and the
+    decode, which needs no Python, then overlaps it on the other core
+    (docs/receiver_speed.md). :meth:`close` stops the thread; what is queued
+    is dropped."""
+
+    def __init__(self, dec: MinSumDecoder):
+        self._dec = dec
+        self._impl = dec._native.AsyncDecoder(dec._rows_cm, dec._ve_cm, dec.max_iterations,
+                                              dec.method == "minsum", float(dec.alpha))
+
+    def submit(self, llr: np.ndarray) -> bool:
+        """Queue one burst (``ValueError`` if not whole codewords, as
+        ``decode``); False if closed."""
+        return self._impl.submit(np.ascontiguousarray(self._dec._prepare(llr)))
+
+    def take(self, block: bool = False):
+        """(hard, ok, iters) of the oldest burst not yet taken; None if it is
+        not decoded yet (``block`` false), or nothing is queued or closed."""
+        return self._impl.take(block)
+
+    def outstanding(self) -> int:
+        return self._impl.outstanding()
+
+    def close(self) -> None:
+        self._impl.close()

@@ -25,8 +25,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
+#include <cstring>
+#include <deque>
+#include <mutex>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 namespace py = pybind11;
@@ -191,6 +196,156 @@ void decode(py::array_t<float, py::array::c_style> llr, py::array_t<int32_t, py:
     }
 }
 
+// The same decoder on a thread of its own: submit() queues a burst's
+// codewords (copied) and returns at once, take() hands back the results in
+// submission order. Why: on the 2-core box the receiver's Python work runs
+// best in one thread (every hand-off of the GIL between two Python threads
+// on different cores cost more than it saved, docs/receiver_speed.md), so
+// the demodulator's thread keeps all of it and only the decode, which needs
+// no Python, moves to the other core. One worker thread: results come out
+// in the order they went in.
+class AsyncDecoder {
+    struct Job {
+        int b;
+        std::vector<float> llr;
+    };
+    struct Result {
+        int b;
+        std::vector<uint8_t> hard, ok;
+        std::vector<int32_t> iters;
+    };
+    std::vector<int32_t> rows_, ve_;
+    Code c_;
+    int max_iter_;
+    bool minsum_;
+    float alpha_;
+    std::mutex m_;
+    std::condition_variable cv_job_, cv_done_;
+    std::deque<Job> jobs_;
+    std::deque<Result> done_;
+    bool busy_ = false, closing_ = false;
+    std::thread worker_;
+
+    void run() {
+        const int E = c_.m * c_.dc;
+        std::vector<float> total(c_.n + 1), c2v(E + 1), mag(E), arg(E);
+        std::vector<uint8_t> neg(E), par(c_.m), hard_ext(c_.n + 1);
+        for (;;) {
+            Job job;
+            {
+                std::unique_lock<std::mutex> lk(m_);
+                cv_job_.wait(lk, [&] { return closing_ || !jobs_.empty(); });
+                if (closing_) return;
+                job = std::move(jobs_.front());
+                jobs_.pop_front();
+                busy_ = true;
+            }
+            Result r;
+            r.b = job.b;
+            r.hard.resize((size_t)job.b * c_.n);
+            r.ok.resize(job.b);
+            r.iters.resize(job.b);
+            for (int w = 0; w < job.b; ++w) {
+                bool ok = false;
+                r.iters[w] = decode_one(c_, job.llr.data() + (size_t)w * c_.n, max_iter_, minsum_, alpha_,
+                                        r.hard.data() + (size_t)w * c_.n, &ok, total, c2v, mag, arg, neg, par,
+                                        hard_ext);
+                r.ok[w] = ok;
+            }
+            {
+                std::lock_guard<std::mutex> lk(m_);
+                done_.push_back(std::move(r));
+                busy_ = false;
+            }
+            cv_done_.notify_all();
+        }
+    }
+
+public:
+    AsyncDecoder(py::array_t<int32_t, py::array::c_style> rows, py::array_t<int32_t, py::array::c_style> var_edges,
+                 int max_iter, bool minsum, float alpha)
+        : max_iter_(max_iter), minsum_(minsum), alpha_(alpha) {
+        if (rows.ndim() != 2 || var_edges.ndim() != 2) throw std::invalid_argument("rows (m, dc), var_edges (n, dv)");
+        if (max_iter < 1) throw std::invalid_argument("max_iter >= 1");
+        c_.m = (int)rows.shape(0);
+        c_.dc = (int)rows.shape(1);
+        c_.n = (int)var_edges.shape(0);
+        c_.dv = (int)var_edges.shape(1);
+        rows_.assign(rows.data(), rows.data() + rows.size());
+        ve_.assign(var_edges.data(), var_edges.data() + var_edges.size());
+        const int E = c_.m * c_.dc;
+        for (int32_t v : rows_)
+            if (v < 0 || v > c_.n) throw std::invalid_argument("rows: variable index out of range");
+        for (int32_t e : ve_)
+            if (e < 0 || e > E) throw std::invalid_argument("var_edges: edge index out of range");
+        c_.rows = rows_.data();
+        c_.ve = ve_.data();
+        worker_ = std::thread([this] { run(); });
+    }
+    ~AsyncDecoder() { close(); }
+
+    // queue (codewords, n) float32 LLRs; false (nothing queued) once closed
+    bool submit(py::array_t<float, py::array::c_style> llr) {
+        if (llr.ndim() != 2 || llr.shape(1) != c_.n)
+            throw std::invalid_argument("llr must be (codewords, " + std::to_string(c_.n) + ")");
+        Job job;
+        job.b = (int)llr.shape(0);
+        job.llr.assign(llr.data(), llr.data() + llr.size());
+        {
+            std::lock_guard<std::mutex> lk(m_);
+            if (closing_) return false;
+            jobs_.push_back(std::move(job));
+        }
+        cv_job_.notify_one();
+        return true;
+    }
+
+    // the oldest result not yet taken, as (hard (b, n) uint8, ok (b,) bool,
+    // iters (b,) int32); None if it is not ready (block false) or if nothing
+    // is queued or the decoder is closed (block true: waits, GIL released)
+    py::object take(bool block) {
+        Result r;
+        bool got = false;
+        {
+            py::gil_scoped_release nogil;
+            std::unique_lock<std::mutex> lk(m_);
+            if (block)
+                cv_done_.wait(lk, [&] { return closing_ || !done_.empty() || (jobs_.empty() && !busy_); });
+            if (!done_.empty()) {
+                r = std::move(done_.front());
+                done_.pop_front();
+                got = true;
+            }
+        }
+        if (!got) return py::none();
+        py::array_t<uint8_t> hard({(py::ssize_t)r.b, (py::ssize_t)c_.n});
+        py::array_t<bool> ok((py::ssize_t)r.b);
+        py::array_t<int32_t> iters((py::ssize_t)r.b);
+        std::memcpy(hard.mutable_data(), r.hard.data(), r.hard.size());
+        bool *okp = ok.mutable_data();
+        for (int w = 0; w < r.b; ++w) okp[w] = r.ok[w] != 0;
+        std::memcpy(iters.mutable_data(), r.iters.data(), r.iters.size() * sizeof(int32_t));
+        return py::make_tuple(hard, ok, iters);
+    }
+
+    // bursts submitted and not yet taken
+    int outstanding() {
+        std::lock_guard<std::mutex> lk(m_);
+        return (int)(jobs_.size() + done_.size()) + (busy_ ? 1 : 0);
+    }
+
+    // stop the worker after the burst it is decoding; queued and untaken results are dropped
+    void close() {
+        {
+            std::lock_guard<std::mutex> lk(m_);
+            closing_ = true;
+        }
+        cv_job_.notify_all();
+        cv_done_.notify_all();
+        if (worker_.joinable() && worker_.get_id() != std::this_thread::get_id()) worker_.join();
+    }
+};
+
 void phi(py::array_t<float, py::array::c_style> x) {
     py::buffer_info bi = x.request(true);
     phi_inplace(static_cast<float *>(bi.ptr), (int)bi.size);
@@ -204,5 +359,15 @@ PYBIND11_MODULE(_ldpc_native, mod) {
             py::arg("minsum"), py::arg("alpha"), py::arg("hard"), py::arg("ok"), py::arg("iters"),
             "Decode every codeword of llr (codewords, n) float32 in place of hard (uint8), ok (bool), iters "
             "(int32); rows (m, dc) and var_edges (n, dv) int32 in the check-major layout of MinSumDecoder.");
+    py::class_<AsyncDecoder>(mod, "AsyncDecoder",
+                             "The decoder on a C++ thread of its own: submit() queues a burst, take() returns "
+                             "results in submission order (see ldpc_native.cc)")
+        .def(py::init<py::array_t<int32_t, py::array::c_style>, py::array_t<int32_t, py::array::c_style>, int, bool,
+                      float>(),
+             py::arg("rows"), py::arg("var_edges"), py::arg("max_iter"), py::arg("minsum"), py::arg("alpha"))
+        .def("submit", &AsyncDecoder::submit, py::arg("llr"))
+        .def("take", &AsyncDecoder::take, py::arg("block") = false)
+        .def("outstanding", &AsyncDecoder::outstanding)
+        .def("close", &AsyncDecoder::close, py::call_guard<py::gil_scoped_release>());
     mod.def("phi", &phi, py::arg("x"), "-ln tanh(x/2) in place, x clipped to [1e-7, 30] (the decoder's phi)");
 }
