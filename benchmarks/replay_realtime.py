@@ -73,6 +73,7 @@ def main(argv=None) -> int:
     write_meta(base, a.rate, description="rx_throughput signal for the real-time replay benchmark",
                extra={"frame": frame_fields(spec)})
 
+    box = rxt.box_speed()
     tb = gr.top_block("replay_realtime")
     src = sigmf_source(str(base), repeat=True, throttle=True)
     rx = phy_rx(spec, threshold=0.3, timeout=1.0)
@@ -140,7 +141,7 @@ def main(argv=None) -> int:
             "cpus_allowed": len(os.sched_getaffinity(0)), "loadavg_1min_after": os.getloadavg()[0],
             "max_lag_samples": int(max_lag), "max_lag_ms": round(1e3 * max_lag / a.rate, 1),
             "kept_up": bool(rate >= 0.995 * a.rate and (not win or min(win) >= 0.995 * a.rate)),
-            "kernels": os.environ.get("GR_SEMCOM_KERNELS", "numba")}
+            "kernels": os.environ.get("GR_SEMCOM_KERNELS", "numba"), **box}
     print(json.dumps(summ))
     if a.out:
         Path(a.out).write_text(json.dumps({"summary": summ, "per_second": rows}, indent=1))

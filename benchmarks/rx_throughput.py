@@ -27,6 +27,34 @@ def _rss_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
+def box_speed() -> dict:
+    """How fast the shared box is right now, recorded beside every figure:
+    the same code measured 1.6 and 8.4 Msps on one day (docs/receiver_speed.md),
+    so figures of different days compare only through these. The best of 3
+    of a pure-Python loop of 10^6 additions (interpreter speed) and of 200
+    complex 4096-point numpy FFTs (vectorised code), seconds."""
+    def best(fn):
+        out = []
+        for _ in range(3):
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+        return round(min(out), 4)
+
+    def loop():
+        s = 0
+        for i in range(10 ** 6):
+            s += i
+
+    x = np.exp(1j * np.arange(4096)).astype(np.complex64)
+
+    def ffts():
+        for _ in range(200):
+            np.fft.fft(x)
+
+    return {"box_python_loop_1e6_s": best(loop), "box_fft_4096_x200_s": best(ffts)}
+
+
 def _thread_cpu() -> dict:
     """CPU seconds (user + system) per thread of this process, by thread id
     (GNU Radio names each block's thread after the block, cut to 15 chars)."""
@@ -137,6 +165,7 @@ def main(argv=None):
     tb.connect(src, rx)
     if args.status_consumer:
         tb.msg_connect(rx, "status", st, "in")
+    box = box_speed()
     rss0 = _rss_mib()  # the test signal (and its file) is already in memory
     thr0 = _thread_cpu()
     t0 = time.perf_counter()
@@ -164,7 +193,7 @@ def main(argv=None):
            "receiver_rss_growth_mib": round(rss_peak - rss0, 1),
            "cpus_allowed": len(os.sched_getaffinity(0)), "loadavg_1min_after": os.getloadavg()[0],
            "kernels": os.environ.get("GR_SEMCOM_KERNELS", "numba"),
-           "sanitize_work_calls": rx.sanitize.calls}
+           "sanitize_work_calls": rx.sanitize.calls, **box}
     if args.threads:
         per = {}
         for t, (name, c) in thr1.items():
