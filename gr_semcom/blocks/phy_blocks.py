@@ -708,6 +708,9 @@ class ldpc_decoder(gr.basic_block):
                 self._async = make()
             except Exception:  # an exception in start() would hang GNU Radio's scheduler start
                 log.exception("%s: no C++ decoder thread; decoding in the demodulator's thread", self.name())
+        # bursts the last run stopped with on the C++ thread were dropped: counted
+        # as rejected, so that the receiver's in-flight count is 0 again
+        self.rejected += len(self._async_meta)
         self._async_meta = collections.deque()
         return True
 
@@ -737,7 +740,9 @@ class ldpc_decoder(gr.basic_block):
             return
         if queued:
             self._async_meta.append(meta)
-        elif self.backlog is not None:  # closed (the flowgraph is stopping): dropped
+            return
+        self.rejected += 1  # closed (the flowgraph is stopping): dropped, no longer in flight
+        if self.backlog is not None:
             self.backlog.release()
 
     def collect(self, block: bool) -> None:
