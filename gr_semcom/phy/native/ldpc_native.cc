@@ -30,6 +30,7 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -153,6 +154,25 @@ int decode_one(const Code &c, const float *L, int max_iter, int minsum, float al
     return max_iter;
 }
 
+// the code of rows (m, dc) and var_edges (n, dv), its indices checked (the
+// decode loops index with them unchecked); the arrays must outlive it
+Code make_code(const int32_t *rows, py::ssize_t m, py::ssize_t dc, const int32_t *var_edges, py::ssize_t n,
+               py::ssize_t dv) {
+    Code c;
+    c.n = (int)n;
+    c.m = (int)m;
+    c.dc = (int)dc;
+    c.dv = (int)dv;
+    c.rows = rows;
+    c.ve = var_edges;
+    const int E = c.m * c.dc;
+    for (py::ssize_t e = 0; e < m * dc; ++e)
+        if (rows[e] < 0 || rows[e] > c.n) throw std::invalid_argument("rows: variable index out of range");
+    for (py::ssize_t e = 0; e < n * dv; ++e)
+        if (var_edges[e] < 0 || var_edges[e] > E) throw std::invalid_argument("var_edges: edge index out of range");
+    return c;
+}
+
 template <typename T>
 T *checked(py::array &a, const char *name, py::ssize_t size, bool writable) {
     if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(std::string(name) + " must be C-contiguous");
@@ -168,20 +188,11 @@ void decode(py::array_t<float, py::array::c_style> llr, py::array_t<int32_t, py:
     if (llr.ndim() != 2 || rows.ndim() != 2 || var_edges.ndim() != 2)
         throw std::invalid_argument("llr (codewords, n), rows (m, dc), var_edges (n, dv)");
     if (max_iter < 1) throw std::invalid_argument("max_iter >= 1");
-    Code c;
     const py::ssize_t b = llr.shape(0);
-    c.n = (int)llr.shape(1);
-    c.m = (int)rows.shape(0);
-    c.dc = (int)rows.shape(1);
-    c.dv = (int)var_edges.shape(1);
-    if (var_edges.shape(0) != c.n) throw std::invalid_argument("var_edges has a row per variable");
+    if (var_edges.shape(0) != llr.shape(1)) throw std::invalid_argument("var_edges has a row per variable");
+    const Code c = make_code(rows.data(), rows.shape(0), rows.shape(1), var_edges.data(), var_edges.shape(0),
+                             var_edges.shape(1));
     const int E = c.m * c.dc;
-    c.rows = rows.data();
-    c.ve = var_edges.data();
-    for (py::ssize_t e = 0; e < rows.size(); ++e)
-        if (c.rows[e] < 0 || c.rows[e] > c.n) throw std::invalid_argument("rows: variable index out of range");
-    for (py::ssize_t e = 0; e < var_edges.size(); ++e)
-        if (c.ve[e] < 0 || c.ve[e] > E) throw std::invalid_argument("var_edges: edge index out of range");
     uint8_t *h = checked<uint8_t>(hard, "hard", b * c.n, true);
     bool *k = checked<bool>(ok, "ok", b, true);
     int32_t *its = checked<int32_t>(iters, "iters", b, true);
@@ -267,19 +278,10 @@ public:
         : max_iter_(max_iter), minsum_(minsum), alpha_(alpha) {
         if (rows.ndim() != 2 || var_edges.ndim() != 2) throw std::invalid_argument("rows (m, dc), var_edges (n, dv)");
         if (max_iter < 1) throw std::invalid_argument("max_iter >= 1");
-        c_.m = (int)rows.shape(0);
-        c_.dc = (int)rows.shape(1);
-        c_.n = (int)var_edges.shape(0);
-        c_.dv = (int)var_edges.shape(1);
         rows_.assign(rows.data(), rows.data() + rows.size());
         ve_.assign(var_edges.data(), var_edges.data() + var_edges.size());
-        const int E = c_.m * c_.dc;
-        for (int32_t v : rows_)
-            if (v < 0 || v > c_.n) throw std::invalid_argument("rows: variable index out of range");
-        for (int32_t e : ve_)
-            if (e < 0 || e > E) throw std::invalid_argument("var_edges: edge index out of range");
-        c_.rows = rows_.data();
-        c_.ve = ve_.data();
+        c_ = make_code(rows_.data(), rows.shape(0), rows.shape(1), ve_.data(), var_edges.shape(0),
+                       var_edges.shape(1));
         worker_ = std::thread([this] { run(); });
     }
     ~AsyncDecoder() { close(); }
@@ -307,7 +309,10 @@ public:
         Result r;
         bool got = false;
         {
-            py::gil_scoped_release nogil;
+            // the GIL is released only to wait: the worker holds the mutex for a
+            // few instructions and never takes the GIL, so a poll keeps it
+            std::optional<py::gil_scoped_release> nogil;
+            if (block) nogil.emplace();
             std::unique_lock<std::mutex> lk(m_);
             if (block)
                 cv_done_.wait(lk, [&] { return closing_ || !done_.empty() || (jobs_.empty() && !busy_); });
