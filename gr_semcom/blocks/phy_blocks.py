@@ -279,10 +279,7 @@ def async_ldpc() -> bool:
     then overlaps it on the other core; on one core the extra thread only
     costs (measured 2026-12-07, QPSK 1/2: 2 cores 8.1-8.4 vs 7.1-8.1 Msps,
     one core 6.0-6.8 vs 7.3; docs/receiver_speed.md)."""
-    v = os.environ.get("GR_SEMCOM_RX_ASYNC_LDPC", "").strip().lower()
-    if v:
-        return v not in ("0", "no", "false", "off")
-    return len(os.sched_getaffinity(0)) >= 2
+    return _k.env_flag("GR_SEMCOM_RX_ASYNC_LDPC", default=len(os.sched_getaffinity(0)) >= 2)
 
 
 def rx_workers(choice: int | None = None) -> int:
@@ -699,9 +696,7 @@ class ldpc_decoder(gr.basic_block):
 
     def start(self):
         self._pool = OrderedWorkers.started(self.workers, self._compute, self._emit, "semcom_ldpc")
-        if self._async is not None:
-            self._async.close()
-        self._async = None
+        self._async = None  # the last run's thread was closed by stop()
         make = getattr(self.dec, "async_native", None)  # a stand-in decoder (tests) may not have it
         if make is not None and async_ldpc():
             try:
@@ -880,20 +875,7 @@ class frame_decoder(gr.basic_block):
                 self.flush(older_than=self.timeout)
 
     def handle(self, msg):
-        try:
-            try:
-                meta, bits = _parts(self.local_in, msg)
-            except ValueError as exc:
-                log.error("frame_decoder: %s", exc)
-                with self.lock:
-                    self.frames_bad += 1
-                self.message_port_pub(STATUS, _status(event="frame", crc_ok=False, status="malformed",
-                                                      snr_db=float("nan"), cfo=float("nan"), offset=float("nan")))
-                return
-            self._judge(meta, bits)
-        finally:
-            self._last_activity = time.monotonic()
-            self.judged += 1
+        self._counted(self._judge_msg, msg)
 
     def judge(self, meta: dict, bits: np.ndarray) -> None:
         """One decoded frame (info bits, one per byte), judged in the caller's
@@ -901,11 +883,26 @@ class frame_decoder(gr.basic_block):
         block calls this instead of sending a message (``phy_hier.inline_frames``).
         Frames reach it one at a time, in order (the decoder's thread, or its
         workers' ordered emit)."""
+        self._counted(self._judge, meta, bits)
+
+    def _counted(self, judge, *args) -> None:
         try:
-            self._judge(meta, bits)
+            judge(*args)
         finally:
             self._last_activity = time.monotonic()
             self.judged += 1
+
+    def _judge_msg(self, msg) -> None:
+        try:
+            meta, bits = _parts(self.local_in, msg)
+        except ValueError as exc:
+            log.error("frame_decoder: %s", exc)
+            with self.lock:
+                self.frames_bad += 1
+            self.message_port_pub(STATUS, _status(event="frame", crc_ok=False, status="malformed",
+                                                  snr_db=float("nan"), cfo=float("nan"), offset=float("nan")))
+            return
+        self._judge(meta, bits)
 
     def _judge(self, meta: dict, bits: np.ndarray) -> None:
         frame = framing.bits_to_bytes(bits[: 8 * self.spec.capacity])

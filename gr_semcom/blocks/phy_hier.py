@@ -19,13 +19,12 @@ coded bits, for BER measurement).
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from gnuradio import blocks, digital, fec, filter, gr, pdu
 
 from ..phy.fec import make_decoder, make_encoder
 from ..phy.frame import FrameSpec
+from ..phy.kernels import env_flag
 from .phy_blocks import (LocalPdus, burst_capture, burst_demod, burst_mapper, frame_decoder, frame_encoder,
                          make_burst_capture, make_sanitize, rx_workers)
 from .phy_blocks import ldpc_decoder as ldpc_decoder_block
@@ -78,7 +77,7 @@ def inline_ldpc() -> bool:
     Why: with the decoder in C++ its block spent more CPU on the message hop
     (GNU Radio's dispatch, the PDU hand-off, GIL hand-offs between threads)
     than on decoding (docs/receiver_speed.md)."""
-    return _env_on("GR_SEMCOM_RX_INLINE_LDPC")
+    return env_flag("GR_SEMCOM_RX_INLINE_LDPC")
 
 
 def inline_frames() -> bool:
@@ -90,11 +89,7 @@ def inline_frames() -> bool:
     demodulator thread's CPU per run was the same with the frame decoding
     added to it, the frame decoder thread's 0.6-0.7 CPU s were gone, and
     QPSK went from 6.2-7.3 to 7.5-8.3 Msps (docs/receiver_speed.md)."""
-    return _env_on("GR_SEMCOM_RX_INLINE_FRAMES")
-
-
-def _env_on(name: str) -> bool:
-    return os.environ.get(name, "1").strip().lower() not in ("0", "no", "false", "off")
+    return env_flag("GR_SEMCOM_RX_INLINE_FRAMES")
 
 
 def wire_decoder(hier, spec, demod, timeout: float, ldpc_iterations: int, ldpc_decoder: str = "spa",

@@ -88,11 +88,21 @@ def first_use(name: str, fn, *args):
 _native_ldpc = False  # not looked for yet
 
 
+def env_flag(name: str, default: bool = True) -> bool:
+    """A receiver switch from the environment: unset or empty gives
+    ``default``; ``0``, ``no``, ``false`` or ``off`` (any case) false; anything
+    else true. The one parser of every ``GR_SEMCOM_*`` on/off variable."""
+    v = os.environ.get(name, "").strip().lower()
+    if not v:
+        return default
+    return v not in ("0", "no", "false", "off")
+
+
 def native_wanted() -> bool:
     """``GR_SEMCOM_NATIVE=0`` (or no/false/off) switches every compiled C++
     part of the receiver off: the LDPC decoder here, the stream blocks in
     blocks/phy_blocks.py."""
-    return os.environ.get("GR_SEMCOM_NATIVE", "1").strip().lower() not in ("0", "no", "false", "off")
+    return env_flag("GR_SEMCOM_NATIVE")
 
 
 def native_ldpc():
