@@ -273,12 +273,8 @@ def simulated_burst(spec: "FrameSpec", coded_bits: np.ndarray, esn0_db: float, c
     return np.convolve(rx, spec.rrc)[spec.rrc.size // 2:]
 
 
-@lru_cache(maxsize=16)
-def _delay_bank(n: int, steps: int = 33) -> tuple[np.ndarray, np.ndarray]:
-    """The fractional-delay grid (-1..1 samples) and the FFT phase ramps that
-    apply each delay to an ``n``-sample segment (rows: delays)."""
-    grid = np.linspace(-1.0, 1.0, steps)
-    return grid, np.exp(2j * np.pi * np.fft.fftfreq(n)[None, :] * grid[:, None])
+TIMING_GRID = np.linspace(-1.0, 1.0, 33)  # fine-timing candidates, samples around the coarse start
+CFO_NFFT = 2048  # bins of the preamble periodogram (CFO resolution before refinement)
 
 
 def _phasor(f: float, n: int, block: int = 64) -> np.ndarray:
@@ -299,8 +295,8 @@ def _kaiser_table(half: int, beta: float, steps: int = 1024) -> np.ndarray:
     return np.sinc(d) * np.i0(beta * np.sqrt(np.clip(1 - (d / half) ** 2, 0, None))) / np.i0(beta)
 
 
-def _interp_taps(t0: float, half: int = 8, beta: float = 6.0) -> tuple[int, np.ndarray]:
-    """The first sample index and the 2*half taps (complex64, unit sum) that
+def _interp_taps64(t0: float, half: int = 8, beta: float = 6.0) -> tuple[int, np.ndarray]:
+    """The first sample index and the 2*half taps (float64, unit sum) that
     interpolate at t0 (see :func:`_interp_at`)."""
     t0i = int(np.floor(t0))
     mu = t0 - t0i
@@ -309,23 +305,34 @@ def _interp_taps(t0: float, half: int = 8, beta: float = 6.0) -> tuple[int, np.n
     i = min(int(pos), table.shape[0] - 2)
     a = pos - i
     h = (1.0 - a) * table[i] + a * table[i + 1]
-    return t0i - half + 1, (h / h.sum()).astype(np.complex64)
+    return t0i - half + 1, h / h.sum()
 
 
-def _interp_at(x: np.ndarray, t0: float, step: int, count: int, half: int = 8, beta: float = 6.0) -> np.ndarray:
+def _interp_taps(t0: float, half: int = 8, beta: float = 6.0) -> tuple[int, np.ndarray]:
+    """:func:`_interp_taps64` as complex64 taps."""
+    first, h = _interp_taps64(t0, half, beta)
+    return first, h.astype(np.complex64)
+
+
+def _interp_at(x: np.ndarray, t0: float, step: int, count: int, half: int = 8, beta: float = 6.0,
+               precise: bool = False) -> np.ndarray:
     """``x`` at the fractional positions t0 + k * step, k < count: a 2*half-tap
     Kaiser-windowed sinc (beta 6: about -60 dB interpolation error on a
-    signal 2x oversampled with RRC roll-off 0.35) evaluated only where needed.
-    Replaces an FFT fractional delay of the whole burst (same result within
-    the error above, 4x less time: benchmarks/README.md, RX throughput)."""
+    signal 2x oversampled with RRC roll-off 0.35) evaluated only where needed,
+    zero outside ``x``. Replaces an FFT fractional delay of the whole burst
+    (same result within the error above, 4x less time: benchmarks/README.md,
+    RX throughput). ``precise``: in complex128 (fine timing) rather than
+    complex64."""
     t0i = int(np.floor(t0))
     # taps from a table over mu (1/1024-sample steps, linear between them:
     # relative error ~1e-7, far below the window's -60 dB); np.i0 per call
     # cost 0.18 ms per burst
-    first, h = _interp_taps(t0, half, beta)
+    first, h = _interp_taps64(t0, half, beta) if precise else _interp_taps(t0, half, beta)
     last = t0i + (count - 1) * step + half  # inclusive
     lo, hi = max(0, -first), max(0, last + 1 - x.size)
     xp = np.pad(x, (lo, hi)) if (lo or hi) else x
+    if precise:
+        xp = xp.astype(np.complex128)
     win = np.lib.stride_tricks.sliding_window_view(xp, 2 * half)[first + lo::step][:count]
     return win @ h
 
@@ -393,6 +400,8 @@ class BurstDemodulator:
         self._conj_pre = np.ascontiguousarray(np.conj(PREAMBLE)).astype(np.complex64)
         data_idx, pilot_idx, pilots = spec.layout
         self._conj_pilots = np.conj(pilots).astype(np.complex64)
+        self._table = np.ascontiguousarray(_kaiser_table(8, 6.0))
+        self._twiddle = np.exp(-2j * np.pi * np.arange(CFO_NFFT) / CFO_NFFT)
         c = spec.constellation
         if c.name == "bpsk":
             self._llr_tab = (0, np.zeros(2), np.zeros(2, np.int64), 1.0)
@@ -431,29 +440,30 @@ class BurstDemodulator:
             return self.demodulate_numba(x)
         return self.demodulate_numpy(x, csi)
 
-    def _fine_timing(self, x: np.ndarray, n0: int, mf_fn) -> float:
-        """Fractional timing on a 1/16-sample grid of band-limited (FFT)
-        interpolations of the preamble region, parabolic refinement."""
-        sps = self.spec.sps
-        lo = max(n0 - 8, 0)
-        segx = x[lo:n0 + PREAMBLE_LEN * sps + 8]
-        grid, delays = _delay_bank(segx.size)
-        shifted = np.fft.ifft(np.fft.fft(segx)[None, :] * delays, axis=1)
-        mf = mf_fn(shifted, n0 - lo)
+    def _fine_timing(self, x: np.ndarray, n0: int) -> float:
+        """Fractional timing: the segmented preamble metric of the burst
+        Kaiser-interpolated (complex128) at n0 + TIMING_GRID (1/16-sample
+        steps over +-1 sample), its argmax and a parabolic refinement."""
+        seg = PREAMBLE_LEN // self._segs
+        mf = np.empty(TIMING_GRID.size)
+        for d, g in enumerate(TIMING_GRID):
+            r = _interp_at(x, n0 + g, self.spec.sps, PREAMBLE_LEN, precise=True)
+            z = r * self._conj_pre.astype(np.complex128)
+            mf[d] = (np.abs(z.reshape(self._segs, seg).sum(-1)) ** 2).sum()
         b = int(np.argmax(mf))
-        frac = grid[b]
-        if 0 < b < grid.size - 1:
+        frac = TIMING_GRID[b]
+        if 0 < b < TIMING_GRID.size - 1:
             y0, y1, y2 = mf[b - 1], mf[b], mf[b + 1]
             den = y0 - 2 * y1 + y2
             if den < 0:
-                frac += 0.5 * (y0 - y2) / den * (grid[1] - grid[0])
+                frac += 0.5 * (y0 - y2) / den * (TIMING_GRID[1] - TIMING_GRID[0])
         return n0 + frac
 
     @staticmethod
     def _cfo(zp: np.ndarray) -> float:
         """CFO (cycles/symbol) from the preamble: periodogram peak of
-        r * conj(p), parabolic refinement."""
-        nfft = 2048
+        r * conj(p) (CFO_NFFT bins), parabolic refinement."""
+        nfft = CFO_NFFT
         spec_p = np.abs(np.fft.fft(zp, nfft)) ** 2
         k = int(np.argmax(spec_p))
         km, kp = spec_p[(k - 1) % nfft], spec_p[(k + 1) % nfft]
@@ -461,38 +471,35 @@ class BurstDemodulator:
         delta = 0.5 * (km - kp) / den if den < 0 else 0.0
         return float(((k + delta + nfft / 2) % nfft - nfft / 2) / nfft)
 
+    _CODES = {1: "non-finite samples", 2: "no preamble", 3: "no signal"}
+
     def demodulate_numba(self, x: np.ndarray) -> BurstResult:
-        """:meth:`demodulate_numpy`'s steps with the compiled kernels of
-        phy/kernels.py (three FFTs stay numpy's)."""
+        """:meth:`demodulate_numpy`'s steps in one compiled call
+        (phy/kernels.py ``sc_demod``: one GIL release and one dispatch per
+        burst). The CFO periodogram is searched on a coarse grid and then
+        around its peak rather than by an FFT (see ``kernels.sc_cfo``)."""
         spec = self.spec
-        sps = spec.sps
         x = np.ascontiguousarray(x, dtype=np.complex64)
         if x.size < self.samples_needed:
             return BurstResult(False, reason="short burst")
-        bad, n0, mmax, e_pre = _k.first_use("sc_front", _k.sc_front, x, self.search, self._pre_pos,
-                                            self._conj_pre, self._segs)
-        if bad:
-            return BurstResult(False, reason="non-finite samples")
-        rho2 = float(mmax) / (PREAMBLE_LEN // self._segs * max(float(e_pre), 1e-30))
-        if rho2 < self.min_rho2:
-            return BurstResult(False, reason="no preamble", extra={"rho2": rho2})
-        n0 = max(int(n0), 2)
-        t0 = self._fine_timing(x, n0, lambda sh, off: _k.first_use(
-            "sc_fine_metric", _k.sc_fine_metric, sh, off, self._pre_pos, self._conj_pre, self._segs))
-        first, h = _interp_taps(t0)
-        r = _k.first_use("interp_at", _k.interp_at, x, first, sps, spec.n_symbols, np.ascontiguousarray(h.real))
-        cfo = self._cfo(r[:PREAMBLE_LEN] * self._conj_pre)
         data_idx, pilot_idx, _ = spec.layout
         bpd, levels, labels, scale = self._llr_tab
         llr = np.empty(data_idx.size * spec.constellation.bits_per_symbol, np.float32)
-        passed, snr_db, noise_var, y = _k.first_use(
-            "sc_back", _k.sc_back, r, cfo, PREAMBLE_LEN, self._conj_pre, pilot_idx, self._conj_pilots,
-            spec.pilot_len, data_idx, float(self.min_snr_db), bpd, levels, labels, scale, llr)
-        if not passed:
-            return BurstResult(False, snr_db=float(snr_db), cfo=cfo, timing=t0, noise_var=float(noise_var),
-                               reason="no signal")
-        return BurstResult(True, llr=llr[: spec.coded_bits], snr_db=float(snr_db), cfo=cfo, timing=float(t0),
-                           noise_var=float(noise_var), symbols=y)
+        y = np.empty(data_idx.size, np.complex64)
+        code, t0, rho2, cfo, snr_db, noise_var = _k.first_use(
+            "sc_demod", _k.sc_demod, x, self.search, self._pre_pos, self._conj_pre, self._segs, spec.sps,
+            spec.n_symbols, float(self.min_rho2), TIMING_GRID, self._table, self._twiddle, CFO_NFFT // 128,
+            pilot_idx, self._conj_pilots, spec.pilot_len, data_idx, float(self.min_snr_db),
+            bpd, levels, labels, scale, llr, y)
+        if code == 0:
+            return BurstResult(True, llr=llr[: spec.coded_bits], snr_db=float(snr_db), cfo=float(cfo),
+                               timing=float(t0), noise_var=float(noise_var), symbols=y)
+        if code == 2:
+            return BurstResult(False, reason="no preamble", extra={"rho2": float(rho2)})
+        if code == 3:
+            return BurstResult(False, snr_db=float(snr_db), cfo=float(cfo), timing=float(t0),
+                               noise_var=float(noise_var), reason="no signal")
+        return BurstResult(False, reason=self._CODES[int(code)])
 
     def demodulate_numpy(self, x: np.ndarray, csi: np.ndarray | None = None) -> BurstResult:
         """The numpy reference (see :meth:`demodulate`)."""
@@ -501,7 +508,7 @@ class BurstDemodulator:
         x = np.asarray(x, dtype=np.complex64)
         if x.size < self.samples_needed or not np.all(np.isfinite(x)):
             return BurstResult(False, reason="short burst" if x.size < self.samples_needed else "non-finite samples")
-        # 1. integer timing, then fractional by a fine grid of cubic-interpolated candidates
+        # 1. integer timing, then fractional by a fine grid of interpolated candidates
         starts = np.arange(0, self.search + 1)
         m = self._metric(x, starts)
         n0 = int(starts[np.argmax(m)])
@@ -514,24 +521,12 @@ class BurstDemodulator:
             return BurstResult(False, reason="no preamble", extra={"rho2": rho2})
         if n0 < 2:
             n0 = 2
-        # band-limited (FFT) interpolation of the preamble region on a 1/16-sample grid
-        def segmented_mf(shifted, off):
-            z = shifted[:, off + self._pre_pos] * np.conj(PREAMBLE)[None, :]
-            return (np.abs(z.reshape(shifted.shape[0], self._segs, -1).sum(-1)) ** 2).sum(-1)
-
-        t0 = self._fine_timing(x, n0, segmented_mf)
+        t0 = self._fine_timing(x, n0)
         # 2. the burst at the symbol instants t0 + k*sps
         nsym = spec.n_symbols
         r = _interp_at(x, t0, sps, nsym)
         # 3. CFO from the preamble: periodogram peak of r*conj(p), parabolic refine
-        zp = r[:PREAMBLE_LEN] * np.conj(PREAMBLE)
-        nfft = 2048
-        spec_p = np.abs(np.fft.fft(zp, nfft)) ** 2
-        k = int(np.argmax(spec_p))
-        km, kp = spec_p[(k - 1) % nfft], spec_p[(k + 1) % nfft]
-        den = km - 2 * spec_p[k] + kp
-        delta = 0.5 * (km - kp) / den if den < 0 else 0.0
-        cfo = ((k + delta + nfft / 2) % nfft - nfft / 2) / nfft
+        cfo = self._cfo(r[:PREAMBLE_LEN] * np.conj(PREAMBLE))
         if csi is None:
             r = r * _phasor(-cfo, nsym)
         # genie CSI is the whole channel (fading + any rotation): no CFO is
