@@ -60,29 +60,34 @@ struct Code {
     const int32_t *ve;    // (n, dv), pad = m * dc
 };
 
+template <int DC>
 bool syndrome_ok(const Code &c, const uint8_t *hard_ext) {
     // hard_ext: n + 1 bits, the padding variable last (0)
+    const int dc = DC > 0 ? DC : c.dc;
     for (int i = 0; i < c.m; ++i) {
         uint8_t p = 0;
-        const int32_t *r = c.rows + (size_t)i * c.dc;
-        for (int j = 0; j < c.dc; ++j) p ^= hard_ext[r[j]];
+        const int32_t *r = c.rows + (size_t)i * dc;
+        for (int j = 0; j < dc; ++j) p ^= hard_ext[r[j]];
         if (p) return false;
     }
     return true;
 }
 
-// one codeword; returns iterations used (0: the channel decisions satisfied
-// every check), writes hard (n) and ok
-int decode_one(const Code &c, const float *L, int max_iter, int minsum, float alpha, uint8_t *hard,
-               bool *ok, std::vector<float> &total, std::vector<float> &c2v, std::vector<float> &mag,
-               std::vector<float> &arg, std::vector<uint8_t> &neg, std::vector<uint8_t> &par,
-               std::vector<uint8_t> &hard_ext) {
-    const int n = c.n, m = c.m, dc = c.dc, dv = c.dv;
+// decode_one's body. DC, DV > 0: the code's check and variable degrees as compile-time
+// constants (the inner loops unrolled; measured on the 1/2 code's 6 and 3,
+// one iteration per codeword: sum-product 1.2x, min-sum 1.6x faster), 0:
+// read from the code (any other shape)
+template <int DC, int DV>
+int decode_one_t(const Code &c, const float *L, int max_iter, int minsum, float alpha, uint8_t *hard,
+                 bool *ok, std::vector<float> &total, std::vector<float> &c2v, std::vector<float> &mag,
+                 std::vector<float> &arg, std::vector<uint8_t> &neg, std::vector<uint8_t> &par,
+                 std::vector<uint8_t> &hard_ext) {
+    const int n = c.n, m = c.m, dc = DC > 0 ? DC : c.dc, dv = DV > 0 ? DV : c.dv;
     const int E = m * dc;
     for (int v = 0; v < n; ++v) hard_ext[v] = L[v] < 0.0f;
     hard_ext[n] = 0;
     for (int v = 0; v < n; ++v) hard[v] = hard_ext[v];
-    if (syndrome_ok(c, hard_ext.data())) {
+    if (syndrome_ok<DC>(c, hard_ext.data())) {
         *ok = true;
         return 0;
     }
@@ -143,7 +148,7 @@ int decode_one(const Code &c, const float *L, int max_iter, int minsum, float al
             tot[v] = L[v] + s;
             hard_ext[v] = tot[v] < 0.0f;
         }
-        if (syndrome_ok(c, hard_ext.data())) {
+        if (syndrome_ok<DC>(c, hard_ext.data())) {
             for (int v = 0; v < n; ++v) hard[v] = hard_ext[v];
             *ok = true;
             return it;
@@ -152,6 +157,24 @@ int decode_one(const Code &c, const float *L, int max_iter, int minsum, float al
     for (int v = 0; v < n; ++v) hard[v] = hard_ext[v];
     *ok = false;
     return max_iter;
+}
+
+// one codeword; returns iterations used (0: the channel decisions satisfied
+// every check), writes hard (n) and ok. The shapes of gr-fec's codes that
+// the project uses (fec.get_code: 1/4, 2/5, 1/2) get their own compiled loops.
+int decode_one(const Code &c, const float *L, int max_iter, int minsum, float alpha, uint8_t *hard,
+               bool *ok, std::vector<float> &total, std::vector<float> &c2v, std::vector<float> &mag,
+               std::vector<float> &arg, std::vector<uint8_t> &neg, std::vector<uint8_t> &par,
+               std::vector<uint8_t> &hard_ext) {
+#define SEMCOM_SHAPE(a, b)                                                                                  \
+    if (c.dc == a && c.dv == b)                                                                            \
+        return decode_one_t<a, b>(c, L, max_iter, minsum, alpha, hard, ok, total, c2v, mag, arg, neg, par, \
+                                  hard_ext);
+    SEMCOM_SHAPE(6, 3)
+    SEMCOM_SHAPE(5, 3)
+    SEMCOM_SHAPE(4, 3)
+#undef SEMCOM_SHAPE
+    return decode_one_t<0, 0>(c, L, max_iter, minsum, alpha, hard, ok, total, c2v, mag, arg, neg, par, hard_ext);
 }
 
 // the code of rows (m, dc) and var_edges (n, dv), its indices checked (the
