@@ -805,7 +805,9 @@ class ldpc_decoder(gr.basic_block):
             self.message_port_pub(STATUS, _status(event="burst_drop", reason=f"ldpc: {res}", snr_db=float("nan")))
             return
         meta, hard, ok, iters = res
-        meta.update(ldpc_iterations=int(iters.max()), ldpc_unsatisfied=int((~ok).sum()))
+        # on a burst's few codewords Python's max and numpy's count_nonzero take
+        # a fifth of the time of two numpy reductions
+        meta.update(ldpc_iterations=max(iters.tolist()), ldpc_unsatisfied=ok.size - int(np.count_nonzero(ok)))
         # counted before it is published (in-flight counts never too low)
         self.frames += 1
         bits = info_bits(hard, self.code)
@@ -908,12 +910,12 @@ class frame_decoder(gr.basic_block):
         frame = framing.bits_to_bytes(bits[: 8 * self.spec.capacity])
         hdr, payload, status = framing.parse(frame)
         ok = status == "ok"
-        st = {"event": "frame", "crc_ok": ok, "status": status,
-              "snr_db": meta.get("snr_db", float("nan")), "cfo": meta.get("cfo", float("nan")),
-              "offset": float(meta.get("offset", float("nan")))}
-        if ok:
-            st.update(msg_id=hdr.msg_id, seg_index=hdr.seg_index, seg_count=hdr.seg_count)
         if self._status_on:  # built only when something listens (a PMT dict: ~28 us a frame)
+            st = {"event": "frame", "crc_ok": ok, "status": status,
+                  "snr_db": meta.get("snr_db", float("nan")), "cfo": meta.get("cfo", float("nan")),
+                  "offset": float(meta.get("offset", float("nan")))}
+            if ok:
+                st.update(msg_id=hdr.msg_id, seg_index=hdr.seg_index, seg_count=hdr.seg_count)
             self.message_port_pub(STATUS, _status(**st))
         with self.lock:
             if not ok:

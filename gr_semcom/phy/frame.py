@@ -400,6 +400,12 @@ class BurstDemodulator:
         self._conj_pre = np.ascontiguousarray(np.conj(PREAMBLE)).astype(np.complex64)
         data_idx, pilot_idx, pilots = spec.layout
         self._conj_pilots = np.conj(pilots).astype(np.complex64)
+        # per-burst constants, read once (FrameSpec's properties recompute)
+        self._nsym = spec.n_symbols
+        self._coded = spec.coded_bits
+        self._need = self.search + self._nsym * sps + 4
+        self._n_llr = data_idx.size * spec.constellation.bits_per_symbol
+        self._layout = (np.ascontiguousarray(data_idx), np.ascontiguousarray(pilot_idx))
         self._table = np.ascontiguousarray(_kaiser_table(8, 6.0))
         self._twiddle = np.exp(-2j * np.pi * np.arange(CFO_NFFT) / CFO_NFFT)
         c = spec.constellation
@@ -411,7 +417,7 @@ class BurstDemodulator:
 
     @property
     def samples_needed(self) -> int:
-        return self.search + self.spec.n_symbols * self.spec.sps + 4
+        return self._need
 
     def warm_up(self) -> None:
         """Load (or compile) the numba kernels now, once per process, by
@@ -480,19 +486,19 @@ class BurstDemodulator:
         around its peak rather than by an FFT (see ``kernels.sc_cfo``)."""
         spec = self.spec
         x = np.ascontiguousarray(x, dtype=np.complex64)
-        if x.size < self.samples_needed:
+        if x.size < self._need:
             return BurstResult(False, reason="short burst")
-        data_idx, pilot_idx, _ = spec.layout
+        data_idx, pilot_idx = self._layout
         bpd, levels, labels, scale = self._llr_tab
-        llr = np.empty(data_idx.size * spec.constellation.bits_per_symbol, np.float32)
+        llr = np.empty(self._n_llr, np.float32)
         y = np.empty(data_idx.size, np.complex64)
         code, t0, rho2, cfo, snr_db, noise_var = _k.first_use(
             "sc_demod", _k.sc_demod, x, self.search, self._pre_pos, self._conj_pre, self._segs, spec.sps,
-            spec.n_symbols, float(self.min_rho2), TIMING_GRID, self._table, self._twiddle, CFO_NFFT // 128,
+            self._nsym, float(self.min_rho2), TIMING_GRID, self._table, self._twiddle, CFO_NFFT // 128,
             pilot_idx, self._conj_pilots, spec.pilot_len, data_idx, float(self.min_snr_db),
             bpd, levels, labels, scale, llr, y)
         if code == 0:
-            return BurstResult(True, llr=llr[: spec.coded_bits], snr_db=float(snr_db), cfo=float(cfo),
+            return BurstResult(True, llr=llr[: self._coded], snr_db=float(snr_db), cfo=float(cfo),
                                timing=float(t0), noise_var=float(noise_var), symbols=y)
         if code == 2:
             return BurstResult(False, reason="no preamble", extra={"rho2": float(rho2)})

@@ -324,8 +324,14 @@ class AsyncNative:
 
     def submit(self, llr: np.ndarray) -> bool:
         """Queue one burst (``ValueError`` if not whole codewords, as
-        ``decode``); False if closed."""
-        return self._impl.submit(np.ascontiguousarray(self._dec._prepare(llr)))
+        ``decode``); False if closed. Values that are not finite are
+        replaced as ``decode`` replaces them, by the C++ copy (the numpy
+        check cost more than the decode's queueing)."""
+        llr = np.asarray(llr, np.float32)
+        n = self._dec.n
+        if llr.size % n:
+            raise ValueError(f"{llr.size} LLRs is not a whole number of {n}-bit codewords")
+        return self._impl.submit(np.ascontiguousarray(llr.reshape(-1, n)))
 
     def take(self, block: bool = False):
         """(hard, ok, iters) of the oldest burst not yet taken; None if it is

@@ -315,7 +315,20 @@ public:
             throw std::invalid_argument("llr must be (codewords, " + std::to_string(c_.n) + ")");
         Job job;
         job.b = (int)llr.shape(0);
-        job.llr.assign(llr.data(), llr.data() + llr.size());
+        job.llr.resize(llr.size());
+        // copied with MinSumDecoder._prepare's rule for values that are not
+        // finite (NaN -> 0, +-inf -> +-1e30), tested on the bits (-ffast-math
+        // lets the compiler assume std::isfinite is always true)
+        const float *src = llr.data();
+        float *dst = job.llr.data();
+        for (py::ssize_t i = 0; i < llr.size(); ++i) {
+            uint32_t u;
+            std::memcpy(&u, src + i, 4);
+            if ((u & 0x7f800000u) == 0x7f800000u)
+                dst[i] = (u & 0x007fffffu) ? 0.0f : ((u >> 31) ? -BIG : BIG);
+            else
+                dst[i] = src[i];
+        }
         {
             std::lock_guard<std::mutex> lk(m_);
             if (closing_) return false;
