@@ -328,51 +328,6 @@ def sc_coarse(x, search, pre_pos, conj_pre, segs):
     return best, bm, e
 
 
-@njit(cache=True)
-def sc_fine_metric(shifted, off, pre_pos, conj_pre, segs):
-    """The segmented metric of each row of ``shifted`` (fractional-delay
-    candidates) at offset ``off``."""
-    nd = shifted.shape[0]
-    npre = conj_pre.size
-    seg = npre // segs
-    out = np.empty(nd, np.float64)
-    for d in range(nd):
-        mtot = 0.0
-        for g in range(segs):
-            acc = 0j
-            for k in range(g * seg, (g + 1) * seg):
-                acc += shifted[d, off + pre_pos[k]] * conj_pre[k]
-            mtot += acc.real * acc.real + acc.imag * acc.imag
-        out[d] = mtot
-    return out
-
-
-@njit(nogil=True, cache=True)
-def interp_at(x, first, step, count, h):
-    """y[k] = sum_j h[j] x[first + k * step + j], zero outside x
-    (frame._interp_at; ``h`` the real float32 taps of frame._interp_taps)."""
-    ntap = h.size
-    y = np.empty(count, np.complex64)
-    xr = x.view(np.float32)
-    nx = x.size
-    for k in range(count):
-        base = first + k * step
-        ar = np.float32(0.0)
-        ai = np.float32(0.0)
-        if base >= 0 and base + ntap <= nx:
-            for j in range(ntap):
-                ar += xr[2 * (base + j)] * h[j]
-                ai += xr[2 * (base + j) + 1] * h[j]
-        else:
-            for j in range(ntap):
-                p = base + j
-                if 0 <= p < nx:
-                    ar += xr[2 * p] * h[j]
-                    ai += xr[2 * p + 1] * h[j]
-        y[k] = complex(ar, ai)
-    return y
-
-
 @njit(nogil=True, cache=True)
 def derotate(r, f):
     """r * exp(-2j pi f k): the reference's block phasor (frame._phasor: 64
@@ -497,37 +452,6 @@ def sc_channel(r, npre, conj_pre, pilot_idx, conj_pilots, pl):
 
 
 @njit(nogil=True, cache=True)
-def sc_equalize(r, data_idx, centres, hs, noise_var):
-    """Linear interpolation of the smoothed channel at the data symbols
-    (np.interp: clamped at the ends), zero-forcing with CSI: returns the
-    equalised symbols y and per-symbol noise variance noise_var / |h|^2."""
-    nd = data_idx.size
-    y = np.empty(nd, np.complex64)
-    nv = np.empty(nd, np.float32)
-    G1 = centres.size
-    seg = 0
-    for k in range(nd):
-        t = float(data_idx[k])
-        if t <= centres[0]:
-            hr, hi = hs[0].real, hs[0].imag
-        elif t >= centres[G1 - 1]:
-            hr, hi = hs[G1 - 1].real, hs[G1 - 1].imag
-        else:
-            while centres[seg + 1] < t:
-                seg += 1
-            a = (t - centres[seg]) / (centres[seg + 1] - centres[seg])
-            hr = hs[seg].real + a * (hs[seg + 1].real - hs[seg].real)
-            hi = hs[seg].imag + a * (hs[seg + 1].imag - hs[seg].imag)
-        h = np.complex64(complex(hr, hi))
-        pw = h.real * h.real + h.imag * h.imag
-        if pw < 1e-12:
-            pw = np.float32(1e-12)
-        y[k] = r[data_idx[k]] * np.conj(h) / pw
-        nv[k] = np.float32(noise_var / pw)
-    return y, nv
-
-
-@njit(nogil=True, cache=True)
 def llr_maxlog(y, nv, bpd, levels, labels, scale, out):
     """Max-log LLRs of square Gray QAM (bpd bits per dimension; bpd = 0:
     BPSK), as Constellation.llr: out has len(y) * bits_per_symbol entries."""
@@ -570,34 +494,6 @@ def llr_maxlog(y, nv, bpd, levels, labels, scale, out):
                         if d[q] > m0:
                             m0 = d[q]
                 out[k * bps + dim * bpd + b] = m0 - m1
-
-
-@njit(nogil=True, cache=True)
-def sc_front(x, search, pre_pos, conj_pre, segs):
-    """count_nonfinite and sc_coarse in one call (one GIL release per burst
-    for both): (non-finite samples, best start, metric, preamble energy)."""
-    bad = count_nonfinite(x)
-    if bad:
-        return bad, 0, np.float32(0.0), np.float32(0.0)
-    n0, m, e = sc_coarse(x, search, pre_pos, conj_pre, segs)
-    return 0, n0, m, e
-
-
-@njit(nogil=True, cache=True)
-def sc_back(r, cfo, npre, conj_pre, pilot_idx, conj_pilots, pl, data_idx, min_snr_db,
-            bpd, levels, labels, scale, llr):
-    """Everything after the CFO estimate in one call (one GIL release):
-    derotation, pilot channel and noise, smoothing, SNR test, equalisation,
-    LLRs into ``llr``. Returns (passed the SNR test, snr_db, noise_var, y)."""
-    rr = derotate(r, cfo)
-    hs, centres, noise_var, sig = sc_channel(rr, npre, conj_pre, pilot_idx, conj_pilots, pl)
-    hs = smooth_loo(hs, noise_var / pl)
-    snr_db = 10.0 * np.log10(max(sig, 1e-20) / max(noise_var, 1e-20))
-    if snr_db < min_snr_db:
-        return False, snr_db, noise_var, np.empty(0, np.complex64)
-    y, nv = sc_equalize(rr, data_idx, centres, hs, noise_var)
-    llr_maxlog(y, nv, bpd, levels, labels, scale, llr)
-    return True, snr_db, noise_var, y
 
 
 @njit(nogil=True, cache=True)
@@ -720,10 +616,12 @@ def sc_cfo(r, conj_pre, twiddle, stride):
 
 
 @njit(nogil=True, cache=True)
-def sc_equalize_fast(r, data_idx, centres, hs, noise_var, y, nv):
-    """sc_equalize into y and nv, in two passes: the channel interpolated
-    segment by segment (data_idx ascending), then zero-forcing and noise
-    variance with one division per symbol in a loop the compiler vectorises."""
+def sc_equalize(r, data_idx, centres, hs, noise_var, y, nv):
+    """Linear interpolation of the smoothed channel at the data symbols
+    (np.interp: clamped at the ends, data_idx ascending), zero-forcing with
+    CSI: the equalised symbols into y and the per-symbol noise variance
+    noise_var / |h|^2 into nv; in two passes, the second (one division per
+    symbol, no complex division) a loop the compiler vectorises."""
     nd = data_idx.size
     G1 = centres.size
     fr = np.empty(nd, np.float32)
@@ -761,7 +659,8 @@ def sc_equalize_fast(r, data_idx, centres, hs, noise_var, y, nv):
 
 @njit(nogil=True, cache=True)
 def interp_phases(x, first, step, count, h):
-    """interp_at as a polyphase FIR: x split into its ``step`` phases (real
+    """frame._interp_at (``h`` the real float32 taps of frame._interp_taps)
+    as a polyphase FIR: x split into its ``step`` phases (real
     and imaginary parts apart, zero outside x), then each tap added to all
     outputs at once, which the compiler vectorises (contiguous loads, no
     reduction across lanes): y[k] = sum_j h[j] x[first + k * step + j]."""
@@ -837,7 +736,7 @@ def sc_demod(x, search, pre_pos, conj_pre, segs, sps, nsym, min_rho2, grid, tabl
     if snr_db < min_snr_db:
         return 3, t0, rho2, cfo, snr_db, noise_var
     nv = np.empty(data_idx.size, np.float32)
-    sc_equalize_fast(rr, data_idx, centres, hs, noise_var, y, nv)
+    sc_equalize(rr, data_idx, centres, hs, noise_var, y, nv)
     llr_maxlog(y, nv, bpd, levels, labels, scale, llr)
     return 0, t0, rho2, cfo, snr_db, noise_var
 
