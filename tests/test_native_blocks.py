@@ -145,3 +145,86 @@ def test_fallback_builds_the_python_blocks(monkeypatch):
     cap, bl, local = make_burst_capture(100)
     assert isinstance(cap, burst_capture) and isinstance(bl, Backlog) and isinstance(local, LocalPdus)
     assert isinstance(phy_blocks.make_sanitize(), sanitize_cc)
+    from gr_semcom.blocks.phy_hier import preamble_detector, sync_waveform
+    from gr_semcom.phy.frame import FrameSpec
+
+    det = preamble_detector(sync_waveform(FrameSpec()), 2)
+    assert not det.fused and len(det.stream_blocks()) == 7  # GNU Radio's blocks
+
+
+def _detector_run(x, fused, tags=()):
+    from gr_semcom.blocks.phy_hier import preamble_detector, sync_waveform
+    from gr_semcom.phy.frame import FrameSpec
+
+    spec = FrameSpec()
+    tb = gr.top_block()
+    src = blocks.vector_source_c(x.tolist(), False, 1, list(tags))
+    det = preamble_detector(sync_waveform(spec), spec.sps, 0.3, fused=fused)
+    snk = blocks.vector_sink_c()
+    tb.connect(src, det, snk)
+    tb.run()
+    got = sorted((t.offset, pmt.symbol_to_string(t.key)) for t in snk.tags()
+                 if pmt.symbol_to_string(t.key) == "corr_start")
+    return det, np.array(snk.data(), np.complex64), got
+
+
+@pytest.mark.skipif(native is None, reason="module not built (test_the_module_is_built fails)")
+def test_fused_preamble_detector_equals_gnu_radios_chain():
+    """rms_normalize_cc + tag_align_cc against rms_cf, add_const_ff,
+    float_to_complex, divide_cc, delay and tag_share: bursts at gains from
+    0.1 to 5 between noise and silence (an all-zero stretch: 0 / eps, no
+    NaN); the same samples out (the input, delayed by the correlator's
+    delay) and a corr_start tag at the same offset for every burst."""
+    from gr_semcom.phy.frame import FrameSpec, simulated_burst
+
+    spec = FrameSpec()
+    rng = np.random.default_rng(3)
+    parts, starts = [], []
+    for k, gain in enumerate((0.1, 1.0, 5.0, 0.3)):
+        parts.append((0.02 * (rng.standard_normal(4000) + 1j * rng.standard_normal(4000))).astype(np.complex64))
+        if k == 2:
+            parts.append(np.zeros(3000, np.complex64))
+        starts.append(sum(p.size for p in parts))
+        b = simulated_burst(spec, rng.integers(0, 2, spec.coded_bits).astype(np.uint8), 10.0, 0.001, 0.4, rng)
+        parts.append((gain * b).astype(np.complex64))
+    parts.append(np.zeros(6000, np.complex64))
+    x = np.concatenate(parts)
+    ref, y0, t0 = _detector_run(x, fused=False)
+    det, y1, t1 = _detector_run(x, fused=True)
+    assert det.fused and len(det.stream_blocks()) == 3 and not ref.fused
+    d = det.delay_samples
+    np.testing.assert_array_equal(y1, y0)
+    np.testing.assert_array_equal(y1[d:], x[:y1.size - d])  # the input, delayed; zeros first
+    assert not y1[:d].any()
+    assert t1 == t0
+    for s in starts:  # every burst found within a few samples of its preamble (tags on the delayed stream)
+        assert any(abs(off - d - s) <= 2 * spec.sps + spec.rrc.size for off, _ in t1), s
+
+
+@pytest.mark.skipif(native is None, reason="module not built (test_the_module_is_built fails)")
+def test_rms_normalize_matches_the_chain_arithmetic():
+    """x / (sqrt(single-pole average of |x|^2) + eps), alpha as rms_cf's,
+    computed here in numpy (float64 average, float32 output)."""
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal(5000) + 1j * rng.standard_normal(5000)).astype(np.complex64) * 3
+    x[2000:2500] = 0
+    alpha = 1 / 64
+    tb = gr.top_block()
+    src = blocks.vector_source_c(x.tolist(), False)
+    blk = native.rms_normalize_cc(alpha)
+    snk = blocks.vector_sink_c()
+    tb.connect(src, blk, snk)
+    tb.run()
+    y = np.array(snk.data(), np.complex64)
+    p = (x.real.astype(np.float32) ** 2 + x.imag.astype(np.float32) ** 2).astype(np.float64)
+    avg, want = 0.0, np.empty_like(x)
+    for i in range(x.size):
+        avg = (1 - alpha) * avg + alpha * p[i]
+        r = np.float32(np.sqrt(avg)) + np.float32(1e-12)
+        want[i] = x[i] / r
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
+    assert np.isfinite(y).all()
+    with pytest.raises(ValueError):
+        native.rms_normalize_cc(0.0)
+    with pytest.raises(ValueError):
+        native.tag_align_cc(-1)

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <chrono>
 #include <complex>
 #include <condition_variable>
@@ -83,6 +84,96 @@ public:
 
     uint64_t bad() const { return d_bad; }
     uint64_t calls() const { return d_calls; }
+};
+
+// The preamble detector's normaliser in one block: x / (running RMS + eps),
+// the arithmetic of GNU Radio's rms_cf (single-pole average of |x|^2 in
+// double, alpha), add_const_ff (eps) and divide_cc, which phy_hier's
+// preamble_detector otherwise chains (and still does without this module).
+// GNU Radio has no single block for it; the four cost four threads, three
+// buffers and four work() calls per chunk, about 15 % of the receiver's CPU
+// in a 10 Msps replay (docs/receiver_speed.md).
+class rms_normalize_cc : public gr::sync_block
+{
+    const double d_alpha, d_beta;
+    const float d_eps;
+    double d_avg = 0.0;
+
+public:
+    typedef std::shared_ptr<rms_normalize_cc> sptr;
+    static sptr make(double alpha, float eps)
+    {
+        return gnuradio::make_block_sptr<rms_normalize_cc>(alpha, eps);
+    }
+
+    rms_normalize_cc(double alpha, float eps)
+        : gr::sync_block("semcom_rms_normalize_cc",
+                         gr::io_signature::make(1, 1, sizeof(gr_complex)),
+                         gr::io_signature::make(1, 1, sizeof(gr_complex))),
+          d_alpha(alpha),
+          d_beta(1.0 - alpha),
+          d_eps(eps)
+    {
+        if (!(alpha > 0.0 && alpha <= 1.0))
+            throw std::invalid_argument("rms_normalize_cc: alpha must be in (0, 1]");
+    }
+
+    int work(int noutput_items,
+             gr_vector_const_void_star& input_items,
+             gr_vector_void_star& output_items) override
+    {
+        const gr_complex* x = static_cast<const gr_complex*>(input_items[0]);
+        gr_complex* y = static_cast<gr_complex*>(output_items[0]);
+        for (int i = 0; i < noutput_items; i++) {
+            const float re = x[i].real(), im = x[i].imag();
+            const double mag_sqrd = re * re + im * im; // float products, as rms_cf
+            d_avg = d_beta * d_avg + d_alpha * mag_sqrd;
+            const float r = static_cast<float>(std::sqrt(d_avg)) + d_eps;
+            y[i] = gr_complex(re / r, im / r);
+        }
+        return noutput_items;
+    }
+};
+
+// Input 0 delayed by `delay` samples, carrying the tags of input 1 at the
+// same item offsets (input 1 is the correlator's output, which lags input 0
+// by that delay): GNU Radio's delay + tag_share in one block, for the same
+// reason as rms_normalize_cc. Tags of input 0 are not passed on (the
+// receiver's capture reads only its own key).
+class tag_align_cc : public gr::sync_block
+{
+    const int d_delay;
+    std::vector<gr::tag_t> d_tags;
+
+public:
+    typedef std::shared_ptr<tag_align_cc> sptr;
+    static sptr make(int delay) { return gnuradio::make_block_sptr<tag_align_cc>(delay); }
+
+    tag_align_cc(int delay)
+        : gr::sync_block("semcom_tag_align_cc",
+                         gr::io_signature::make(2, 2, sizeof(gr_complex)),
+                         gr::io_signature::make(1, 1, sizeof(gr_complex))),
+          d_delay(delay)
+    {
+        if (delay < 0)
+            throw std::invalid_argument("tag_align_cc: delay >= 0");
+        set_history(delay + 1); // x[0] is the item `delay` before the first one read
+        set_tag_propagation_policy(TPP_DONT);
+    }
+
+    int work(int noutput_items,
+             gr_vector_const_void_star& input_items,
+             gr_vector_void_star& output_items) override
+    {
+        std::memcpy(output_items[0], input_items[0], noutput_items * sizeof(gr_complex));
+        const uint64_t r = nitems_read(1);
+        get_tags_in_range(d_tags, 1, r, r + noutput_items);
+        for (const auto& t : d_tags)
+            add_item_tag(0, t.offset, t.key, t.value, t.srcid);
+        return noutput_items;
+    }
+
+    int delay() const { return d_delay; }
 };
 
 // Bursts cut out and not yet demodulated: the capture waits while
@@ -333,6 +424,19 @@ PYBIND11_MODULE(_native, m)
         .def(py::init(&nan_guard_cc::make))
         .def_property_readonly("bad", &nan_guard_cc::bad, "non-finite samples replaced so far")
         .def_property_readonly("calls", &nan_guard_cc::calls, "work() calls so far");
+
+    using gr_semcom::rms_normalize_cc;
+    py::class_<rms_normalize_cc, gr::sync_block, gr::block, gr::basic_block, std::shared_ptr<rms_normalize_cc>>(
+        m, "rms_normalize_cc", "x / (running RMS + eps): rms_cf, add_const_ff and divide_cc in one (C++)",
+        py::dynamic_attr())
+        .def(py::init(&rms_normalize_cc::make), py::arg("alpha"), py::arg("eps") = 1e-12f);
+
+    using gr_semcom::tag_align_cc;
+    py::class_<tag_align_cc, gr::sync_block, gr::block, gr::basic_block, std::shared_ptr<tag_align_cc>>(
+        m, "tag_align_cc", "input 0 delayed, with the tags of input 1: delay and tag_share in one (C++)",
+        py::dynamic_attr())
+        .def(py::init(&tag_align_cc::make), py::arg("delay"))
+        .def_property_readonly("delay_samples", &tag_align_cc::delay);
 
     using gr_semcom::burst_capture_c;
     using nogil = py::call_guard<py::gil_scoped_release>;
