@@ -113,6 +113,71 @@ def test_burst_capture_cuts_the_same_bursts_as_the_python_reference():
         local_c.parts(st_c.items[0])  # taken once only
 
 
+def _two_input_capture(cap, x, offsets, delay):
+    """Samples x on input 0; tags at ``offsets`` on a stream that lags x by
+    ``delay`` (input 1, a delayed copy of x as the correlator's output is)."""
+    tb = gr.top_block()
+    src = blocks.vector_source_c(x.tolist(), False)
+    lagged = blocks.vector_source_c(np.concatenate([np.zeros(delay, np.complex64), x[:-delay]]).tolist(), False,
+                                    1, _tags(offsets))
+    st = _collector()
+    tb.msg_connect(cap, "pdus", st, "in")
+    tb.connect(src, (cap, 0))
+    tb.connect(lagged, (cap, 1))
+    tb.run()
+    return st
+
+
+@pytest.mark.skipif(native is None, reason="module not built (test_the_module_is_built fails)")
+@pytest.mark.parametrize("compiled", [True, False])
+def test_two_input_capture_equals_delay_and_tag_share_in_front(compiled):
+    """tag_delay > 0 (the receivers' wiring since 2026-12-07: samples from
+    the matched filter, tags from the correlator): the same bursts at the
+    same offsets as GNU Radio's delay + tag_share in front of a one-input
+    capture, the C++ capture and the Python reference alike."""
+    x = _signal(40_000, seed=2)
+    x[~np.isfinite(x)] = 0
+    delay, length, lead, gap = 128, 3000, 16, 16
+    offsets = [5, 140, 400, 410, 2000, 9000, 9017, 20_000, 39_900]
+
+    def make(tag_delay):
+        if compiled:
+            c = native.burst_capture_c(length, lead, "corr_start", 64, gap, 100, tag_delay)
+            return c, phy_blocks.NativeBursts(c)
+        c = burst_capture(length, lead=lead, min_gap=gap, tag_delay=tag_delay)
+        c.local, c.backlog = LocalPdus(), Backlog(100)
+        return c, c.local
+
+    # reference: x delayed by a GNU Radio delay block, the lagged stream's tags moved onto it by tag_share
+    ref, ref_local = make(0)
+    tb = gr.top_block()
+    src = blocks.vector_source_c(x.tolist(), False)
+    lagged = blocks.vector_source_c(np.concatenate([np.zeros(delay, np.complex64), x[:-delay]]).tolist(), False,
+                                    1, _tags(offsets))
+    dl = blocks.delay(gr.sizeof_gr_complex, delay)
+    share = blocks.tag_share(gr.sizeof_gr_complex, gr.sizeof_gr_complex)
+    st_r = _collector()
+    tb.msg_connect(ref, "pdus", st_r, "in")
+    tb.connect(src, dl, (share, 0))
+    tb.connect(lagged, (share, 1))
+    tb.connect(share, ref)
+    tb.run()
+    cap, local = make(delay)
+    assert cap.tag_delay == delay
+    st = _two_input_capture(cap, x, offsets, delay)
+    b_r, b_2 = _bursts(ref, ref_local, st_r), _bursts(cap, local, st)
+    assert len(b_r) == 7  # 410 within min_gap of 400 (9017 is 17 after 9000: taken); 39_900's never completes
+    assert [o for o, _ in b_2] == [o for o, _ in b_r] == [o - lead for o in offsets if o not in (410, 39_900)]
+    for (o2, a2), (_, ar) in zip(b_2, b_r):
+        assert np.array_equal(a2, ar)
+        lo = max(o2, delay)  # the delayed stream: x[k - delay], zeros before
+        assert np.array_equal(a2[lo - o2:], x[lo - delay:o2 + length - delay])
+    assert cap.published == ref.published == 7
+    with pytest.raises(ValueError):
+        (native.burst_capture_c(10, 0, "corr_start", 64, 0, 8, -1) if compiled
+         else burst_capture(10, tag_delay=-1))
+
+
 @pytest.mark.skipif(native is None, reason="module not built (test_the_module_is_built fails)")
 def test_native_backlog_waits_and_stops_like_the_python_one():
     cap, bl, _ = make_burst_capture(100, max_pending=2)

@@ -174,7 +174,7 @@ class ofdm_phy_rx(gr.hier_block2):
                                 gr.io_signature(0, 0, 0))
         self.spec = spec = spec or OfdmSpec(**{k: v for k, v in kw.items() if v is not None})
         _, w2 = spec.sync_words()
-        self.corr = preamble_detector(sync_waveform(spec, w2), 1, rho2=threshold)
+        self.corr = preamble_detector(sync_waveform(spec, w2), 1, rho2=threshold, aligned=False)
         # corr_est_cc (sps 1) tags the last sample of the matched symbol body,
         # 2*fft_len + cp_len - 1 samples after the start of sync symbol 1's body;
         # the tag can land up to a symbol early on clean input (threshold
@@ -183,12 +183,15 @@ class ofdm_phy_rx(gr.hier_block2):
         lead = 2 * spec.fft_len + spec.cp_len - 1 + margin
         self.demod = ofdm_burst_demod(spec, search=2 * margin)
         self.capture, self.backlog, bursts = make_burst_capture(self.demod.dem.samples_needed + 8, lead=lead,
-                                                                min_gap=margin, max_pending=8)
+                                                                min_gap=margin, max_pending=8,
+                                                                tag_delay=self.corr.delay_samples)
         self.demod.backlog = self.backlog
         self.demod.local_in = bursts  # bursts as numpy arrays
         self.local = LocalPdus()  # the demodulator -> decoder -> frame decoder hand-offs (wire_decoder)
         self.sanitize = make_sanitize()
-        self.connect(self, self.sanitize, self.corr, self.capture)
+        # samples from the NaN guard, tags from the correlator (tag_delay)
+        self.connect(self, self.sanitize, self.corr, (self.capture, 1))
+        self.connect(self.sanitize, (self.capture, 0))
         large_buffers([self.sanitize] + self.corr.stream_blocks())
         self.msg_connect(self.capture, "pdus", self.demod, "in")
         wire_decoder(self, spec, self.demod, timeout, ldpc_iterations, ldpc_decoder, workers)

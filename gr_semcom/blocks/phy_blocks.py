@@ -956,11 +956,21 @@ class burst_capture(_FastWork, gr.sync_block):
     alarms are rejected later by the burst demodulator's preamble check. Work
     is numpy slicing per ``work()`` call, never a per-sample Python loop.
     The sink consumes its input; extra outputs: PDUs on ``pdus``.
+
+    ``tag_delay`` > 0: two inputs, the samples on input 0 and the tags on
+    input 1, a stream that lags input 0 by ``tag_delay`` samples (the
+    preamble detector's correlator output, ``preamble_detector(aligned=
+    False)``); the bursts, their offsets and the samples consumed are then
+    those of input 0 delayed by ``tag_delay`` with input 1's tags, what a
+    delay and a tag_share in front of a one-input capture give, without them.
     """
 
     def __init__(self, length: int, lead: int = 0, tag_key: str = "corr_start", max_active: int = 64,
-                 min_gap: int = 0):
-        gr.sync_block.__init__(self, "semcom_burst_capture", [np.complex64], None)
+                 min_gap: int = 0, tag_delay: int = 0):
+        if tag_delay < 0:
+            raise ValueError("tag_delay must be >= 0")
+        self.tag_delay = int(tag_delay)
+        gr.sync_block.__init__(self, "semcom_burst_capture", [np.complex64] * (2 if tag_delay else 1), None)
         self.length = int(length)
         self.lead = int(lead)  # samples kept before each tag
         # corr_est_cc tags every sps samples while the correlation stays above
@@ -970,7 +980,9 @@ class burst_capture(_FastWork, gr.sync_block):
         self.min_gap = int(min_gap)
         self._last_tag = -(1 << 62)
         self.skipped = 0
-        self.set_history(self.lead + 1)
+        # x[0] is then sample base - lead of input 0 delayed by tag_delay
+        self.set_history(self.lead + self.tag_delay + 1)
+        self._tag_port = 1 if self.tag_delay else 0
         self.key = pmt.intern(tag_key)
         self.max_active = max_active
         self.active: list = []  # [start_offset, burst array, samples filled]
@@ -992,9 +1004,9 @@ class burst_capture(_FastWork, gr.sync_block):
 
     def work(self, input_items, output_items):
         x = input_items[0]
-        n = len(x) - self.lead
+        n = len(x) - self.lead - self.tag_delay
         base = self.nitems_read(0)
-        for tag in self.get_tags_in_window(0, 0, n, self.key):
+        for tag in self.get_tags_in_window(self._tag_port, 0, n, self.key):
             if tag.offset - self._last_tag <= self.min_gap:
                 self.skipped += 1
                 continue
@@ -1125,7 +1137,7 @@ def make_sanitize():
     return _native.nan_guard_cc() if native_blocks() else sanitize_cc()
 
 
-def make_burst_capture(length: int, lead: int = 0, min_gap: int = 0, max_pending: int = 8):
+def make_burst_capture(length: int, lead: int = 0, min_gap: int = 0, max_pending: int = 8, tag_delay: int = 0):
     """(capture block, backlog, burst hand-off) of a receiver: the compiled
     ``burst_capture_c`` with its own backlog if built (:func:`native_blocks`),
     else :class:`burst_capture` with a :class:`Backlog` and :class:`LocalPdus`.
@@ -1133,9 +1145,10 @@ def make_burst_capture(length: int, lead: int = 0, min_gap: int = 0, max_pending
     and publish ``(u64 id . empty u8vector)`` messages that the hand-off's
     ``parts`` turns into ({"offset": start}, samples)."""
     if native_blocks():
-        cap = _native.burst_capture_c(int(length), int(lead), "corr_start", 64, int(min_gap), int(max_pending))
+        cap = _native.burst_capture_c(int(length), int(lead), "corr_start", 64, int(min_gap), int(max_pending),
+                                      int(tag_delay))
         cap.backlog, cap.local = NativeBacklog(cap), NativeBursts(cap)
         return cap, cap.backlog, cap.local
-    cap = burst_capture(length, lead=lead, min_gap=min_gap)
+    cap = burst_capture(length, lead=lead, min_gap=min_gap, tag_delay=tag_delay)
     cap.backlog, cap.local = Backlog(max_pending), LocalPdus()
     return cap, cap.backlog, cap.local

@@ -199,11 +199,14 @@ def wire_burst_input(hier, spec: FrameSpec, threshold: float, genie_csi: bool = 
     # CPU for the 23 taps (benchmarks/results/rx_speed.md); on a stream that
     # pauses it holds back up to output_multiple() - 1 samples (hold_back)
     hier.mf = filter.fft_filter_ccf(1, spec.rrc.tolist(), 1)
-    hier.corr = preamble_detector(sync_waveform(spec), spec.sps, rho2=threshold)
+    # the capture takes the samples from the matched filter and the tags from
+    # the correlator (tag_delay), no delay + tag_share in between
+    hier.corr = preamble_detector(sync_waveform(spec), spec.sps, rho2=threshold, aligned=False)
     hier.demod = burst_demod(spec, search=2 * _TAG_LEAD * spec.sps, genie_csi=genie_csi)
     hier.capture = hier.demod.dem.samples_needed + 8
     hier.burst, hier.backlog, bursts = make_burst_capture(hier.capture, lead=_TAG_LEAD * spec.sps,
-                                                          min_gap=_TAG_LEAD * spec.sps, max_pending=8)
+                                                          min_gap=_TAG_LEAD * spec.sps, max_pending=8,
+                                                          tag_delay=hier.corr.delay_samples)
     hier.demod.backlog = hier.backlog
     hier.demod.local_in = bursts  # bursts as numpy arrays
     hier.local = LocalPdus()  # the demodulator -> decoder -> frame decoder hand-offs (wire_decoder)
@@ -213,7 +216,8 @@ def wire_burst_input(hier, spec: FrameSpec, threshold: float, genie_csi: bool = 
             raise ValueError("dc_block and genie_csi together would misalign the CSI stream")
         hier.dc = filter.dc_blocker_cc(int(dc_block), True)
         front.append(hier.dc)
-    hier.connect(*front, hier.mf, hier.corr, hier.burst)
+    hier.connect(*front, hier.mf, hier.corr, (hier.burst, 1))
+    hier.connect(hier.mf, (hier.burst, 0))
     hier.msg_connect(hier.burst, "pdus", hier.demod, "in")
     large_buffers(front[1:] + [hier.mf] + hier.corr.stream_blocks())
 
@@ -259,10 +263,17 @@ class preamble_detector(gr.hier_block2):
     each block is a thread, a buffer and a work() call per chunk, and the six
     took 15 % of the receiver's CPU in a 10 Msps replay. Tags of the input
     stream pass through only without it.
+
+    ``aligned=False``: no delay and tag transfer at all; the output is the
+    correlator's (the normalised samples, tagged, ``delay_samples`` behind
+    the input), for a burst capture that takes the samples from the
+    detector's input and the tags from this output (``make_burst_capture(...,
+    tag_delay=delay_samples)``), as the receivers do: one block and one hop
+    fewer per sample.
     """
 
     def __init__(self, waveform: np.ndarray, sps: float, rho2: float = 0.3, avg_symbols: int = 32,
-                 fused: bool | None = None):
+                 fused: bool | None = None, aligned: bool = True):
         gr.hier_block2.__init__(self, "semcom_preamble_detector", gr.io_signature(1, 1, gr.sizeof_gr_complex),
                                 gr.io_signature(1, 1, gr.sizeof_gr_complex))
         w = np.asarray(waveform, dtype=np.complex64)
@@ -279,26 +290,35 @@ class preamble_detector(gr.hier_block2):
             raise RuntimeError("fused=True needs the compiled blocks (bash scripts/build_native.sh)")
         self.corr = digital.corr_est_cc(w.tolist(), sps, 0, t, digital.THRESHOLD_ABSOLUTE)
         self.delay_samples = len(w)  # output lags input by this much
+        self.aligned = bool(aligned)
         if self.fused:
             self.norm = _pb._native.rms_normalize_cc(alpha, 1e-12)
+            self._stream = [self.norm, self.corr]
+            if not aligned:
+                self.connect(self, self.norm, self.corr, self)
+                return
             self.share = _pb._native.tag_align_cc(len(w))
             self.connect(self, self.norm, self.corr, (self.share, 1))
             self.connect(self, (self.share, 0))
             self.connect(self.share, self)
-            self._stream = [self.norm, self.corr, self.share]
+            self._stream.append(self.share)
             return
         self.rms = blocks.rms_cf(alpha)
         self.floor = blocks.add_const_ff(1e-12)  # all-zero input: 0/eps = 0, never NaN
         self.f2c = blocks.float_to_complex()
         self.norm = blocks.divide_cc()
-        self.delay = blocks.delay(gr.sizeof_gr_complex, len(w))
-        self.share = blocks.tag_share(gr.sizeof_gr_complex, gr.sizeof_gr_complex)
         self.connect(self, (self.norm, 0))
         self.connect(self, self.rms, self.floor, self.f2c, (self.norm, 1))
+        self._stream = [self.rms, self.floor, self.f2c, self.norm, self.corr]
+        if not aligned:
+            self.connect(self.norm, self.corr, self)
+            return
+        self.delay = blocks.delay(gr.sizeof_gr_complex, len(w))
+        self.share = blocks.tag_share(gr.sizeof_gr_complex, gr.sizeof_gr_complex)
         self.connect(self.norm, self.corr, (self.share, 1))
         self.connect(self, self.delay, (self.share, 0))
         self.connect(self.share, self)
-        self._stream = [self.rms, self.floor, self.f2c, self.norm, self.corr, self.delay, self.share]
+        self._stream += [self.delay, self.share]
 
     def stream_blocks(self) -> list:
         return list(self._stream)

@@ -267,7 +267,12 @@ public:
 // `length` samples from `lead` before the tag. A finished burst stays here,
 // under an id; the message on "pdus" is (u64 id . empty u8vector), as
 // phy_blocks.LocalPdus sends, and take(id) hands the samples to Python as a
-// numpy array without a copy.
+// numpy array without a copy. With tag_delay > 0 it has two inputs, as
+// phy_blocks.burst_capture: the samples on input 0 and the tags on input 1,
+// a stream that lags input 0 by tag_delay samples (the correlator's output),
+// so the bursts, their offsets and the samples consumed are those of input 0
+// delayed by tag_delay with input 1's tags (what delay + tag_share fed it),
+// without those blocks.
 class burst_capture_c : public gr::sync_block
 {
     struct capture {
@@ -275,7 +280,7 @@ class burst_capture_c : public gr::sync_block
         std::vector<gr_complex> data;
         int filled;
     };
-    const int d_length, d_lead, d_min_gap, d_max_active;
+    const int d_length, d_lead, d_min_gap, d_max_active, d_tag_delay, d_tag_port;
     const pmt::pmt_t d_key, d_port = pmt::mp("pdus"), d_empty = pmt::make_u8vector(0, 0);
     int64_t d_last_tag = -(int64_t(1) << 62);
     std::vector<capture> d_active;
@@ -290,25 +295,32 @@ public:
     burst_backlog backlog;
 
     typedef std::shared_ptr<burst_capture_c> sptr;
-    static sptr make(int length, int lead, const std::string& key, int max_active, int min_gap, int max_pending)
+    static sptr make(int length, int lead, const std::string& key, int max_active, int min_gap, int max_pending,
+                     int tag_delay)
     {
-        return gnuradio::make_block_sptr<burst_capture_c>(length, lead, key, max_active, min_gap, max_pending);
+        return gnuradio::make_block_sptr<burst_capture_c>(length, lead, key, max_active, min_gap, max_pending,
+                                                          tag_delay);
     }
 
-    burst_capture_c(int length, int lead, const std::string& key, int max_active, int min_gap, int max_pending)
+    burst_capture_c(int length, int lead, const std::string& key, int max_active, int min_gap, int max_pending,
+                    int tag_delay)
         : gr::sync_block("semcom_burst_capture_c",
-                         gr::io_signature::make(1, 1, sizeof(gr_complex)),
+                         gr::io_signature::make(tag_delay > 0 ? 2 : 1, tag_delay > 0 ? 2 : 1, sizeof(gr_complex)),
                          gr::io_signature::make(0, 0, 0)),
           d_length(length),
           d_lead(lead),
           d_min_gap(min_gap),
           d_max_active(max_active),
+          d_tag_delay(tag_delay),
+          d_tag_port(tag_delay > 0 ? 1 : 0),
           d_key(pmt::mp(key)),
           backlog(max_pending)
     {
-        if (length < 1 || lead < 0 || max_active < 1 || max_pending < 1)
-            throw std::invalid_argument("burst_capture_c: length, max_active, max_pending >= 1, lead >= 0");
-        set_history(lead + 1);
+        if (length < 1 || lead < 0 || max_active < 1 || max_pending < 1 || tag_delay < 0)
+            throw std::invalid_argument(
+                "burst_capture_c: length, max_active, max_pending >= 1, lead, tag_delay >= 0");
+        // x[0] is then item base - lead of input 0 delayed by tag_delay
+        set_history(lead + tag_delay + 1);
         message_port_register_out(d_port);
     }
 
@@ -329,11 +341,12 @@ public:
              gr_vector_const_void_star& input_items,
              gr_vector_void_star&) override
     {
-        const gr_complex* x = static_cast<const gr_complex*>(input_items[0]); // x[0]: item base - lead
+        // x[0]: item base - lead (of input 0 delayed by tag_delay, see the constructor)
+        const gr_complex* x = static_cast<const gr_complex*>(input_items[0]);
         const int64_t n = noutput_items;
         const int64_t base = static_cast<int64_t>(nitems_read(0));
         calls++;
-        get_tags_in_window(d_tags, 0, 0, n, d_key);
+        get_tags_in_window(d_tags, d_tag_port, 0, n, d_key);
         std::sort(d_tags.begin(), d_tags.end(), gr::tag_t::offset_compare);
         for (const auto& t : d_tags) {
             const int64_t off = static_cast<int64_t>(t.offset);
@@ -409,6 +422,7 @@ public:
     int length() const { return d_length; }
     int lead() const { return d_lead; }
     int min_gap() const { return d_min_gap; }
+    int tag_delay() const { return d_tag_delay; }
 };
 
 } // namespace gr_semcom
@@ -445,13 +459,14 @@ PYBIND11_MODULE(_native, m)
         py::dynamic_attr())
         .def(py::init(&burst_capture_c::make), py::arg("length"), py::arg("lead") = 0,
              py::arg("tag_key") = "corr_start", py::arg("max_active") = 64, py::arg("min_gap") = 0,
-             py::arg("max_pending") = 8)
+             py::arg("max_pending") = 8, py::arg("tag_delay") = 0)
         .def("take", &burst_capture_c::take, py::arg("id"))
         .def("held", &burst_capture_c::held)
         .def("clear", &burst_capture_c::clear)
         .def_property_readonly("length", &burst_capture_c::length)
         .def_property_readonly("lead", &burst_capture_c::lead)
         .def_property_readonly("min_gap", &burst_capture_c::min_gap)
+        .def_property_readonly("tag_delay", &burst_capture_c::tag_delay)
         .def_property_readonly("captured", [](burst_capture_c& b) { return b.captured.load(); })
         .def_property_readonly("published", [](burst_capture_c& b) { return b.published.load(); })
         .def_property_readonly("skipped", [](burst_capture_c& b) { return b.skipped.load(); })
