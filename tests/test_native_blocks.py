@@ -217,6 +217,14 @@ def test_fallback_builds_the_python_blocks(monkeypatch):
     assert not det.fused and len(det.stream_blocks()) == 7  # GNU Radio's blocks
 
 
+def preamble_detector_for_test(fused, aligned=True):
+    from gr_semcom.blocks.phy_hier import preamble_detector, sync_waveform
+    from gr_semcom.phy.frame import FrameSpec
+
+    spec = FrameSpec()
+    return preamble_detector(sync_waveform(spec), spec.sps, 0.3, fused=fused, aligned=aligned)
+
+
 def _detector_run(x, fused, tags=()):
     from gr_semcom.blocks.phy_hier import preamble_detector, sync_waveform
     from gr_semcom.phy.frame import FrameSpec
@@ -264,6 +272,16 @@ def test_fused_preamble_detector_equals_gnu_radios_chain():
     assert t1 == t0
     for s in starts:  # every burst found within a few samples of its preamble (tags on the delayed stream)
         assert any(abs(off - d - s) <= 2 * spec.sps + spec.rrc.size for off, _ in t1), s
+    # a tag of the input stream (a radio's rx_time) comes out once, moved by the delay
+    t = gr.tag_t()
+    t.offset, t.key, t.value = 1000, pmt.intern("rx_time"), pmt.from_double(1.5)
+    tb = gr.top_block()
+    src = blocks.vector_source_c(x[:20_000].tolist(), False, 1, [t])
+    det2 = preamble_detector_for_test(fused=True)
+    snk = blocks.vector_sink_c()
+    tb.connect(src, det2, snk)
+    tb.run()
+    assert [tg.offset for tg in snk.tags() if pmt.symbol_to_string(tg.key) == "rx_time"] == [1000 + d]
 
 
 @pytest.mark.skipif(native is None, reason="module not built (test_the_module_is_built fails)")
@@ -289,6 +307,17 @@ def test_rms_normalize_matches_the_chain_arithmetic():
         want[i] = x[i] / r
     np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
     assert np.isfinite(y).all()
+    # and against GNU Radio's own blocks (divide_cc divides by r + 0j: 1 ulp)
+    tb = gr.top_block()
+    src = blocks.vector_source_c(x.tolist(), False)
+    rms, floor, f2c, div = (blocks.rms_cf(alpha), blocks.add_const_ff(1e-12), blocks.float_to_complex(),
+                            blocks.divide_cc())
+    snk = blocks.vector_sink_c()
+    tb.connect(src, (div, 0))
+    tb.connect(src, rms, floor, f2c, (div, 1))
+    tb.connect(div, snk)
+    tb.run()
+    np.testing.assert_allclose(y, np.array(snk.data(), np.complex64), rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError):
         native.rms_normalize_cc(0.0)
     with pytest.raises(ValueError):

@@ -32,18 +32,29 @@ IN, OUT, STATUS = pmt.intern("in"), pmt.intern("out"), pmt.intern("status")
 _told_native = False
 
 
+def native_current() -> bool:
+    """Whether the compiled stream blocks are built and of this source's
+    version (a module built from an older semcom_native.cc lacks blocks or
+    arguments the receivers use)."""
+    return (_native is not None and all(hasattr(_native, b) for b in ("nan_guard_cc", "burst_capture_c",
+                                                                       "rms_normalize_cc", "tag_align_cc"))
+            and hasattr(_native.burst_capture_c, "tag_delay"))
+
+
 def native_blocks() -> bool:
-    """Whether the receivers use the compiled NaN guard and burst capture:
-    built (``scripts/build_native.sh``, run by the set-up) and not switched
-    off with ``GR_SEMCOM_NATIVE=0``. The first receiver built without them
-    says so once."""
+    """Whether the receivers use the compiled NaN guard, burst capture and
+    detector blocks: built (``scripts/build_native.sh``, run by the set-up),
+    current (:func:`native_current`) and not switched off with
+    ``GR_SEMCOM_NATIVE=0``. The first receiver built without them says so once."""
     global _told_native
     want = _k.native_wanted()
-    if want and _native is None and not _told_native:
-        log.info("gr_semcom: compiled stream blocks not built (bash scripts/build_native.sh); the receiver "
-                 "uses the Python NaN guard and burst capture")
+    ok = native_current()
+    if want and not ok and not _told_native:
+        why = "not built" if _native is None else "older than its source"
+        log.info("gr_semcom: compiled stream blocks %s (bash scripts/build_native.sh); the receiver "
+                 "uses the Python NaN guard and burst capture and GNU Radio's detector blocks", why)
         _told_native = True
-    return want and _native is not None
+    return want and ok
 BITS, SYMBOLS, PDUS = pmt.intern("bits"), pmt.intern("symbols"), pmt.intern("pdus")
 
 

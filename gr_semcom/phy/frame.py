@@ -308,6 +308,19 @@ def _interp_taps64(t0: float, half: int = 8, beta: float = 6.0) -> tuple[int, np
     return t0i - half + 1, h / h.sum()
 
 
+def _interp_taps64_many(t0: np.ndarray, half: int = 8, beta: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_interp_taps64` at every position of ``t0`` (first indices,
+    taps (len(t0), 2*half)), the same arithmetic vectorised."""
+    t0 = np.asarray(t0, np.float64)
+    t0i = np.floor(t0)
+    table = _kaiser_table(half, beta)
+    pos = (t0 - t0i) * (table.shape[0] - 1)
+    i = np.minimum(pos.astype(np.int64), table.shape[0] - 2)
+    a = (pos - i)[:, None]
+    h = (1.0 - a) * table[i] + a * table[i + 1]
+    return t0i.astype(np.int64) - half + 1, h / h.sum(1, keepdims=True)
+
+
 def _interp_taps(t0: float, half: int = 8, beta: float = 6.0) -> tuple[int, np.ndarray]:
     """:func:`_interp_taps64` as complex64 taps."""
     first, h = _interp_taps64(t0, half, beta)
@@ -391,7 +404,7 @@ class BurstDemodulator:
                  min_rho2: float = 0.15, kernels: str | None = None):
         self.spec = spec
         self.min_rho2 = min_rho2
-        self.search = search if search is not None else 8 * spec.sps
+        self._search = search if search is not None else 8 * spec.sps
         self.min_snr_db = min_snr_db
         sps = spec.sps
         self._pre_pos = np.arange(PREAMBLE_LEN) * sps
@@ -414,6 +427,12 @@ class BurstDemodulator:
         else:
             bpd, levels, labels, scale = _pam_tables(c.name)
             self._llr_tab = (bpd, np.asarray(levels, np.float64), np.asarray(labels, np.int64), float(scale))
+
+    @property
+    def search(self) -> int:
+        """Samples before the preamble the search covers (fixed at construction:
+        the compiled kernels index the burst by it unchecked)."""
+        return self._search
 
     @property
     def samples_needed(self) -> int:
@@ -451,11 +470,21 @@ class BurstDemodulator:
         Kaiser-interpolated (complex128) at n0 + TIMING_GRID (1/16-sample
         steps over +-1 sample), its argmax and a parabolic refinement."""
         seg = PREAMBLE_LEN // self._segs
-        mf = np.empty(TIMING_GRID.size)
-        for d, g in enumerate(TIMING_GRID):
-            r = _interp_at(x, n0 + g, self.spec.sps, PREAMBLE_LEN, precise=True)
-            z = r * self._conj_pre.astype(np.complex128)
-            mf[d] = (np.abs(z.reshape(self._segs, seg).sum(-1)) ** 2).sum()
+        sps = self.spec.sps
+        # interpolation is linear, so each segment's correlation with the
+        # preamble is formed once per integer lag m (x[n0 + m + k*sps], zero
+        # outside x) and each candidate's is then its 16 taps over those lags;
+        # tests/test_phy_numpy.py checks this against interpolating the
+        # preamble at every candidate (_interp_at, complex128)
+        first, h = _interp_taps64_many(n0 + TIMING_GRID)
+        lags = np.arange(first.min() - n0, first.max() - n0 + h.shape[1])
+        pos = n0 + lags[:, None] + (np.arange(PREAMBLE_LEN) * sps)[None, :]
+        ok = (pos >= 0) & (pos < x.size)
+        xl = np.where(ok, x[np.clip(pos, 0, x.size - 1)], 0).astype(np.complex128)
+        corr = (xl * self._conj_pre.astype(np.complex128)[None, :]).reshape(lags.size, self._segs, seg).sum(-1)
+        rows = (first - n0 - lags[0])[:, None] + np.arange(h.shape[1])[None, :]
+        acc = np.einsum("dj,djg->dg", h, corr[rows])
+        mf = (np.abs(acc) ** 2).sum(-1)
         b = int(np.argmax(mf))
         frac = TIMING_GRID[b]
         if 0 < b < TIMING_GRID.size - 1:

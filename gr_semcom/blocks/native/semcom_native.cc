@@ -88,7 +88,8 @@ public:
 
 // The preamble detector's normaliser in one block: x / (running RMS + eps),
 // the arithmetic of GNU Radio's rms_cf (single-pole average of |x|^2 in
-// double, alpha), add_const_ff (eps) and divide_cc, which phy_hier's
+// double, alpha), add_const_ff (eps) and divide_cc (to 1 ulp: divide_cc
+// divides by the complex number r + 0j), which phy_hier's
 // preamble_detector otherwise chains (and still does without this module).
 // GNU Radio has no single block for it; the four cost four threads, three
 // buffers and four work() calls per chunk, about 15 % of the receiver's CPU
@@ -138,8 +139,9 @@ public:
 // Input 0 delayed by `delay` samples, carrying the tags of input 1 at the
 // same item offsets (input 1 is the correlator's output, which lags input 0
 // by that delay): GNU Radio's delay + tag_share in one block, for the same
-// reason as rms_normalize_cc. Tags of input 0 are not passed on (the
-// receiver's capture reads only its own key).
+// reason as rms_normalize_cc. Tags of input 0 are not copied: the tags of
+// the detector's input reach input 1 through the normaliser and the
+// correlator, moved by the delay, so each comes out once.
 class tag_align_cc : public gr::sync_block
 {
     const int d_delay;
