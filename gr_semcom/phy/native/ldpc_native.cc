@@ -60,6 +60,16 @@ struct Code {
     const int32_t *ve;    // (n, dv), pad = m * dc
 };
 
+// one codeword's scratch arrays (edge messages, totals, signs, parities),
+// sized for the code once and reused for every codeword
+struct Workspace {
+    std::vector<float> total, c2v, mag, arg;
+    std::vector<uint8_t> neg, par, hard_ext;
+    explicit Workspace(const Code &c)
+        : total(c.n + 1), c2v(c.m * c.dc + 1), mag(c.m * c.dc), arg(c.m * c.dc), neg(c.m * c.dc), par(c.m),
+          hard_ext(c.n + 1) {}
+};
+
 template <int DC>
 bool syndrome_ok(const Code &c, const uint8_t *hard_ext) {
     // hard_ext: n + 1 bits, the padding variable last (0)
@@ -79,10 +89,10 @@ bool syndrome_ok(const Code &c, const uint8_t *hard_ext) {
 // read from the code (any other shape)
 template <int DC, int DV>
 int decode_one_t(const Code &c, const float *L, int max_iter, int minsum, float alpha, uint8_t *hard,
-                 bool *ok, std::vector<float> &total, std::vector<float> &c2v, std::vector<float> &mag,
-                 std::vector<float> &arg, std::vector<uint8_t> &neg, std::vector<uint8_t> &par,
-                 std::vector<uint8_t> &hard_ext) {
+                 bool *ok, Workspace &ws) {
     const int n = c.n, m = c.m, dc = DC > 0 ? DC : c.dc, dv = DV > 0 ? DV : c.dv;
+    std::vector<float> &total = ws.total, &c2v = ws.c2v, &mag = ws.mag, &arg = ws.arg;
+    std::vector<uint8_t> &neg = ws.neg, &par = ws.par, &hard_ext = ws.hard_ext;
     const int E = m * dc;
     for (int v = 0; v < n; ++v) hard_ext[v] = L[v] < 0.0f;
     hard_ext[n] = 0;
@@ -163,18 +173,11 @@ int decode_one_t(const Code &c, const float *L, int max_iter, int minsum, float 
 // every check), writes hard (n) and ok. The shapes of gr-fec's codes that
 // the project uses (fec.get_code: 1/4, 2/5, 1/2) get their own compiled loops.
 int decode_one(const Code &c, const float *L, int max_iter, int minsum, float alpha, uint8_t *hard,
-               bool *ok, std::vector<float> &total, std::vector<float> &c2v, std::vector<float> &mag,
-               std::vector<float> &arg, std::vector<uint8_t> &neg, std::vector<uint8_t> &par,
-               std::vector<uint8_t> &hard_ext) {
-#define SEMCOM_SHAPE(a, b)                                                                                  \
-    if (c.dc == a && c.dv == b)                                                                            \
-        return decode_one_t<a, b>(c, L, max_iter, minsum, alpha, hard, ok, total, c2v, mag, arg, neg, par, \
-                                  hard_ext);
-    SEMCOM_SHAPE(6, 3)
-    SEMCOM_SHAPE(5, 3)
-    SEMCOM_SHAPE(4, 3)
-#undef SEMCOM_SHAPE
-    return decode_one_t<0, 0>(c, L, max_iter, minsum, alpha, hard, ok, total, c2v, mag, arg, neg, par, hard_ext);
+               bool *ok, Workspace &ws) {
+    if (c.dc == 6 && c.dv == 3) return decode_one_t<6, 3>(c, L, max_iter, minsum, alpha, hard, ok, ws);
+    if (c.dc == 5 && c.dv == 3) return decode_one_t<5, 3>(c, L, max_iter, minsum, alpha, hard, ok, ws);
+    if (c.dc == 4 && c.dv == 3) return decode_one_t<4, 3>(c, L, max_iter, minsum, alpha, hard, ok, ws);
+    return decode_one_t<0, 0>(c, L, max_iter, minsum, alpha, hard, ok, ws);
 }
 
 // the code of rows (m, dc) and var_edges (n, dv), its indices checked (the
@@ -215,18 +218,15 @@ void decode(py::array_t<float, py::array::c_style> llr, py::array_t<int32_t, py:
     if (var_edges.shape(0) != llr.shape(1)) throw std::invalid_argument("var_edges has a row per variable");
     const Code c = make_code(rows.data(), rows.shape(0), rows.shape(1), var_edges.data(), var_edges.shape(0),
                              var_edges.shape(1));
-    const int E = c.m * c.dc;
     uint8_t *h = checked<uint8_t>(hard, "hard", b * c.n, true);
     bool *k = checked<bool>(ok, "ok", b, true);
     int32_t *its = checked<int32_t>(iters, "iters", b, true);
     const float *L = llr.data();
     {
         py::gil_scoped_release nogil;
-        std::vector<float> total(c.n + 1), c2v(E + 1), mag(E), arg(E);
-        std::vector<uint8_t> neg(E), par(c.m), hard_ext(c.n + 1);
+        Workspace ws(c);
         for (py::ssize_t w = 0; w < b; ++w)
-            its[w] = decode_one(c, L + w * c.n, max_iter, minsum, alpha, h + w * c.n, k + w, total, c2v, mag,
-                                arg, neg, par, hard_ext);
+            its[w] = decode_one(c, L + w * c.n, max_iter, minsum, alpha, h + w * c.n, k + w, ws);
     }
 }
 
@@ -261,9 +261,7 @@ class AsyncDecoder {
     std::thread worker_;
 
     void run() {
-        const int E = c_.m * c_.dc;
-        std::vector<float> total(c_.n + 1), c2v(E + 1), mag(E), arg(E);
-        std::vector<uint8_t> neg(E), par(c_.m), hard_ext(c_.n + 1);
+        Workspace ws(c_);
         for (;;) {
             Job job;
             {
@@ -282,8 +280,7 @@ class AsyncDecoder {
             for (int w = 0; w < job.b; ++w) {
                 bool ok = false;
                 r.iters[w] = decode_one(c_, job.llr.data() + (size_t)w * c_.n, max_iter_, minsum_, alpha_,
-                                        r.hard.data() + (size_t)w * c_.n, &ok, total, c2v, mag, arg, neg, par,
-                                        hard_ext);
+                                        r.hard.data() + (size_t)w * c_.n, &ok, ws);
                 r.ok[w] = ok;
             }
             {
