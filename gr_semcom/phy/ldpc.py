@@ -133,11 +133,16 @@ class MinSumDecoder:
                  method: str = "minsum", kernels: str | None = None) -> "MinSumDecoder":
         return _cached(str(code.alist), max_iterations, float(alpha), method, ldpc_kernels(kernels))
 
-    def _prepare(self, llr: np.ndarray) -> np.ndarray:
+    def _codewords(self, llr: np.ndarray) -> np.ndarray:
+        """``llr`` as float32 (codewords, n); ``ValueError`` if it is not a
+        whole number of codewords."""
         llr = np.asarray(llr, np.float32)
         if llr.size % self.n:
             raise ValueError(f"{llr.size} LLRs is not a whole number of {self.n}-bit codewords")
-        llr = llr.reshape(-1, self.n)
+        return llr.reshape(-1, self.n)
+
+    def _prepare(self, llr: np.ndarray) -> np.ndarray:
+        llr = self._codewords(llr)
         # one reduction decides: the demodulators' LLRs are finite (nan_to_num is
         # seven numpy calls, measured ~40 us per burst on the CI box); a sum
         # that is not finite (NaN/inf, or finite values overflowing it) takes
@@ -327,11 +332,7 @@ class AsyncNative:
         ``decode``); False if closed. Values that are not finite are
         replaced as ``decode`` replaces them, by the C++ copy (the numpy
         check cost more than the decode's queueing)."""
-        llr = np.asarray(llr, np.float32)
-        n = self._dec.n
-        if llr.size % n:
-            raise ValueError(f"{llr.size} LLRs is not a whole number of {n}-bit codewords")
-        return self._impl.submit(np.ascontiguousarray(llr.reshape(-1, n)))
+        return self._impl.submit(np.ascontiguousarray(self._dec._codewords(llr)))
 
     def take(self, block: bool = False):
         """(hard, ok, iters) of the oldest burst not yet taken; None if it is
