@@ -295,22 +295,11 @@ def _kaiser_table(half: int, beta: float, steps: int = 1024) -> np.ndarray:
     return np.sinc(d) * np.i0(beta * np.sqrt(np.clip(1 - (d / half) ** 2, 0, None))) / np.i0(beta)
 
 
-def _interp_taps64(t0: float, half: int = 8, beta: float = 6.0) -> tuple[int, np.ndarray]:
-    """The first sample index and the 2*half taps (float64, unit sum) that
-    interpolate at t0 (see :func:`_interp_at`)."""
-    t0i = int(np.floor(t0))
-    mu = t0 - t0i
-    table = _kaiser_table(half, beta)
-    pos = mu * (table.shape[0] - 1)
-    i = min(int(pos), table.shape[0] - 2)
-    a = pos - i
-    h = (1.0 - a) * table[i] + a * table[i + 1]
-    return t0i - half + 1, h / h.sum()
-
-
 def _interp_taps64_many(t0: np.ndarray, half: int = 8, beta: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_interp_taps64` at every position of ``t0`` (first indices,
-    taps (len(t0), 2*half)), the same arithmetic vectorised."""
+    """The first sample indices and the 2*half taps (float64, unit sum; rows)
+    that interpolate at every position of ``t0`` (see :func:`_interp_at`):
+    the taps at t0's fractional part, linear between the rows of the
+    Kaiser-sinc table (kernels.interp_taps computes the same)."""
     t0 = np.asarray(t0, np.float64)
     t0i = np.floor(t0)
     table = _kaiser_table(half, beta)
@@ -319,6 +308,12 @@ def _interp_taps64_many(t0: np.ndarray, half: int = 8, beta: float = 6.0) -> tup
     a = (pos - i)[:, None]
     h = (1.0 - a) * table[i] + a * table[i + 1]
     return t0i.astype(np.int64) - half + 1, h / h.sum(1, keepdims=True)
+
+
+def _interp_taps64(t0: float, half: int = 8, beta: float = 6.0) -> tuple[int, np.ndarray]:
+    """:func:`_interp_taps64_many` at one position."""
+    first, h = _interp_taps64_many(np.array([t0]), half, beta)
+    return int(first[0]), h[0]
 
 
 def _interp_taps(t0: float, half: int = 8, beta: float = 6.0) -> tuple[int, np.ndarray]:
@@ -506,8 +501,6 @@ class BurstDemodulator:
         delta = 0.5 * (km - kp) / den if den < 0 else 0.0
         return float(((k + delta + nfft / 2) % nfft - nfft / 2) / nfft)
 
-    _CODES = {1: "non-finite samples", 2: "no preamble", 3: "no signal"}
-
     def demodulate_numba(self, x: np.ndarray) -> BurstResult:
         """:meth:`demodulate_numpy`'s steps in one compiled call
         (phy/kernels.py ``sc_demod``: one GIL release and one dispatch per
@@ -534,7 +527,7 @@ class BurstDemodulator:
         if code == 3:
             return BurstResult(False, snr_db=float(snr_db), cfo=float(cfo), timing=float(t0),
                                noise_var=float(noise_var), reason="no signal")
-        return BurstResult(False, reason=self._CODES[int(code)])
+        return BurstResult(False, reason="non-finite samples")  # code 1
 
     def demodulate_numpy(self, x: np.ndarray, csi: np.ndarray | None = None) -> BurstResult:
         """The numpy reference (see :meth:`demodulate`)."""

@@ -585,7 +585,7 @@ def _power_at(zp, k, twiddle):
 def sc_cfo(r, conj_pre, twiddle, stride):
     """frame.BurstDemodulator._cfo without the FFT: the periodogram of
     r * conj(preamble), zero-padded to N = twiddle.size bins, on every
-    ``stride``-th bin, then every bin within 1.5 strides of the best one, its
+    ``stride``-th bin, then every bin within 2 strides of the best one, its
     argmax and a parabolic refinement (cycles/symbol). Equals the full
     N-point search whenever the peak's main lobe holds the best coarse bin
     (the fine search covers that lobe's half-width, N/64 bins, either side of
