@@ -294,34 +294,36 @@ class preamble_detector(gr.hier_block2):
         self.corr = digital.corr_est_cc(w.tolist(), sps, 0, t, digital.THRESHOLD_ABSOLUTE)
         self.delay_samples = len(w)  # output lags input by this much
         self.aligned = bool(aligned)
+        # the normaliser: input -> self.norm
         if self.fused:
             self.norm = _pb._native.rms_normalize_cc(alpha, 1e-12)
-            self._stream = [self.norm, self.corr]
-            if not aligned:
-                self.connect(self, self.norm, self.corr, self)
-                return
-            self.share = _pb._native.tag_align_cc(len(w))
-            self.connect(self, self.norm, self.corr, (self.share, 1))
-            self.connect(self, (self.share, 0))
-            self.connect(self.share, self)
-            self._stream.append(self.share)
-            return
-        self.rms = blocks.rms_cf(alpha)
-        self.floor = blocks.add_const_ff(1e-12)  # all-zero input: 0/eps = 0, never NaN
-        self.f2c = blocks.float_to_complex()
-        self.norm = blocks.divide_cc()
-        self.connect(self, (self.norm, 0))
-        self.connect(self, self.rms, self.floor, self.f2c, (self.norm, 1))
-        self._stream = [self.rms, self.floor, self.f2c, self.norm, self.corr]
+            self.connect(self, self.norm)
+            self._stream = [self.norm]
+        else:
+            self.rms = blocks.rms_cf(alpha)
+            self.floor = blocks.add_const_ff(1e-12)  # all-zero input: 0/eps = 0, never NaN
+            self.f2c = blocks.float_to_complex()
+            self.norm = blocks.divide_cc()
+            self.connect(self, (self.norm, 0))
+            self.connect(self, self.rms, self.floor, self.f2c, (self.norm, 1))
+            self._stream = [self.rms, self.floor, self.f2c, self.norm]
+        self._stream.append(self.corr)
         if not aligned:
             self.connect(self.norm, self.corr, self)
             return
-        self.delay = blocks.delay(gr.sizeof_gr_complex, len(w))
-        self.share = blocks.tag_share(gr.sizeof_gr_complex, gr.sizeof_gr_complex)
+        # the input delayed by the correlator's delay, carrying its tags: one
+        # block (the delayed input on port 0) or delay + tag_share
+        if self.fused:
+            self.share = _pb._native.tag_align_cc(len(w))
+            self.connect(self, (self.share, 0))
+            self._stream.append(self.share)
+        else:
+            self.delay = blocks.delay(gr.sizeof_gr_complex, len(w))
+            self.share = blocks.tag_share(gr.sizeof_gr_complex, gr.sizeof_gr_complex)
+            self.connect(self, self.delay, (self.share, 0))
+            self._stream += [self.delay, self.share]
         self.connect(self.norm, self.corr, (self.share, 1))
-        self.connect(self, self.delay, (self.share, 0))
         self.connect(self.share, self)
-        self._stream += [self.delay, self.share]
 
     def stream_blocks(self) -> list:
         return list(self._stream)
