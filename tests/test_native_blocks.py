@@ -113,13 +113,19 @@ def test_burst_capture_cuts_the_same_bursts_as_the_python_reference():
         local_c.parts(st_c.items[0])  # taken once only
 
 
+def _lagged(x, delay, offsets):
+    """x delayed by ``delay`` (a correlator's output lags its input so), with
+    tags at ``offsets``."""
+    return blocks.vector_source_c(np.concatenate([np.zeros(delay, np.complex64), x[:-delay]]).tolist(), False,
+                                  1, _tags(offsets))
+
+
 def _two_input_capture(cap, x, offsets, delay):
     """Samples x on input 0; tags at ``offsets`` on a stream that lags x by
-    ``delay`` (input 1, a delayed copy of x as the correlator's output is)."""
+    ``delay`` (input 1)."""
     tb = gr.top_block()
     src = blocks.vector_source_c(x.tolist(), False)
-    lagged = blocks.vector_source_c(np.concatenate([np.zeros(delay, np.complex64), x[:-delay]]).tolist(), False,
-                                    1, _tags(offsets))
+    lagged = _lagged(x, delay, offsets)
     st = _collector()
     tb.msg_connect(cap, "pdus", st, "in")
     tb.connect(src, (cap, 0))
@@ -152,8 +158,7 @@ def test_two_input_capture_equals_delay_and_tag_share_in_front(compiled):
     ref, ref_local = make(0)
     tb = gr.top_block()
     src = blocks.vector_source_c(x.tolist(), False)
-    lagged = blocks.vector_source_c(np.concatenate([np.zeros(delay, np.complex64), x[:-delay]]).tolist(), False,
-                                    1, _tags(offsets))
+    lagged = _lagged(x, delay, offsets)
     dl = blocks.delay(gr.sizeof_gr_complex, delay)
     share = blocks.tag_share(gr.sizeof_gr_complex, gr.sizeof_gr_complex)
     st_r = _collector()
@@ -217,15 +222,9 @@ def test_fallback_builds_the_python_blocks(monkeypatch):
     assert not det.fused and len(det.stream_blocks()) == 7  # GNU Radio's blocks
 
 
-def preamble_detector_for_test(fused, aligned=True):
-    from gr_semcom.blocks.phy_hier import preamble_detector, sync_waveform
-    from gr_semcom.phy.frame import FrameSpec
-
-    spec = FrameSpec()
-    return preamble_detector(sync_waveform(spec), spec.sps, 0.3, fused=fused, aligned=aligned)
-
-
-def _detector_run(x, fused, tags=()):
+def _detector_run(x, fused, tags=(), key="corr_start"):
+    """x (with ``tags``) through a preamble detector: (detector, samples out,
+    sorted (offset, key) of the output tags with ``key``)."""
     from gr_semcom.blocks.phy_hier import preamble_detector, sync_waveform
     from gr_semcom.phy.frame import FrameSpec
 
@@ -237,7 +236,7 @@ def _detector_run(x, fused, tags=()):
     tb.connect(src, det, snk)
     tb.run()
     got = sorted((t.offset, pmt.symbol_to_string(t.key)) for t in snk.tags()
-                 if pmt.symbol_to_string(t.key) == "corr_start")
+                 if pmt.symbol_to_string(t.key) == key)
     return det, np.array(snk.data(), np.complex64), got
 
 
@@ -275,13 +274,7 @@ def test_fused_preamble_detector_equals_gnu_radios_chain():
     # a tag of the input stream (a radio's rx_time) comes out once, moved by the delay
     t = gr.tag_t()
     t.offset, t.key, t.value = 1000, pmt.intern("rx_time"), pmt.from_double(1.5)
-    tb = gr.top_block()
-    src = blocks.vector_source_c(x[:20_000].tolist(), False, 1, [t])
-    det2 = preamble_detector_for_test(fused=True)
-    snk = blocks.vector_sink_c()
-    tb.connect(src, det2, snk)
-    tb.run()
-    assert [tg.offset for tg in snk.tags() if pmt.symbol_to_string(tg.key) == "rx_time"] == [1000 + d]
+    assert _detector_run(x[:20_000], True, [t], key="rx_time")[2] == [(1000 + d, "rx_time")]
 
 
 @pytest.mark.skipif(native is None, reason="module not built (test_the_module_is_built fails)")
