@@ -94,7 +94,7 @@ def main(argv=None) -> int:
             if now < next_row:
                 continue
             next_row += 1.0
-            rows.append({"t_s": round(time.monotonic() - t0, 2), "consumed": int(rx.stream_position()),
+            rows.append({"t_s": round(now, 2), "consumed": lag[-1][1],
                          "judged": rx.deframer.judged, "frames_ok": rx.deframer.frames_ok,
                          "frames_bad": rx.deframer.frames_bad, "backlog": rx.backlog.pending,
                          "in_flight": rx.in_flight(), "captures": int(rx.burst.published),
