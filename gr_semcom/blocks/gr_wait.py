@@ -35,7 +35,6 @@ class _Waiter(threading.Thread):
     def __init__(self, impl):
         super().__init__(daemon=True, name="semcom_tb_wait")
         self.impl = impl
-        self.done = threading.Event()
         self.error: BaseException | None = None
         self.start()
 
@@ -44,8 +43,6 @@ class _Waiter(threading.Thread):
             top_block_wait_unlocked(self.impl)
         except BaseException as exc:  # handed to every caller of wait()
             self.error = exc
-        finally:
-            self.done.set()
 
 
 def serialised_wait(self) -> None:
@@ -53,12 +50,12 @@ def serialised_wait(self) -> None:
     (gr_semcom.blocks.gr_wait says why)."""
     with _lock:
         w = self.__dict__.get("_semcom_waiter")
-        if w is None or w.done.is_set():
+        if w is None or not w.is_alive():
             w = _Waiter(self._impl)
             self.__dict__["_semcom_waiter"] = w
     try:
-        while not w.done.wait(0.1):
-            pass
+        while w.is_alive():
+            w.join(0.1)
     except KeyboardInterrupt:
         if not getattr(self, "handle_sigint", True):
             raise
