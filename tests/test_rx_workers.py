@@ -110,14 +110,14 @@ def test_receiver_with_the_cpp_decoder_thread_decodes_every_frame_in_order(async
     monkeypatch.setenv("GR_SEMCOM_RX_ASYNC_LDPC", "1" if asynchronous else "0")
     spec = FrameSpec()
     data = np.random.default_rng(5).integers(0, 256, 20 * spec.capacity - 3, dtype=np.uint8).tobytes()
-    order, received, rx = _receive(1, data, spec, keep=True)
+    order, received, rx = _receive(1, data, spec)
     assert rx.decoder.can_submit() == (asynchronous and MinSumDecoder.for_code(spec.code).kernels == "native")
     assert order == list(range(framing.frame_count(len(data), spec.capacity)))
     assert received == data
     assert rx.decoder.outstanding() == 0 and rx.in_flight() == 0
 
 
-def _receive(workers: int, data: bytes, spec: FrameSpec, keep: bool = False):
+def _receive(workers: int, data: bytes, spec: FrameSpec):
     tb = gr.top_block()
     tx = phy_tx(spec)
     noise = channels.channel_model(10 ** (-12 / 20), 0.0, 1.0, [1.0], 7)
@@ -141,7 +141,7 @@ def _receive(workers: int, data: bytes, spec: FrameSpec, keep: bool = False):
     frames = [pmt.to_python(m) for m in st.items]
     order = [f["seg_index"] for f in frames if f.get("event") == "frame" and f["crc_ok"]]
     received = bytes(pmt.u8vector_elements(pmt.cdr(out.items[0])))
-    return (order, received, rx) if keep else (order, received)
+    return order, received, rx
 
 
 @pytest.mark.parametrize("workers,native", [(1, True), (2, True), (2, False)])
@@ -150,7 +150,7 @@ def test_receiver_on_workers_decodes_every_frame_in_order(workers, native, monke
     monkeypatch.setenv("GR_SEMCOM_NATIVE", "1" if native else "0")
     spec = FrameSpec()
     data = np.random.default_rng(3).integers(0, 256, 12 * spec.capacity - 17, dtype=np.uint8).tobytes()
-    order, received = _receive(workers, data, spec)
+    order, received, _ = _receive(workers, data, spec)
     assert order == list(range(framing.frame_count(len(data), spec.capacity)))
     assert received == data
 
